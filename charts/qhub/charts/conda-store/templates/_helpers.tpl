@@ -1,0 +1,159 @@
+{{- /* conda-store subchart helpers. Names of this chart's own objects; shared names come from qhub.*. */}}
+
+{{- /* Secret holding the generated passwords and keys of conda-store, its database, Redis and MinIO. */}}
+{{- define "condaStore.secretName" -}}{{ include "qhub.condaStoreName" . }}{{- end -}}
+{{- define "condaStore.configName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-config") }}{{- end -}}
+{{- define "condaStore.environmentsName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-environments") }}{{- end -}}
+{{- define "condaStore.postgresqlName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-postgresql") }}{{- end -}}
+{{- define "condaStore.redisName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-redis") }}{{- end -}}
+{{- define "condaStore.minioName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-minio") }}{{- end -}}
+{{- define "condaStore.workerName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-worker") }}{{- end -}}
+
+{{- /* Policy handed to conda_store_config.py as settings.json (no secrets, no addresses). */}}
+{{- define "condaStore.settings" -}}
+{{- $s := .Values.storage -}}
+{{- $storage := dict "type" $s.type -}}
+{{- if eq $s.type "minio" -}}
+{{- $storage = dict "type" "minio" "endpoint" (printf "%s:9000" (include "condaStore.minioName" .)) "secure" false "bucket" "conda-store" "region" "us-east-1" -}}
+{{- else if eq $s.type "s3" -}}
+{{- $storage = dict "type" "s3" "endpoint" (required "conda-store.storage.s3.endpoint is required with storage.type s3" $s.s3.endpoint) "secure" $s.s3.secure "bucket" $s.s3.bucket "region" $s.s3.region -}}
+{{- end -}}
+{{- $settings := dict
+  "urlPrefix" "/conda-store"
+  "port" 8080
+  "permissions" .Values.permissions
+  "build" .Values.build
+  "storage" $storage
+  "worker" (dict "concurrency" .Values.worker.concurrency)
+  "hub" (dict "clientId" "service-conda-store" "authorizeUrl" "/hub/api/oauth2/authorize" "oauthCallbackUrl" "/conda-store/oauth_callback/")
+-}}
+{{- toPrettyJson $settings -}}
+{{- end -}}
+
+{{- /* Environment of the server and worker containers: addresses and secrets (never in the ConfigMap). */}}
+{{- define "condaStore.env" -}}
+- name: JUPYTERHUB_API_URL
+  value: {{ printf "http://%s:8081/hub/api" (include "qhub.hubName" .) | quote }}
+- name: JUPYTERHUB_API_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ include "qhub.hubSecretName" . }}, key: token-conda-store}
+- name: CONDA_STORE_TOKEN_SECRET
+  valueFrom:
+    secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: token-secret}
+- name: CONDA_STORE_DIRECTORY
+  value: /opt/conda-store
+- name: CONDA_STORE_ENVIRONMENTS
+  value: /opt/environments
+{{- if .Values.postgresql.internal }}
+- name: POSTGRES_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: postgresql-password}
+- name: CONDA_STORE_DATABASE_URL
+  value: {{ printf "postgresql+psycopg2://conda-store:$(POSTGRES_PASSWORD)@%s:5432/conda-store" (include "condaStore.postgresqlName" .) | quote }}
+{{- else }}
+- name: CONDA_STORE_DATABASE_URL
+  valueFrom:
+    secretKeyRef: {name: {{ required "conda-store.postgresql.externalSecret.name is required when postgresql.internal is false" .Values.postgresql.externalSecret.name }}, key: {{ .Values.postgresql.externalSecret.key }}}
+{{- end }}
+{{- if .Values.redis.internal }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: redis-password}
+- name: CONDA_STORE_REDIS_URL
+  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:6379/0" (include "condaStore.redisName" .) | quote }}
+{{- else }}
+- name: CONDA_STORE_REDIS_URL
+  valueFrom:
+    secretKeyRef: {name: {{ required "conda-store.redis.externalSecret.name is required when redis.internal is false" .Values.redis.externalSecret.name }}, key: {{ .Values.redis.externalSecret.key }}}
+{{- end }}
+{{- if eq .Values.storage.type "minio" }}
+- name: CONDA_STORE_S3_ACCESS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: minio-user}
+- name: CONDA_STORE_S3_SECRET_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: minio-password}
+{{- else if eq .Values.storage.type "s3" }}
+- name: CONDA_STORE_S3_ACCESS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ required "conda-store.storage.s3.existingSecret is required with storage.type s3" .Values.storage.s3.existingSecret }}, key: access-key}
+- name: CONDA_STORE_S3_SECRET_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.storage.s3.existingSecret }}, key: secret-key}
+{{- end }}
+{{- end -}}
+
+{{- /* DNS egress for a NetworkPolicy (a list item). */}}
+{{- define "condaStore.dnsEgress" -}}
+- to:
+    - namespaceSelector: {}
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+{{- end -}}
+
+{{- /* Egress from server and worker to the backing services of the chart (list items). */}}
+{{- define "condaStore.backendEgress" -}}
+{{- if .Values.postgresql.internal }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "qhub.selectorLabels" (dict "root" . "component" "conda-store-postgresql") | nindent 10 }}
+  ports:
+    - {protocol: TCP, port: 5432}
+{{- end }}
+{{- if .Values.redis.internal }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "qhub.selectorLabels" (dict "root" . "component" "conda-store-redis") | nindent 10 }}
+  ports:
+    - {protocol: TCP, port: 6379}
+{{- end }}
+{{- if eq .Values.storage.type "minio" }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "qhub.selectorLabels" (dict "root" . "component" "conda-store-minio") | nindent 10 }}
+  ports:
+    - {protocol: TCP, port: 9000}
+{{- end }}
+{{- if or (not .Values.postgresql.internal) (not .Values.redis.internal) (eq .Values.storage.type "s3") }}
+{{- /* External database, Redis or bucket: their addresses are only known at run time. */}}
+- to:
+    - ipBlock: {cidr: 0.0.0.0/0, except: [169.254.169.254/32]}
+  ports:
+    - {protocol: TCP, port: 5432}
+    - {protocol: TCP, port: 6379}
+    - {protocol: TCP, port: 443}
+    - {protocol: TCP, port: 9000}
+{{- end }}
+{{- end -}}
+
+{{- /* Volumes shared by server and worker. */}}
+{{- define "condaStore.volumes" -}}
+- name: config
+  configMap:
+    name: {{ include "condaStore.configName" . }}
+- name: environments
+  configMap:
+    name: {{ include "condaStore.environmentsName" . }}
+- name: store
+  persistentVolumeClaim:
+    claimName: {{ include "qhub.sharedPvcName" . }}
+- name: tmp
+  emptyDir: {}
+- name: home
+  emptyDir: {}
+{{- end -}}
+
+{{- define "condaStore.volumeMounts" -}}
+- {name: config, mountPath: /etc/conda-store, readOnly: true}
+- {name: environments, mountPath: /opt/environments, readOnly: true}
+- {name: store, mountPath: /opt/conda-store, subPath: conda-store}
+- {name: tmp, mountPath: /tmp}
+- {name: home, mountPath: /home/conda}
+{{- end -}}

@@ -1,0 +1,113 @@
+{{- /*
+Named templates of the jupyterhub subchart. Names, labels, placement, images and security contexts come from
+the umbrella's qhub.* helpers; only what is specific to the hub lives here.
+*/}}
+
+{{- /*
+Linux gid of every group in .Values.groups, as a JSON object {name: gid}. An explicit gid wins; otherwise
+10000 + adler32(name) mod 50000, the same derivation files/qhub_hub_values.py documents. Fails on a clash, so
+two groups never share a folder owner. Call with the subchart's root context.
+*/}}
+{{- define "jupyterhub.groupGids" -}}
+{{- $gids := dict -}}
+{{- $owners := dict -}}
+{{- range $name, $group := .Values.groups -}}
+{{- $g := $group | default dict -}}
+{{- $gid := 0 -}}
+{{- if $g.gid -}}
+{{- $gid = int $g.gid -}}
+{{- else -}}
+{{- $gid = add 10000 (mod (atoi (adler32sum $name)) 50000) -}}
+{{- end -}}
+{{- $key := toString $gid -}}
+{{- if hasKey $owners $key -}}
+{{- fail (printf "jupyterhub.groups: groups %q and %q both get gid %s; give one of them an explicit gid" (index $owners $key) $name $key) -}}
+{{- end -}}
+{{- $_ := set $owners $key $name -}}
+{{- $_ := set $gids $name $gid -}}
+{{- end -}}
+{{- toJson $gids -}}
+{{- end -}}
+
+{{- /* URL of a registered service when its `url` value is empty. (dict "root" $ "name" "dask-gateway") */}}
+{{- define "jupyterhub.defaultServiceUrl" -}}
+{{- if eq .name "dask-gateway" -}}
+http://{{ include "qhub.gatewayProxyName" .root }}:80
+{{- else if eq .name "conda-store" -}}
+http://{{ include "qhub.condaStoreName" .root }}:8080/conda-store
+{{- end -}}
+{{- end -}}
+
+{{- /* OAuth redirect URI of a registered service when its `oauthRedirectUri` value is empty. */}}
+{{- define "jupyterhub.defaultServiceRedirect" -}}
+{{- if eq .name "conda-store" -}}
+{{ include "qhub.publicUrl" .root }}/conda-store/oauth_callback/
+{{- end -}}
+{{- end -}}
+
+{{- /*
+The hub's configuration as YAML: the values jupyterhub_config.py reads (stored in the hub Secret as
+values.yaml) plus what only the chart knows - object names, namespace, public URL, node-group placement and
+group gids. Secrets are never part of it: they are separate keys of the hub Secret or secretKeyRefs.
+*/}}
+{{- define "jupyterhub.hubConfig" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $services := dict -}}
+{{- range $name, $svc := .Values.hub.services -}}
+{{- $url := $svc.url | default (include "jupyterhub.defaultServiceUrl" (dict "root" $ "name" $name)) -}}
+{{- $redirect := $svc.oauthRedirectUri | default (include "jupyterhub.defaultServiceRedirect" (dict "root" $ "name" $name)) -}}
+{{- $_ := set $services $name (dict "enabled" $svc.enabled "url" $url "oauthRedirectUri" $redirect "scopes" $svc.scopes) -}}
+{{- end -}}
+{{- $placement := dict -}}
+{{- range $group, $_ := .Values.global.nodeGroups -}}
+{{- $_ := set $placement $group (include "qhub.placementJson" (dict "root" $ "group" $group) | fromJson) -}}
+{{- end -}}
+{{- $profiles := dict -}}
+{{- range $slug, $p := .Values.singleuser.profiles -}}
+{{- if $p.enabled -}}
+{{- if not (hasKey $.Values.global.nodeGroups $p.nodeGroup) -}}
+{{- fail (printf "jupyterhub.singleuser.profiles.%s runs on node group %q, which global.nodeGroups does not define; add the group or set jupyterhub.singleuser.profiles.%s.enabled=false" $slug $p.nodeGroup $slug) -}}
+{{- end -}}
+{{- $image := include "qhub.image" (dict "root" $ "image" $.Values.singleuser.image) -}}
+{{- if $p.image.repository -}}
+{{- $image = include "qhub.image" (dict "root" $ "image" $p.image) -}}
+{{- end -}}
+{{- $_ := set $profiles $slug (merge (dict "image" $image) (omit $p "image" "enabled")) -}}
+{{- end -}}
+{{- end -}}
+{{- $names := dict
+  "namespace" $ns
+  "release" .Release.Name
+  "hub" (include "qhub.hubName" .)
+  "proxyApi" (include "qhub.proxyApiName" .)
+  "proxyPublic" (include "qhub.proxyPublicName" .)
+  "gatewayProxy" (include "qhub.gatewayProxyName" .)
+  "condaStore" (include "qhub.condaStoreName" .)
+  "sharedPvc" (include "qhub.sharedPvcName" .)
+  "publicUrl" (include "qhub.publicUrl" .)
+-}}
+{{- $cfg := dict
+  "names" $names
+  "hub" (dict "logLevel" .Values.hub.logLevel "dbType" .Values.hub.db.type "services" $services "config" .Values.hub.config)
+  "auth" .Values.auth
+  "groups" (include "jupyterhub.groupGids" . | fromJson)
+  "groupMembers" .Values.groups
+  "singleuser" (dict
+    "image" (include "qhub.image" (dict "root" . "image" .Values.singleuser.image))
+    "imagePullSecrets" (.Values.global.imagePullSecrets | default list)
+    "defaultUrl" .Values.singleuser.defaultUrl
+    "startTimeout" .Values.singleuser.startTimeout
+    "httpTimeout" .Values.singleuser.httpTimeout
+    "extraEnv" .Values.singleuser.extraEnv
+    "storage" .Values.singleuser.storage
+    "profiles" $profiles)
+  "placement" $placement
+  "cull" .Values.cull
+-}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{- /* Labels that let a pod through the NetworkPolicies of the services it calls. (list "hub" "nfs") */}}
+{{- define "jupyterhub.accessLabels" -}}
+{{- range $i, $name := . }}{{ if $i }}{{ "\n" }}{{ end }}qhub.dev/access-{{ $name }}: "true"{{ end -}}
+{{- end -}}

@@ -1,0 +1,140 @@
+{{- /*
+Shared named templates for the umbrella chart and every subchart under charts/.
+
+Helm loads the templates of a chart and all its subcharts into one set, so a subchart rendered as part of
+qhub can include any template defined here. Subcharts are not meant to be installed on their own: they rely on
+these helpers and on the `global` block of the umbrella's values.
+
+Conventions:
+- Object names are "<release>-<component>" (qhub.componentName), the same whichever chart renders them, so
+  one subchart can point at another's Service or Secret by name.
+- Labels are the recommended app.kubernetes.io set; selectors use only name, instance and component, which
+  never change across upgrades.
+*/}}
+
+{{- /* Base of every object name: the release name, cut to leave room for a component suffix. */}}
+{{- define "qhub.fullname" -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- /* Name of one component's objects. Call with (dict "root" $ "component" "hub"). */}}
+{{- define "qhub.componentName" -}}
+{{- printf "%s-%s" (include "qhub.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- /* Selector labels: immutable, so Deployments and Services keep matching across upgrades. (dict "root" $ "component" "hub") */}}
+{{- define "qhub.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- /* Full label set for any object. (dict "root" $ "component" "hub") */}}
+{{- define "qhub.labels" -}}
+{{ include "qhub.selectorLabels" . }}
+app.kubernetes.io/part-of: qhub
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{- /*
+Image reference. (dict "root" $ "image" .Values.hub.image) where image has repository, tag and optional
+registry; global.imageRegistry replaces the registry of every image when set.
+*/}}
+{{- define "qhub.image" -}}
+{{- $registry := .root.Values.global.imageRegistry | default .image.registry | default "" -}}
+{{- $tag := .image.tag | default .root.Chart.AppVersion -}}
+{{- if $registry -}}
+{{- printf "%s/%s:%s" $registry .image.repository $tag -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* imagePullSecrets block from global.imagePullSecrets (a list of Secret names). Indent with nindent. */}}
+{{- define "qhub.imagePullSecrets" -}}
+{{- with .Values.global.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- /*
+Placement on a node group: nodeSelector and tolerations from global.nodeGroups.<group>.
+(dict "root" $ "group" "user"). Emits the two pod-spec keys; indent with nindent at pod-spec level.
+*/}}
+{{- define "qhub.placement" -}}
+{{- $groups := .root.Values.global.nodeGroups -}}
+{{- $g := index $groups .group | default dict -}}
+{{- if not (hasKey $groups .group) -}}
+{{- fail (printf "global.nodeGroups.%s is not defined; add it (nodeSelector and tolerations) or pick one of: %s" .group (keys $groups | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- with $g.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $g.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- /* The same placement as a dict, for config files that hand it to a spawner (KubeSpawner, dask-gateway). (dict "root" $ "group" "user") */}}
+{{- define "qhub.placementJson" -}}
+{{- $g := index .root.Values.global.nodeGroups .group | default dict -}}
+{{- dict "nodeSelector" ($g.nodeSelector | default dict) "tolerations" ($g.tolerations | default list) | toJson -}}
+{{- end -}}
+
+{{- /* Pod securityContext for non-root workloads. Optional (dict "root" $ "uid" 1000 "gid" 1000). */}}
+{{- define "qhub.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid | default 1000 }}
+runAsGroup: {{ .gid | default 1000 }}
+fsGroup: {{ .gid | default 1000 }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- /* Container securityContext: no privilege escalation, no capabilities, read-only root unless (dict "writableRoot" true). */}}
+{{- define "qhub.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: {{ not .writableRoot }}
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{- /*
+A generated secret value that survives upgrades: the value already stored in the Secret if there is one,
+else a new random one. (dict "root" $ "secret" "<name>" "key" "<key>" "length" 64). Use it in exactly one
+template per value (the Secret that owns it); everyone else reads it with secretKeyRef.
+*/}}
+{{- define "qhub.generatedSecret" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
+{{- $data := dig "data" dict ($existing | default dict) -}}
+{{- if hasKey $data .key -}}
+{{- index $data .key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum (.length | default 64) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Public URL prefix of the platform: https://<domain> or http://<domain>, or "" without a domain. */}}
+{{- define "qhub.publicUrl" -}}
+{{- with .Values.global.domain -}}
+{{- if eq $.Values.global.tls.mode "none" }}http{{ else }}https{{ end }}://{{ . }}
+{{- end -}}
+{{- end -}}
+
+{{- /* Well-known names shared across subcharts, so one points at another without seeing its values. */}}
+{{- define "qhub.hubName" -}}{{ include "qhub.componentName" (dict "root" . "component" "hub") }}{{- end -}}
+{{- define "qhub.hubSecretName" -}}{{ include "qhub.componentName" (dict "root" . "component" "hub") }}{{- end -}}
+{{- define "qhub.proxyApiName" -}}{{ include "qhub.componentName" (dict "root" . "component" "proxy-api") }}{{- end -}}
+{{- define "qhub.proxyPublicName" -}}{{ include "qhub.componentName" (dict "root" . "component" "proxy-public") }}{{- end -}}
+{{- define "qhub.gatewayApiName" -}}{{ include "qhub.componentName" (dict "root" . "component" "dask-gateway-api") }}{{- end -}}
+{{- define "qhub.gatewayProxyName" -}}{{ include "qhub.componentName" (dict "root" . "component" "dask-gateway-proxy") }}{{- end -}}
+{{- define "qhub.sharedPvcName" -}}{{ include "qhub.componentName" (dict "root" . "component" "shared") }}{{- end -}}
+{{- define "qhub.condaStoreName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store") }}{{- end -}}
+{{- define "qhub.condaEnvsPvcName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-envs") }}{{- end -}}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install everything QHub's tests and demo need on a fresh Debian 12 machine, skipping what is already there:
+# Debian packages (ci/apt-packages.txt), the Python virtualenv .venv with qhubctl and its test extras, and the
+# pinned Go toolchain (ci/tools.sh). Prints the time each phase took.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+phase() { printf '[setup] %-10s %4ss\n' "$1" "$2" >&2; }
+
+start=$SECONDS
+mapfile -t wanted < <(grep -v '^\s*#' ci/apt-packages.txt | grep -v '^\s*$')
+missing=()
+for p in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "[setup] installing Debian packages: ${missing[*]}" >&2
+  SUDO=; [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the packaged services; QHub's tests start their own instances on loopback.
+  for svc in docker-registry postgresql redis-server; do
+    $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi
+phase apt $((SECONDS - start))
+
+start=$SECONDS
+PYTHON=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+stamp=.venv/.qhub-installed
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+phase python $((SECONDS - start))
+
+start=$SECONDS
+bash ci/tools.sh
+phase tools $((SECONDS - start))

@@ -1,0 +1,58 @@
+"""Shared pytest fixtures. The `cluster` fixture gives every cluster-tier test the same local control plane."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qhubctl import localcluster
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "charts" / "qhub"
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def chart_dir() -> Path:
+    return CHART
+
+
+@pytest.fixture(scope="session")
+def tool_env() -> dict[str, str]:
+    """Environment with the pinned tools ($QHUB_CACHE/bin) first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{localcluster.bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[localcluster.LocalCluster]:
+    """The local test cluster (real kube-apiserver, etcd, controller-manager, scheduler; simulated nodes).
+
+    Started once per session, or reused when already running. Under CI (CI set) it is deleted at the end of the
+    session; on a workstation it is kept for the next run (`make cluster-down` deletes it). A missing tool is a
+    test failure, never a skip: every tool is built by `make tools`.
+    """
+    name = os.environ.get("QHUB_TEST_CLUSTER", "qhub-test")
+    lock_path = localcluster.cluster_dir(name).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent sessions share one cluster and start it once
+        try:
+            started = localcluster.up(name)
+        except localcluster.QHubError as err:
+            pytest.fail(f"the local test cluster could not start: {err}", pytrace=False)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    os.environ["KUBECONFIG"] = str(started.kubeconfig)
+    yield started
+    if os.environ.get("CI"):
+        localcluster.down(name)

@@ -1,0 +1,24 @@
+"""Azure AKS."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from qhubctl.config._cloud import CloudProvider
+
+
+class AzureProvider(CloudProvider):
+    """A new AKS cluster created by `qhubctl cluster create`."""
+
+    default_instances: ClassVar[dict[str, str]] = {
+        "general": "Standard_D4s_v5", "user": "Standard_D4s_v5", "worker": "Standard_D4s_v5",
+        "gpu": "Standard_NC4as_T4_v3",
+    }
+
+    provider: Literal["azure"] = Field(description="Microsoft Azure (AKS)")
+    region: str = Field("eastus", pattern=r"^[a-z][a-z0-9]+$", description="Azure region name, e.g. eastus")
+    resource_group: str | None = Field(
+        None, pattern=r"^[-\w.()]{1,89}[-\w()]$", description="Resource group; empty: '<project_name>-rg'"
+    )

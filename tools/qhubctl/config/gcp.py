@@ -1,0 +1,25 @@
+"""Google GKE."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from qhubctl.config._cloud import CloudProvider
+
+
+class GCPProvider(CloudProvider):
+    """A new GKE cluster created by `qhubctl cluster create`."""
+
+    default_instances: ClassVar[dict[str, str]] = {
+        "general": "e2-standard-4", "user": "e2-standard-4", "worker": "e2-standard-4", "gpu": "n1-standard-8",
+    }
+    gpu_type_required: ClassVar[bool] = True
+
+    provider: Literal["gcp"] = Field(description="Google Cloud Platform (GKE)")
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="GCP project ID")
+    region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+[0-9]$", description="GCP region, e.g. us-central1")
+    release_channel: Literal["UNSPECIFIED", "RAPID", "REGULAR", "STABLE"] = Field(
+        "UNSPECIFIED", description="GKE release channel; UNSPECIFIED keeps the version you pin"
+    )

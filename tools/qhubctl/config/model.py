@@ -1,0 +1,162 @@
+"""The whole qhub-config.yaml: the single source of truth for what a QHub deployment is."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from qhubctl import nodegroups as ng
+from qhubctl.config.auth import Auth, NativeAuth
+from qhubctl.config.aws import AWSProvider
+from qhubctl.config.azure import AzureProvider
+from qhubctl.config.base import IMMUTABLE, Base, FieldProblem, Hostname, Name, SecretRef
+from qhubctl.config.components import Components, DaskGatewaySettings, JupyterHubSettings
+from qhubctl.config.digitalocean import DigitalOceanProvider
+from qhubctl.config.environments import Environment, check_unique, default_environments
+from qhubctl.config.existing import ExistingProvider
+from qhubctl.config.gcp import GCPProvider
+from qhubctl.config.local import LocalProvider
+from qhubctl.config.network import TLS, Ingress, NoTLS
+from qhubctl.config.nodegroups import NodeGroup, fill_defaults
+from qhubctl.config.profiles import Profiles
+from qhubctl.config.storage import NFSStorage, Storage
+
+# Bump when the file format changes, and add a step to qhubctl.config.migrate.
+SCHEMA_VERSION = 2
+
+Provider = Annotated[
+    AWSProvider | GCPProvider | AzureProvider | DigitalOceanProvider | ExistingProvider | LocalProvider,
+    Field(discriminator="provider"),
+]
+PROVIDERS: tuple[str, ...] = ("aws", "gcp", "azure", "digitalocean", "existing", "local")
+
+
+class QHubConfig(Base):
+    """qhub-config.yaml"""
+
+    schema_version: int = Field(description=f"Format version of this file; current: {SCHEMA_VERSION}")
+    project_name: str = Field(
+        pattern=r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$",
+        description="Name of this deployment: 3-32 lower-case letters, digits, '-' (immutable)",
+        json_schema_extra=IMMUTABLE,
+    )
+    namespace: Name = Field("qhub", description="Kubernetes namespace of the platform")
+    release_name: Name = Field("qhub", description="Helm release name")
+    cluster: Provider = Field(description="Where the platform runs; `provider` picks the block (immutable)")
+    domain: Hostname | None = Field(None, description="Public host name; empty: reach the platform by IP/port-forward")
+    tls: TLS = Field(default_factory=lambda: NoTLS(type="none"), description="HTTPS certificate")
+    ingress: Ingress = Field(default_factory=Ingress, description="Ingress settings")
+    node_groups: dict[Name, NodeGroup] = Field(
+        default_factory=dict, description="Node groups; general, user and worker are always present"
+    )
+    profiles: Profiles = Field(default_factory=Profiles, description="JupyterLab and Dask worker sizes")
+    environments: list[Environment] = Field(
+        default_factory=default_environments, description="Shared conda environments built by conda-store"
+    )
+    storage: Storage = Field(default_factory=lambda: NFSStorage(type="nfs"), description="Shared filesystem")
+    auth: Auth = Field(default_factory=lambda: NativeAuth(type="native"), description="Login, users and groups")
+    components: Components = Field(default_factory=Components, description="Installed platform parts")
+    jupyterhub: JupyterHubSettings = Field(default_factory=JupyterHubSettings, description="JupyterHub tunables")
+    dask_gateway: DaskGatewaySettings = Field(default_factory=DaskGatewaySettings, description="Dask-Gateway tunables")
+
+    @field_validator("schema_version")
+    @classmethod
+    def _current(cls, value: int) -> int:
+        if value < SCHEMA_VERSION:
+            raise ValueError(f"version {value} is older than {SCHEMA_VERSION}; run `qhubctl upgrade` to migrate")
+        if value > SCHEMA_VERSION:
+            raise ValueError(f"version {value} is newer than this qhubctl ({SCHEMA_VERSION}); upgrade qhubctl")
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _envs(cls, value: list[Environment]) -> list[Environment]:
+        check_unique(value)
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> QHubConfig:
+        cluster = self.cluster
+        groups = fill_defaults(self.node_groups, cluster.default_instances, cluster.managed_nodes)
+        object.__setattr__(self, "node_groups", groups)
+        problems = _check_groups(self) + _check_profiles(self) + _check_network(self)
+        if problems:
+            raise FieldProblem(problems)
+        return self
+
+    def placements(self) -> dict[str, ng.GroupPlacement]:
+        return {name: group.placement(name) for name, group in self.node_groups.items()}
+
+    def secrets(self) -> dict[tuple[str, ...], SecretStr]:
+        """Secret values given through QHUB_SECRET__ variables, by config path."""
+        found: dict[tuple[str, ...], SecretStr] = {}
+        _collect_secrets(self, (), found)
+        return found
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as plain data with every secret value masked (safe to store, log or ship in a support zip)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _collect_secrets(obj: Any, path: tuple[str, ...], found: dict[tuple[str, ...], SecretStr]) -> None:
+    if isinstance(obj, SecretStr):
+        found[path] = obj
+    elif isinstance(obj, Base) and not isinstance(obj, SecretRef):
+        for name in type(obj).model_fields:
+            _collect_secrets(getattr(obj, name), (*path, name), found)
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            _collect_secrets(item, (*path, str(key)), found)
+
+
+def _check_groups(cfg: QHubConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    managed = cfg.cluster.managed_nodes
+    cloud = bool(cfg.cluster.default_instances)
+    general = cfg.node_groups[ng.GENERAL]
+    if (general.min_nodes or 0) < 1:
+        problems.append(("node_groups.general.min_nodes", "must be at least 1: the hub and core services run there"))
+    for name, group in cfg.node_groups.items():
+        where = f"node_groups.{name}"
+        if managed and group.node_selector is not None:
+            problems.append((f"{where}.node_selector", f"only for provider existing; {cfg.cluster.provider} nodes are "
+                             f"labelled {ng.LABEL}={name} by qhubctl - remove node_selector"))
+        if not cloud and (group.instance_type or group.spot):
+            field = "instance_type" if group.instance_type else "spot"
+            problems.append((f"{where}.{field}", f"provider {cfg.cluster.provider} does not create nodes; remove it"))
+        if cloud and name == ng.GPU and group.gpu is None:
+            problems.append((f"{where}.gpu", "the gpu group needs gpu: {count: 1} (and type where the cloud needs it)"))
+        if group.gpu and cfg.cluster.gpu_type_required and not group.gpu.type and cloud:
+            problems.append((f"{where}.gpu.type", f"{cfg.cluster.provider} needs the accelerator type, "
+                             "e.g. nvidia-tesla-t4"))
+    return problems
+
+
+def _check_profiles(cfg: QHubConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    known = sorted(cfg.node_groups)
+    entries = [("jupyterlab", p) for p in cfg.profiles.jupyterlab] + [("dask_worker", p) for p in cfg.profiles.dask_worker]
+    counters: dict[str, int] = {}
+    for kind, prof in entries:
+        idx = counters[kind] = counters.get(kind, -1) + 1
+        where = f"profiles.{kind}[{idx}]"
+        group = cfg.node_groups.get(prof.node_group)
+        if group is None:
+            problems.append((f"{where}.node_group", f"no node group {prof.node_group!r}; use one of {', '.join(known)}"))
+        elif prof.gpus and group.gpu is None and cfg.cluster.managed_nodes:
+            problems.append((f"{where}.gpus", f"node group {prof.node_group!r} has no GPUs; use the gpu group"))
+        access = getattr(prof, "access", None)
+        for i, group_name in enumerate(access.groups if access else []):
+            if group_name not in cfg.auth.groups:
+                problems.append((f"{where}.access.groups[{i}]", f"group {group_name!r} is not defined under auth.groups"))
+    return problems
+
+
+def _check_network(cfg: QHubConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if cfg.tls.type != "none" and not cfg.domain:
+        problems.append(("tls.type", f"TLS ({cfg.tls.type}) needs a domain; set domain: or tls: {{type: none}}"))
+    if cfg.domain and not cfg.ingress.enabled:
+        problems.append(("ingress.enabled", "a domain is routed by the Ingress; enable it or remove domain"))
+    return problems

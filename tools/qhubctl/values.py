@@ -1,0 +1,215 @@
+"""The one mapping from a validated config to the Helm values of charts/qhub. Nothing else knows both sides.
+
+Deterministic (same config and chart -> same values, keys sorted) and secret-free: secrets are referenced by
+Secret name and key only. Values the chart's defaults would otherwise merge in (profile maps) are switched off
+explicitly, so the deployed platform matches the config and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qhubctl.config.base import SecretRef, quantity_value
+from qhubctl.config.model import QHubConfig
+
+CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "qhub"
+# Components (config name) -> umbrella dependency name (values key).
+COMPONENTS = {
+    "jupyterhub": "jupyterhub", "dask_gateway": "dask-gateway", "conda_store": "conda-store",
+    "kubessh": "kubessh", "jitsi": "jitsi",
+}
+# Hub services that follow their component.
+HUB_SERVICES = {"dask_gateway": "dask-gateway", "conda_store": "conda-store", "kubessh": "kubessh", "jitsi": "jitsi"}
+AUTH_TYPES = {"dummy": "dummy", "native": "native", "github": "github", "oidc": "generic-oauth"}
+
+
+def generated_secret_name(cfg: QHubConfig) -> str:
+    """Secret qhubctl writes with the QHUB_SECRET__ values before each deploy."""
+    return f"{cfg.release_name}-qhubctl-secrets"
+
+
+def secret_key(path: tuple[str, ...]) -> str:
+    return "-".join(p.replace("_", "-") for p in path)
+
+
+@lru_cache(maxsize=8)
+def chart_dependencies(chart_dir: Path = CHART_DIR) -> tuple[str, ...]:
+    chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
+    return tuple(d["name"] for d in chart.get("dependencies") or [])
+
+
+@lru_cache(maxsize=32)
+def subchart_defaults(name: str, chart_dir: Path = CHART_DIR) -> dict[str, Any]:
+    path = chart_dir / "charts" / name / "values.yaml"
+    return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+
+
+def image_parts(ref: str) -> dict[str, str]:
+    """'ghcr.io/org/lab:1.2' -> {registry: ghcr.io, repository: org/lab, tag: '1.2'}."""
+    name, tag = ref, ""
+    if ":" in ref.rsplit("/", 1)[-1]:
+        name, tag = ref.rsplit(":", 1)
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return {"registry": first, "repository": rest, "tag": tag}
+    return {"registry": "", "repository": name, "tag": tag}
+
+
+def kubespawner_bytes(quantity: str | float) -> str:
+    """A memory quantity as KubeSpawner's G/M suffixes (powers of 1024): 8Gi -> 8G, 1500Mi -> 1500M."""
+    value = quantity_value(quantity)
+    if value % 1024**3 == 0:
+        return f"{int(value // 1024**3)}G"
+    return f"{math.ceil(value / 1024**2)}M"
+
+
+def secret_source(cfg: QHubConfig, value: Any, path: tuple[str, ...]) -> tuple[str, str]:
+    """(Secret name, key) holding a secret field: the user's Secret, or the one qhubctl writes from the env."""
+    if isinstance(value, SecretRef):
+        return value.secret_ref.name, value.secret_ref.key
+    return generated_secret_name(cfg), secret_key(path)
+
+
+def chart_values(cfg: QHubConfig, chart_dir: Path = CHART_DIR) -> dict[str, Any]:
+    """Helm values for charts/qhub from `cfg`."""
+    deps = chart_dependencies(chart_dir)
+    values: dict[str, Any] = {
+        "global": _global(cfg),
+        "ingress": {
+            "enabled": cfg.ingress.enabled,
+            "className": cfg.ingress.class_name or "",
+            "annotations": dict(cfg.ingress.annotations),
+        },
+        "nfs": {"enabled": cfg.storage.type == "nfs"},
+    }
+    if cfg.storage.type == "existing":
+        values["sharedStorage"] = {"existingStorageClass": cfg.storage.storage_class, "size": cfg.storage.size}
+    else:
+        values["nfs"]["persistence"] = {"size": cfg.storage.size}
+    for component, dep in COMPONENTS.items():
+        if dep in deps:
+            values.setdefault(dep, {})["enabled"] = bool(getattr(cfg.components, component))
+    if cfg.components.jupyterhub and "jupyterhub" in deps:
+        values["jupyterhub"].update(_jupyterhub(cfg, deps, chart_dir))
+    if cfg.components.dask_gateway and "dask-gateway" in deps:
+        values["dask-gateway"].update(_dask_gateway(cfg))
+    if cfg.components.conda_store and "conda-store" in deps:
+        values["conda-store"].update(_conda_store(cfg))
+    return _sorted(values)
+
+
+def _global(cfg: QHubConfig) -> dict[str, Any]:
+    tls: dict[str, Any] = {"mode": cfg.tls.type}
+    if cfg.tls.type in ("secret", "cert-manager"):
+        tls["secretName"] = cfg.tls.secret_name or ""
+    if cfg.tls.type == "cert-manager":
+        tls["certManager"] = {"issuer": cfg.tls.issuer, "issuerKind": cfg.tls.issuer_kind}
+    out: dict[str, Any] = {
+        "domain": cfg.domain or "",
+        "tls": tls,
+        "nodeGroups": {name: p.chart_values() for name, p in cfg.placements().items()},
+    }
+    if cfg.storage.type == "nfs" and cfg.storage.disk_storage_class:
+        out["storageClass"] = cfg.storage.disk_storage_class
+    return out
+
+
+def _jupyterhub(cfg: QHubConfig, deps: tuple[str, ...], chart_dir: Path) -> dict[str, Any]:
+    auth = cfg.auth
+    members: dict[str, list[str]] = {g: [] for g in auth.groups}
+    for user, spec in auth.users.items():
+        for group in spec.groups:
+            members[group].append(user)
+    out: dict[str, Any] = {
+        "auth": _auth(cfg),
+        "groups": {g: {"gid": spec.gid, "users": sorted(members[g])} for g, spec in auth.groups.items()},
+        "cull": {"enabled": True, "timeout": cfg.jupyterhub.idle_culler.timeout_minutes * 60},
+        "hub": {"services": {
+            svc: {"enabled": bool(getattr(cfg.components, comp)) and (svc in deps)}
+            for comp, svc in HUB_SERVICES.items()
+        }},
+        "singleuser": {"profiles": _lab_profiles(cfg, chart_dir)},
+    }
+    if cfg.jupyterhub.image:
+        out["singleuser"]["image"] = image_parts(cfg.jupyterhub.image)
+    return out
+
+
+def _auth(cfg: QHubConfig) -> dict[str, Any]:
+    auth = cfg.auth
+    out: dict[str, Any] = {
+        "type": AUTH_TYPES[auth.type],
+        "adminUsers": sorted(auth.admins),
+        "allowedUsers": sorted(auth.users),
+        "allowAll": not auth.users,
+    }
+    if auth.type == "native":
+        out["native"] = {"openSignup": auth.open_signup}
+    elif auth.type == "github":
+        name, key = secret_source(cfg, auth.client_secret, ("auth", "client_secret"))
+        out["github"] = {"clientId": auth.client_id, "existingSecret": name, "key": key,
+                         "allowedOrganizations": list(auth.allowed_organizations)}
+        out["allowAll"] = not auth.users and not auth.allowed_organizations
+    elif auth.type == "oidc":
+        name, key = secret_source(cfg, auth.client_secret, ("auth", "client_secret"))
+        out["genericOAuth"] = {
+            "loginServiceName": auth.login_service_name, "clientId": auth.client_id, "existingSecret": name,
+            "key": key, "authorizeUrl": str(auth.authorize_url), "tokenUrl": str(auth.token_url),
+            "userdataUrl": str(auth.userdata_url), "usernameClaim": auth.username_claim,
+            "scopes": list(auth.scopes), "manageGroups": auth.groups_claim is not None,
+            "groupsClaim": auth.groups_claim or "groups",
+        }
+    return out
+
+
+def _lab_profiles(cfg: QHubConfig, chart_dir: Path) -> dict[str, Any]:
+    defaults = (subchart_defaults("jupyterhub", chart_dir).get("singleuser") or {}).get("profiles") or {}
+    profiles: dict[str, Any] = {slug: {"enabled": False} for slug in defaults}
+    for prof in cfg.profiles.jupyterlab:
+        image = image_parts(prof.image) if prof.image else {"registry": "", "repository": "", "tag": ""}
+        profiles[prof.name] = {
+            "enabled": True, "displayName": prof.display_name, "description": prof.description,
+            "default": prof.default, "nodeGroup": prof.node_group,
+            "cpu": {"guarantee": quantity_value(prof.cpu.guarantee), "limit": quantity_value(prof.cpu.limit)},
+            "memory": {"guarantee": kubespawner_bytes(prof.memory.guarantee),
+                       "limit": kubespawner_bytes(prof.memory.limit)},
+            "gpus": prof.gpus, "image": image, "groups": list(prof.access.groups),
+        }
+    return profiles
+
+
+def _dask_gateway(cfg: QHubConfig) -> dict[str, Any]:
+    profiles = cfg.profiles.dask_worker
+    default = next((p.name for p in profiles if p.default), profiles[0].name)
+    return {"clusters": {
+        "profiles": [
+            {"name": p.name, "displayName": p.display_name, "cores": p.cores,
+             "memory": round(quantity_value(p.memory) / 1024**3, 3), "threads": p.threads,
+             "nodeGroup": p.node_group, "gpus": p.gpus, "groups": list(p.access.groups)}
+            for p in profiles
+        ],
+        "defaultProfile": default,
+        "idleTimeout": {"defaultMinutes": cfg.dask_gateway.idle_timeout_minutes},
+        "limits": {"maxWorkers": cfg.dask_gateway.max_workers_per_cluster},
+    }}
+
+
+def _conda_store(cfg: QHubConfig) -> dict[str, Any]:
+    envs: dict[str, Any] = {}
+    for env in cfg.environments:
+        deps = [d if isinstance(d, str) else {"pip": list(d.pip)} for d in env.dependencies]
+        envs[env.name] = {"channels": list(env.channels), "dependencies": deps}
+    return {"environments": envs}
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
