@@ -37,5 +37,20 @@ fi
 phase python $((SECONDS - start))
 
 start=$SECONDS
+# shellcheck source=ci/versions.env
+source ci/versions.env
+QHUB_CACHE=${QHUB_CACHE:-$HOME/.cache/qhub}
+mkdir -p "$QHUB_CACHE/node"
+for pkg in $NPM_PACKAGES; do
+  name=${pkg%@*}; version=${pkg##*@}
+  have=$(node -p "try{require('$QHUB_CACHE/node/node_modules/$name/package.json').version}catch(e){''}" 2>/dev/null || true)
+  if [[ $have != "$version" ]]; then
+    echo "[setup] npm install $pkg" >&2
+    npm install --silent --no-audit --no-fund --prefix "$QHUB_CACHE/node" "$pkg" >/dev/null
+  fi
+done
+phase npm $((SECONDS - start))
+
+start=$SECONDS
 bash ci/tools.sh
 phase tools $((SECONDS - start))

@@ -113,6 +113,8 @@ def demo_packages() -> list[Pkg]:
         Pkg("qhub-hello", "2.0", depends=["qhub-data >=1", "libqhub 2.*"],
             files={"bin/qhub-hello": (hello_script("2.0"), 0o755)}),
         Pkg("qhub-extra", "0.1", subdir="noarch", files={"share/qhub-extra/README": ("extra\n", 0o644)}),
+        # Stands in for Python where only its version matters (the pip section).
+        Pkg("python", "3.12.1", files={"bin/python3.12": ("#!/bin/sh\necho not a real python\n", 0o755)}),
         # Unsolvable on purpose: nothing provides this dependency.
         Pkg("qhub-broken", "1.0", depends=["does-not-exist >=9"], files={"share/broken": ("", 0o644)}),
     ]

@@ -1,16 +1,27 @@
-"""Command-line entry point. This module only registers commands; the work lives in the library modules."""
+"""Command-line entry point. This module only registers commands; the work lives in the library modules.
+
+Adding a command group (e.g. `cluster create|plan|destroy`, `cost`, `images`): write a typer app in your own
+package and register it below with ONE line, e.g.
+
+    app.add_typer(cluster_app, name="cluster", help="Create, plan and destroy the Kubernetes cluster.")
+
+Load the config with qhubctl.commands._common.load, decorate commands with handles_errors, raise QHubError
+subclasses (qhubctl.errors) for anything the user should read, and run tools through qhubctl.proc.run.
+"""
 
 from __future__ import annotations
 
 import typer
 
 from qhubctl import __version__
+from qhubctl.commands import check, deploy, init, ops, render, upgrade
 
 app = typer.Typer(
     name="qhubctl",
     help="Deploy and operate QHub, a shared data-science platform on Kubernetes, from one config file.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 
@@ -25,6 +36,20 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """QHub's lifecycle tool."""
+
+
+app.command("init")(init.init)
+app.command("validate")(check.validate)
+app.command("schema")(check.schema)
+app.command("render")(render.render)
+app.command("deploy")(deploy.deploy)
+app.command("status")(ops.status)
+app.command("support")(ops.support)
+app.command("upgrade")(upgrade.upgrade)
+app.command("destroy")(ops.destroy)
+
+# Command groups of other parts of qhubctl register here, one line each (see the module docstring).
+app.add_typer(__import__("qhubctl.images.cli", fromlist=["app"]).app, name="images")
 
 
 def main() -> None:

@@ -98,6 +98,14 @@ def chart_values(cfg: QHubConfig, chart_dir: Path = CHART_DIR) -> dict[str, Any]
         values["jupyterhub"].update(_jupyterhub(cfg, deps, chart_dir))
     if cfg.components.dask_gateway and "dask-gateway" in deps:
         values["dask-gateway"].update(_dask_gateway(cfg))
+    if cfg.cluster.provider == "local":
+        # A local cluster has no load-balancer controller: expose SSH and Jitsi media on NodePorts instead.
+        if "kubessh" in deps and cfg.components.kubessh:
+            values["kubessh"]["service"] = {"type": "NodePort"}
+        if "jitsi" in deps and cfg.components.jitsi:
+            values["jitsi"]["jvb"] = {"service": {"type": "NodePort"}}
+    if cfg.components.jitsi and "jitsi" in deps:
+        values["jitsi"]["host"] = cfg.jitsi.host or f"meet.{cfg.domain}"
     if cfg.components.conda_store and "conda-store" in deps:
         values["conda-store"].update(_conda_store(cfg))
     return _sorted(values)

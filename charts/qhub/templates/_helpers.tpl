@@ -138,3 +138,6 @@ template per value (the Secret that owns it); everyone else reads it with secret
 {{- define "qhub.sharedPvcName" -}}{{ include "qhub.componentName" (dict "root" . "component" "shared") }}{{- end -}}
 {{- define "qhub.condaStoreName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store") }}{{- end -}}
 {{- define "qhub.condaEnvsPvcName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-envs") }}{{- end -}}
+{{- define "qhub.kubesshName" -}}{{ include "qhub.componentName" (dict "root" . "component" "kubessh") }}{{- end -}}
+{{- define "qhub.jitsiTokenName" -}}{{ include "qhub.componentName" (dict "root" . "component" "jitsi-token") }}{{- end -}}
+{{- define "qhub.jitsiWebName" -}}{{ include "qhub.componentName" (dict "root" . "component" "jitsi-web") }}{{- end -}}

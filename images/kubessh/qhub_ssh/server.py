@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -156,10 +157,13 @@ class Gateway:
 
     async def _exec(self, process, ws, command: str) -> int:
         await ws.send_str(size_message(500, 50))
+        # One line, so no prompt appears between the markers; the command travels base64-encoded (any quotes,
+        # newlines) and runs through eval in the user's shell.
+        encoded = base64.b64encode(command.encode()).decode()
         line = (
             " stty -echo -onlcr; printf '\\036QHUB-START\\036\\n'; "
-            f"{command}\n"
-            " printf '\\036QHUB-EXIT:%d\\036\\n' $?; exit\n"
+            f"eval \"$(printf %s {encoded} | base64 -d)\"; "
+            "printf '\\036QHUB-EXIT:%d\\036\\n' $?; exit\n"
         )
         await ws.send_str(stdin_message(line))
         pump = asyncio.create_task(self._pump_stdin(process, ws, on_eof="\x04"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from qhubctl.config.base import Base, FieldProblem
+from qhubctl.config.base import Base, FieldProblem, Hostname
 
 
 class Components(Base):
@@ -40,3 +40,7 @@ class JupyterHubSettings(Base):
 class DaskGatewaySettings(Base):
     max_workers_per_cluster: int = Field(20, ge=1, le=10000, description="Most workers one Dask cluster may have")
     idle_timeout_minutes: int = Field(30, ge=1, le=10080, description="Stop clusters idle this long")
+
+
+class JitsiSettings(Base):
+    host: Hostname | None = Field(None, description="Host of its own for Jitsi web; empty: meet.<domain>")

@@ -37,9 +37,8 @@ def _move_provider_block(data: CommentedMap, changes: list[str]) -> None:
     block = data.pop(f"{data['provider']}", None)
     if block is None:
         block = data.pop(provider, None)
-    cluster = CommentedMap({"provider": provider})
-    for key, value in (block or {}).items():
-        cluster[key] = value
+    cluster = block if isinstance(block, CommentedMap) else CommentedMap(block or {})
+    cluster.insert(0, "provider", provider)  # the old block itself, so its comments stay
     pos = list(data.keys()).index("provider")
     del data["provider"]
     data.insert(pos, "cluster", cluster)
@@ -77,8 +76,11 @@ def _security(data: CommentedMap, changes: list[str]) -> None:
             auth[key] = security[key]
     for user in (auth.get("users") or {}).values():
         if isinstance(user, dict):
-            for old in ("uid", "password", "primary_group"):
+            groups = [user.get("primary_group"), *(user.get("secondary_groups") or [])]
+            for old in ("uid", "password", "primary_group", "secondary_groups"):
                 user.pop(old, None)
+            if any(groups):
+                user["groups"] = [g for g in groups if g]
     data["auth"] = auth
     changes.append(f"security moved to auth (authentication type {authn.get('type')} -> {kind})")
 
@@ -91,7 +93,8 @@ def _profiles(data: CommentedMap, changes: list[str]) -> None:
         prof.insert(0, "name", _slug(prof.get("display_name", f"profile-{i}")))
         if over:
             prof["cpu"] = {"guarantee": over.get("cpu_guarantee", 1), "limit": over.get("cpu_limit", 2)}
-            prof["memory"] = {"guarantee": over.get("mem_guarantee", "4Gi"), "limit": over.get("mem_limit", "8Gi")}
+            prof["memory"] = {"guarantee": _binary(over.get("mem_guarantee", "4G")),
+                              "limit": _binary(over.get("mem_limit", "8G"))}
             if "image" in over:
                 prof["image"] = over["image"]
     if lab:
@@ -102,14 +105,13 @@ def _profiles(data: CommentedMap, changes: list[str]) -> None:
         for display, spec in dask.items():
             items.append({
                 "name": _slug(display), "display_name": display,
-                "worker_cores": {"guarantee": spec.get("worker_cores", 1), "limit": spec.get("worker_cores_limit", 2)},
-                "worker_memory": {"guarantee": spec.get("worker_memory", "4Gi"),
-                                  "limit": spec.get("worker_memory_limit", "8Gi")},
-                "worker_threads": spec.get("worker_threads", 1),
-                **({"image": spec["image"]} if "image" in spec else {}),
+                "cores": spec.get("worker_cores_limit", spec.get("worker_cores", 1)),
+                "memory": _binary(spec.get("worker_memory_limit", spec.get("worker_memory", "4G"))),
+                "threads": spec.get("worker_threads", 1),
             })
         profiles["dask_worker"] = items
-        changes.append("profiles.dask_worker: the mapping by display name became a list of named profiles")
+        changes.append("profiles.dask_worker: the mapping by display name became a list of named profiles "
+                       "(cores/memory from the *_limit values; per-worker images were dropped)")
 
 
 def _storage_and_tls(data: CommentedMap, changes: list[str]) -> None:
@@ -126,6 +128,12 @@ def _storage_and_tls(data: CommentedMap, changes: list[str]) -> None:
             tls = {"type": "cert-manager", "issuer": cert.get("issuer", "letsencrypt")}
         data["tls"] = tls
         changes.append(f"certificate ({kind}) became tls ({tls['type']})")
+
+
+def _binary(quantity: Any) -> Any:
+    """Old KubeSpawner sizes ('8G' meant GiB) as Kubernetes binary quantities ('8Gi')."""
+    text = str(quantity)
+    return text + "i" if re.fullmatch(r"[0-9.]+[KMGT]", text) else quantity
 
 
 def _slug(text: str) -> str:
@@ -166,3 +174,27 @@ def migrate(data: CommentedMap) -> tuple[int, list[str]]:
         else:
             data.insert(0, "schema_version", version + 1)
     return start, changes
+
+
+def upgrade_file(path: Any) -> tuple[int, list[str], Any]:
+    """Migrate the file at `path` in place, keeping a backup `<file>.v<old>.backup`.
+
+    Returns (old version, change lines, backup path or None when the file was already current). The result is
+    validated before anything is written, so a failed migration leaves the file untouched.
+    """
+    from pathlib import Path
+
+    from qhubctl.config.loader import dump_yaml, load_raw, parse_config
+
+    path = Path(path)
+    original = path.read_text()
+    data = load_raw(path)
+    start, changes = migrate(data)
+    if start == SCHEMA_VERSION:
+        return start, [], None
+    parse_config(data, source=f"{path} (migrated)", environ={})
+    backup = path.with_name(f"{path.name}.v{start}.backup")
+    backup.write_text(original)
+    path.write_text(dump_yaml(data))
+    return start, changes, backup
+

@@ -11,7 +11,7 @@ from qhubctl.config.auth import Auth, NativeAuth
 from qhubctl.config.aws import AWSProvider
 from qhubctl.config.azure import AzureProvider
 from qhubctl.config.base import IMMUTABLE, Base, FieldProblem, Hostname, Name, SecretRef
-from qhubctl.config.components import Components, DaskGatewaySettings, JupyterHubSettings
+from qhubctl.config.components import Components, DaskGatewaySettings, JitsiSettings, JupyterHubSettings
 from qhubctl.config.digitalocean import DigitalOceanProvider
 from qhubctl.config.environments import Environment, check_unique, default_environments
 from qhubctl.config.existing import ExistingProvider
@@ -38,7 +38,7 @@ class QHubConfig(Base):
     schema_version: int = Field(description=f"Format version of this file; current: {SCHEMA_VERSION}")
     project_name: str = Field(
         pattern=r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$",
-        description="Name of this deployment: 3-32 lower-case letters, digits, '-' (immutable)",
+        description="Name of this deployment: 3-32 lower-case letters, digits, '-'",
         json_schema_extra=IMMUTABLE,
     )
     namespace: Name = Field("qhub", description="Kubernetes namespace of the platform")
@@ -59,6 +59,7 @@ class QHubConfig(Base):
     components: Components = Field(default_factory=Components, description="Installed platform parts")
     jupyterhub: JupyterHubSettings = Field(default_factory=JupyterHubSettings, description="JupyterHub tunables")
     dask_gateway: DaskGatewaySettings = Field(default_factory=DaskGatewaySettings, description="Dask-Gateway tunables")
+    jitsi: JitsiSettings = Field(default_factory=JitsiSettings, description="Jitsi video calls")
 
     @field_validator("schema_version")
     @classmethod
@@ -157,6 +158,8 @@ def _check_network(cfg: QHubConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if cfg.tls.type != "none" and not cfg.domain:
         problems.append(("tls.type", f"TLS ({cfg.tls.type}) needs a domain; set domain: or tls: {{type: none}}"))
+    if cfg.components.jitsi and not (cfg.jitsi.host or cfg.domain):
+        problems.append(("jitsi.host", "Jitsi needs a host of its own; set jitsi.host or domain (meet.<domain>)"))
     if cfg.domain and not cfg.ingress.enabled:
         problems.append(("ingress.enabled", "a domain is routed by the Ingress; enable it or remove domain"))
     return problems

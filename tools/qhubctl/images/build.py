@@ -88,7 +88,7 @@ def _install(records: list[rattler.RepoDataRecord], target: Path, prefix: str) -
                 target_prefix=target,
                 cache_dir=_pkg_cache(),
                 alternative_target_prefix=prefix,
-                platform=rattler.Platform(PLATFORM),
+                platform=rattler.Subdir(PLATFORM),
                 execute_link_scripts=False,
                 show_progress=False,
             )
@@ -168,8 +168,14 @@ def build(spec_path: str | Path, *, relock: bool = False, store: BlobStore | Non
     started = time.monotonic()
     spec = load_spec(spec_path)
     store = store or BlobStore()
-    debs = rootfs.fetch_base(spec)
-    records, relocked = solve(spec, glibc=rootfs.glibc_version(debs), relock=relock)
+    fetched: list[list[rootfs.Deb]] = []
+
+    def glibc() -> str | None:
+        fetched.append(rootfs.fetch_base(spec))
+        return rootfs.glibc_version(fetched[-1])
+
+    records, relocked = solve(spec, glibc=glibc, relock=relock)
+    debs = fetched[-1] if fetched else rootfs.fetch_base(spec)
     log(f"{len(records)} conda packages ({'solved, lock written' if relocked else 'from the lock'})")
     pip_reqs = pip_section.requirements(spec, records)  # checks the pip section before any work
     budget = spec.image.max_layers - 2

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from qhubctl.errors import QHubError, UserError
+from qhubctl.commands._common import handles_errors
+from qhubctl.errors import UserError
 
 app = typer.Typer(
     name="images",
@@ -15,57 +16,58 @@ app = typer.Typer(
 )
 
 
-def _fail(exc: QHubError) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(exc.exit_code)
-
-
 def _say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
 @app.command("build")
+@handles_errors
 def build_cmd(
     spec: Path = typer.Argument(..., help="Spec directory (environment.yaml, optional image.yaml and rootfs/)."),
-    tag: str = typer.Option(..., "--tag", "-t", help="Image name and tag, e.g. qhub-jupyterlab:2025.1.0."),
-    push: str = typer.Option("", "--push", help="Registry to push to: host[:port][/namespace]."),
+    tag: str = typer.Option(..., "--tag", "-t", help="Image name and tag, e.g. qhub/jupyterlab:0.1.0."),
+    push: str = typer.Option("", "--push", help="Registry to push to: HOST, HOST:PORT or HOST:PORT/NAMESPACE."),
     oci_layout: Path = typer.Option(None, "--oci-layout", help="Write the image into this OCI layout directory."),
     docker_archive: Path = typer.Option(None, "--docker-archive", help="Write a `docker load` archive here."),
     relock: bool = typer.Option(False, "--relock", help="Solve afresh even if the lock file still fits the spec."),
 ) -> None:
-    """Solve, install and lay out SPEC as an image; then push it or save it."""
+    """Solve, install and lay out SPEC as an image; then push it or save it.
+
+    Prints REF@DIGEST on standard output; progress goes to standard error.
+    """
     from qhubctl.images import registry
     from qhubctl.images.build import build
     from qhubctl.images.oci import write_docker_archive, write_oci_layout
 
-    try:
-        if sum(bool(x) for x in (push, oci_layout, docker_archive)) > 1:
-            raise UserError("give at most one of --push, --oci-layout, --docker-archive")
-        # Check the destination before the (possibly long) build, so a typo fails at once.
-        target = registry.parse_target(push, tag) if push else registry.parse_target("localhost", tag)
-        result = build(spec, relock=relock, log=_say)
-        image = result.image
-        _say(f"built {target.repository}:{target.tag} {image.manifest_digest} "
-             f"({len(image.layers)} layers, {image.size} bytes, {result.seconds:.1f}s)")
-        if push:
-            report = registry.push(image, target, log=_say)
-            _say(f"pushed {target.reference}: {len(report.uploaded)} blobs uploaded "
-                 f"({report.bytes_uploaded} bytes), {len(report.skipped)} already there")
-            typer.echo(f"{target.reference}@{image.manifest_digest}")
-            return
-        ref = f"{target.repository}:{target.tag}"
-        if oci_layout:
-            write_oci_layout(image, oci_layout, target.tag)
-            _say(f"wrote OCI layout {oci_layout} (ref {target.tag})")
-        if docker_archive:
-            write_docker_archive(image, docker_archive, ref)
-            _say(f"wrote docker archive {docker_archive} ({ref})")
-        typer.echo(f"{ref}@{image.manifest_digest}")
-    except QHubError as exc:
-        _fail(exc)
+    if sum(bool(x) for x in (push, oci_layout, docker_archive)) > 1:
+        raise UserError("give at most one of --push, --oci-layout, --docker-archive")
+    # Check the destination before the (possibly long) build, so a typo fails at once.
+    target = registry.parse_target(push or "localhost", tag)
+    result = build(spec, relock=relock, log=_say)
+    image = result.image
+    _say(
+        f"built {target.repository}:{target.tag} {image.manifest_digest} "
+        f"({len(image.layers)} layers, {image.size} bytes, {result.seconds:.1f}s)"
+    )
+    if push:
+        report = registry.push(image, target, log=_say)
+        _say(
+            f"pushed {target.reference}: {len(report.uploaded)} blobs uploaded "
+            f"({report.bytes_uploaded} bytes), {len(report.skipped)} already there"
+        )
+        typer.echo(f"{target.reference}@{image.manifest_digest}")
+        return
+    ref = f"{target.repository}:{target.tag}"
+    if oci_layout:
+        write_oci_layout(image, oci_layout, target.tag)
+        _say(f"wrote OCI layout {oci_layout} (ref {target.tag})")
+    if docker_archive:
+        write_docker_archive(image, docker_archive, ref)
+        _say(f"wrote docker archive {docker_archive} ({ref})")
+    typer.echo(f"{ref}@{image.manifest_digest}")
 
 
 @app.command("lock")
+@handles_errors
 def lock_cmd(
     spec: Path = typer.Argument(..., help="Spec directory."),
     relock: bool = typer.Option(False, "--relock", help="Solve afresh even if the lock file still fits the spec."),
@@ -75,12 +77,8 @@ def lock_cmd(
     from qhubctl.images.solve import solve
     from qhubctl.images.spec import load_spec
 
-    try:
-        loaded = load_spec(spec)
-        debs = rootfs.fetch_base(loaded)
-        records, written = solve(loaded, glibc=rootfs.glibc_version(debs), relock=relock)
-        for record in records:
-            typer.echo(f"{record.name.normalized} {record.version} {record.build}")
-        _say(f"{loaded.lock_path}: {'written' if written else 'up to date'}")
-    except QHubError as exc:
-        _fail(exc)
+    loaded = load_spec(spec)
+    records, written = solve(loaded, glibc=lambda: rootfs.glibc_version(rootfs.fetch_base(loaded)), relock=relock)
+    for record in records:
+        typer.echo(f"{record.name.normalized} {record.version} {record.build}")
+    _say(f"{loaded.lock_path}: {'written' if written else 'up to date'}")

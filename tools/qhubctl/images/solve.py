@@ -10,6 +10,7 @@ import asyncio
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import rattler
@@ -152,11 +153,13 @@ def virtual_packages(spec: ImageSpec, glibc: str | None) -> list[rattler.Generic
     return out
 
 
-def solve(spec: ImageSpec, *, glibc: str | None, relock: bool = False) -> tuple[list[rattler.RepoDataRecord], bool]:
+def solve(spec: ImageSpec, *, glibc: Callable[[], str | None], relock: bool = False,
+          ) -> tuple[list[rattler.RepoDataRecord], bool]:
     """Return the records to install and whether the lock file was (re)written.
 
     A lock that still satisfies the spec is used as it is, without touching the channels. Otherwise the spec is
     solved again, preferring the previously locked versions so an edit moves as few packages as possible.
+    `glibc` gives the base's C library version; it is called only for a fresh solve, after the channels answered.
     """
     specs = parse_specs(spec.dependencies)
     channels = resolve_channels(spec.channels)
@@ -172,7 +175,7 @@ def solve(spec: ImageSpec, *, glibc: str | None, relock: bool = False) -> tuple[
                 specs=specs,
                 platforms=SUBDIRS,
                 locked_packages=locked or None,
-                virtual_packages=virtual_packages(spec, glibc),
+                virtual_packages=virtual_packages(spec, glibc()),
                 timeout=None,
             )
         )

@@ -10,6 +10,7 @@ secrets come from the environment, set by the Deployments:
   CONDA_STORE_TOKEN_SECRET   key that signs conda-store's own session tokens
   JUPYTERHUB_API_URL         hub API as seen from the pod, e.g. http://qhub-hub:8081/hub/api
   JUPYTERHUB_API_TOKEN       the conda-store service token (also its OAuth client secret)
+  CONDA_STORE_PORT           port of the server (default 8080)
   CONDA_STORE_S3_ACCESS_KEY / CONDA_STORE_S3_SECRET_KEY   artifact bucket credentials (storage minio or s3)
 """
 
@@ -18,7 +19,7 @@ import os
 import pathlib
 
 import requests
-from conda_store_server import storage
+from conda_store_server import api, storage
 from conda_store_server.server import schema as auth_schema
 from conda_store_server.server.auth import JupyterHubOAuthAuthentication
 
@@ -43,6 +44,15 @@ def role_bindings(user: dict) -> dict:
 class QHubHubAuthentication(JupyterHubOAuthAuthentication):
     """Login through JupyterHub; namespace rights from the user's JupyterHub groups."""
 
+    def ensure_namespaces(self, user: dict) -> None:
+        """The user's own namespace and those of their groups exist from the first login on."""
+        with self.authentication_db() as db:
+            for name in [user["name"], *(user.get("groups") or [])]:
+                try:
+                    api.ensure_namespace(db, name)
+                except ValueError:  # a name conda-store does not accept as a namespace
+                    self.log.warning("no conda-store namespace for %r: not a valid namespace name", name)
+
     async def authenticate(self, request):
         oauth_token = self._get_oauth_token(request)
         if oauth_token is None:
@@ -52,6 +62,7 @@ class QHubHubAuthentication(JupyterHubOAuthAuthentication):
         )
         response.raise_for_status()
         user = response.json()
+        self.ensure_namespaces(user)
         return auth_schema.AuthenticationToken(
             primary_namespace=user["name"], role_bindings=role_bindings(user)
         )
@@ -95,7 +106,7 @@ else:
 
 # -- server -------------------------------------------------------------------------------------------------
 c.CondaStoreServer.address = "0.0.0.0"
-c.CondaStoreServer.port = SETTINGS["port"]
+c.CondaStoreServer.port = int(os.environ.get("CONDA_STORE_PORT") or SETTINGS["port"])
 c.CondaStoreServer.url_prefix = SETTINGS["urlPrefix"]
 c.CondaStoreServer.behind_proxy = True
 c.CondaStoreServer.enable_ui = True

@@ -1,0 +1,57 @@
+{{- /*
+Checks across subcharts, run on every render (included from ingress.yaml and NOTES.txt): switches that must
+agree, and old value names that moved. Each failure names the keys to change.
+*/}}
+
+{{- /*
+Renamed or removed values: [path, what to do]. The schemas still accept these keys (without a type), so a
+user upgrading with old values gets this message instead of a bare schema error.
+*/}}
+{{- define "qhub.renamedValues" -}}
+{{- list
+  (list "domain" "moved to global.domain")
+  (list "jupyterhub.singleuser.profileList" "renamed to jupyterhub.singleuser.profiles (a map slug: {displayName, nodeGroup, cpu, memory, gpus, groups})")
+  (list "jupyterhub.hub.db.url" "removed: store the database URL in a Secret and set jupyterhub.hub.db.type=external and jupyterhub.hub.db.external.existingSecret")
+  (list "jupyterhub.proxy.secretToken" "removed: the proxy token is generated once into the <release>-hub Secret (key proxy-token)")
+  (list "jupyterhub.auth.github.clientSecret" "removed: put the client secret in a Secret and set jupyterhub.auth.github.existingSecret")
+  (list "jupyterhub.auth.genericOAuth.clientSecret" "removed: put the client secret in a Secret and set jupyterhub.auth.genericOAuth.existingSecret")
+  (list "jupyterhub.cull.timeoutSeconds" "renamed to jupyterhub.cull.timeout")
+  | toJson -}}
+{{- end -}}
+
+{{- define "qhub.validate" -}}
+{{- $errors := list -}}
+{{- range (include "qhub.renamedValues" . | fromJsonArray) -}}
+{{- $path := index . 0 -}}
+{{- $node := $.Values -}}
+{{- $found := true -}}
+{{- range (splitList "." $path) -}}
+{{- if and $found (kindIs "map" $node) (hasKey $node .) -}}
+{{- $node = index $node . -}}
+{{- else -}}
+{{- $found = false -}}
+{{- end -}}
+{{- end -}}
+{{- if $found -}}
+{{- $errors = append $errors (printf "%s is no longer used: %s." $path (index . 1)) -}}
+{{- end -}}
+{{- end -}}
+{{- $hub := .Values.jupyterhub.enabled -}}
+{{- $services := dig "hub" "services" dict (.Values.jupyterhub | default dict) -}}
+{{- range $name := list "dask-gateway" "conda-store" "kubessh" "jitsi" -}}
+{{- $on := dig "enabled" true (index $.Values $name | default dict) -}}
+{{- if and $on (not $hub) -}}
+{{- $errors = append $errors (printf "%s.enabled is true but jupyterhub.enabled is false: %s logs users in through JupyterHub; enable jupyterhub or disable %s." $name $name $name) -}}
+{{- end -}}
+{{- $registered := dig $name "enabled" false $services -}}
+{{- if and $hub (ne $on $registered) -}}
+{{- $errors = append $errors (printf "%s.enabled is %v but jupyterhub.hub.services.%s.enabled is %v: set both the same way." $name $on $name $registered) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (ne .Values.global.tls.mode "none") (not .Values.global.domain) -}}
+{{- $errors = append $errors (printf "global.tls.mode is %s but global.domain is empty: a certificate needs a host name; set global.domain or global.tls.mode=none." .Values.global.tls.mode) -}}
+{{- end -}}
+{{- if $errors -}}
+{{- fail (printf "\n\nThese values need changing:\n  - %s\n" (join "\n  - " $errors)) -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,230 @@
+"""The dask-gateway subchart as `helm template` renders it, and its rendered dask_gateway_config.py loaded by the
+real dask-gateway-server classes (cluster options, resolved cluster config, the pods the controller would make)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from dask_gateway_server.backends.base import PublicException
+from dask_gateway_server.backends.kubernetes.backend import KubeClusterConfig
+from dask_gateway_server.backends.kubernetes.controller import KubeController
+from dask_gateway_server.models import User
+from dask_gateway_server.utils import FrozenAttrDict
+from traitlets.config import Config, PyFileConfigLoader
+
+from qhubctl.errors import CommandError
+from qhubctl.proc import run
+
+pytestmark = pytest.mark.chart
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "qhub"
+CRDS = CHART / "charts" / "dask-gateway" / "crds"
+BASE = ["--set", "nfs.service.clusterIP=10.96.0.20"]
+GIB = 2**30
+
+
+def template(*args: str) -> list[dict[str, Any]]:
+    out = run(["helm", "template", "qhub", str(CHART), "--namespace", "qhub", *BASE, *args], timeout=120).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    hits = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(hits) == 1, f"{kind}/{name}: {len(hits)} rendered"
+    return hits[0]
+
+
+def gateway_config(docs: list[dict[str, Any]], dest: Path) -> Config:
+    """Write the rendered ConfigMap's files and load dask_gateway_config.py the way dask-gateway-server does."""
+    cm = find(docs, "ConfigMap", "qhub-dask-gateway-config")
+    for name, text in cm["data"].items():
+        (dest / name).write_text(text)
+    return PyFileConfigLoader("dask_gateway_config.py", path=str(dest)).load_config()
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[dict[str, Any]]:
+    return template()
+
+
+@pytest.fixture(scope="module")
+def config(docs: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Config:
+    return gateway_config(docs, tmp_path_factory.mktemp("gw"))
+
+
+def resolve(config: Config, user: User, request: dict[str, Any]) -> KubeClusterConfig:
+    options = config.Backend.cluster_options(user)
+    parsed = options.parse_options(request)
+    return KubeClusterConfig(**options.get_configuration(parsed, user))
+
+
+def test_services_and_deployments_follow_the_shared_names(docs: list[dict[str, Any]]) -> None:
+    api = find(docs, "Service", "qhub-dask-gateway-api")
+    assert [(p["name"], p["port"]) for p in api["spec"]["ports"]] == [("api", 8000)]
+    proxy = find(docs, "Service", "qhub-dask-gateway-proxy")
+    assert [(p["name"], p["port"]) for p in proxy["spec"]["ports"]] == [("http", 80), ("scheduler", 8786)]
+    for name in ("qhub-dask-gateway-api", "qhub-dask-gateway-controller", "qhub-dask-gateway-proxy"):
+        pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"qhub.dev/node-group": "general"}
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for c in pod["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            assert c["resources"]["requests"] and c["resources"]["limits"]
+
+
+def test_api_server_reads_the_hub_token_from_the_hub_secret(docs: list[dict[str, Any]]) -> None:
+    pod = find(docs, "Deployment", "qhub-dask-gateway-api")["spec"]["template"]
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "qhub-hub", "key": "token-dask-gateway"}
+    assert pod["metadata"]["labels"]["qhub.dev/access-hub"] == "true"
+    cm = find(docs, "ConfigMap", "qhub-dask-gateway-config")
+    cfg = json.loads(cm["data"]["gateway.json"])
+    assert cfg["hub"]["apiUrl"] == "http://qhub-hub.qhub:8081/hub/api"
+    assert cfg["apiUrl"] == "http://qhub-dask-gateway-api.qhub:8000/api"
+    assert "token" not in cm["data"]["gateway.json"].lower()
+
+
+def test_config_change_restarts_api_and_controller(docs: list[dict[str, Any]]) -> None:
+    changed = template("--set", "dask-gateway.clusters.idleTimeout.defaultMinutes=90")
+    for name in ("qhub-dask-gateway-api", "qhub-dask-gateway-controller"):
+        before = find(docs, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        after = find(changed, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        assert before != after, name
+
+
+def test_proxy_routes_the_prefix_to_the_api(docs: list[dict[str, Any]]) -> None:
+    routes = yaml.safe_load(find(docs, "ConfigMap", "qhub-dask-gateway-proxy")["data"]["routes.yaml"])["http"]
+    assert routes["routers"]["gateway-api"]["rule"] == "PathPrefix(`/services/dask-gateway`)"
+    assert routes["services"]["gateway-api"]["loadBalancer"]["servers"] == [
+        {"url": "http://qhub-dask-gateway-api.qhub:8000"}]
+    assert routes["middlewares"]["gateway-api-prefix"]["stripPrefix"]["prefixes"] == ["/services/dask-gateway"]
+    assert "qhub-dashboard-prefix" in routes["middlewares"]
+
+
+def test_rbac_writes_only_in_the_namespace(docs: list[dict[str, Any]]) -> None:
+    for role in [d for d in docs if d["kind"] == "ClusterRole" and "dask-gateway" in d["metadata"]["name"]]:
+        for rule in role["rules"]:
+            assert set(rule["verbs"]) <= {"list", "watch"}, role["metadata"]["name"]
+    ctl = find(docs, "Role", "qhub-dask-gateway-controller")
+    resources = {r for rule in ctl["rules"] for r in rule["resources"]}
+    assert {"pods", "services", "secrets", "daskclusters", "daskclusters/status"} <= resources
+    assert not any("*" in rule["verbs"] for d in docs if d["kind"] in ("Role", "ClusterRole") for rule in d["rules"])
+
+
+def test_network_policies_cover_every_component_and_dask_pods(docs: list[dict[str, Any]]) -> None:
+    names = {d["metadata"]["name"] for d in docs if d["kind"] == "NetworkPolicy"}
+    assert {"qhub-dask-gateway-api", "qhub-dask-gateway-controller", "qhub-dask-gateway-proxy",
+            "qhub-dask-clusters"} <= names
+    dask = find(docs, "NetworkPolicy", "qhub-dask-clusters")
+    assert dask["spec"]["podSelector"]["matchLabels"] == {"gateway.dask.org/instance": "qhub-dask-gateway"}
+    off = template("--set", "global.networkPolicy.enabled=false")
+    assert not [d for d in off if d["kind"] == "NetworkPolicy" and "dask" in d["metadata"]["name"]]
+
+
+def test_profiles_resolve_to_pods_on_their_node_groups(config: Config) -> None:
+    alice = User("alice", groups=["staff"])
+    small = resolve(config, alice, {})
+    assert small.worker_cores == 1 and small.worker_memory == 4 * GIB and small.worker_threads == 1
+    assert small.idle_timeout == 30 * 60
+    assert small.worker_extra_pod_config["nodeSelector"] == {"qhub.dev/node-group": "worker"}
+    assert small.scheduler_extra_pod_config["nodeSelector"] == {"qhub.dev/node-group": "general"}
+    gpu = resolve(config, alice, {"profile": "gpu", "idle_timeout_minutes": 120})
+    assert gpu.image == "qhub/dask-worker-gpu:0.1.0" and gpu.idle_timeout == 7200
+    assert gpu.worker_extra_pod_config["nodeSelector"] == {"qhub.dev/node-group": "gpu"}
+    keys = {t["key"] for t in gpu.worker_extra_pod_config["tolerations"]}
+    assert keys == {"qhub.dev/node-group", "nvidia.com/gpu"}
+    assert gpu.worker_extra_container_config["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    with pytest.raises(ValueError):
+        resolve(config, alice, {"idle_timeout_minutes": 10_000})
+
+
+def test_controller_would_create_valid_restricted_pods(config: Config) -> None:
+    resolved = resolve(config, User("alice"), {"profile": "medium"})
+    controller = KubeController(config=config)
+    for is_worker in (False, True):
+        pod = controller.make_pod("qhub", "abc123", FrozenAttrDict(resolved.to_dict()), is_worker=is_worker)
+        pod["metadata"]["namespace"] = "qhub"
+        kubernetes_validate.validate(pod, "1.35.0", strict=True)
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (c,) = spec["containers"]
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert pod["metadata"]["labels"]["gateway.dask.org/instance"] == "qhub-dask-gateway"
+        assert pod["metadata"]["labels"]["qhub.dev/access-nfs"] == "true"
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        assert mounts["/opt/conda-store"] == {"name": "shared", "mountPath": "/opt/conda-store",
+                                               "subPath": "conda-store", "readOnly": True}
+        assert mounts["/home/alice"]["subPath"] == "home/alice"
+        claim = {v["name"]: v for v in spec["volumes"]}["shared"]["persistentVolumeClaim"]["claimName"]
+        assert claim == "qhub-shared"
+    assert c["resources"]["requests"] == {"cpu": "2.000", "memory": str(8 * GIB)}
+
+
+def test_group_limits_and_group_only_profiles(tmp_path: Path) -> None:
+    docs = template(
+        "--set", "dask-gateway.clusters.profiles[0].name=small",
+        "--set", "dask-gateway.clusters.profiles[0].displayName=small",
+        "--set", "dask-gateway.clusters.profiles[0].cores=1",
+        "--set", "dask-gateway.clusters.profiles[0].memory=2",
+        "--set", "dask-gateway.clusters.profiles[0].threads=1",
+        "--set", "dask-gateway.clusters.profiles[0].nodeGroup=worker",
+        "--set", "dask-gateway.clusters.profiles[0].gpus=0",
+        "--set", "dask-gateway.clusters.profiles[0].groups[0]=dask",
+        "--set", "dask-gateway.clusters.limits.groups.power.maxWorkers=64",
+        "--set", "dask-gateway.clusters.limits.groups.power.maxCores=100",
+        "--set", "dask-gateway.clusters.limits.groups.power.maxMemory=400",
+    )
+    config = gateway_config(docs, tmp_path)
+    member = resolve(config, User("bob", groups=["dask", "power"]), {})
+    assert member.cluster_max_workers == 64 and member.cluster_max_cores == 100
+    assert resolve(config, User("carol", groups=["dask"]), {}).cluster_max_workers == 16
+    with pytest.raises(PublicException, match="no Dask worker profile"):
+        config.Backend.cluster_options(User("eve", groups=[]))
+
+
+def test_environment_option_switches_the_dask_commands(tmp_path: Path) -> None:
+    docs = template("--set", "dask-gateway.clusters.environments[0].name=geo",
+                    "--set", "dask-gateway.clusters.environments[0].prefix=/opt/conda-store/envs/geo")
+    resolved = resolve(gateway_config(docs, tmp_path), User("alice"), {"environment": "geo"})
+    assert resolved.worker_cmd == ["/opt/conda-store/envs/geo/bin/dask-worker"]
+    assert resolved.scheduler_cmd == ["/opt/conda-store/envs/geo/bin/dask-scheduler"]
+
+
+def test_schedulers_can_run_on_the_worker_group(tmp_path: Path) -> None:
+    docs = template("--set", "dask-gateway.clusters.scheduler.nodeGroup=worker")
+    resolved = resolve(gateway_config(docs, tmp_path), User("alice"), {})
+    assert resolved.scheduler_extra_pod_config["nodeSelector"] == {"qhub.dev/node-group": "worker"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "global.nodeGroups.gpu=null"], "is not a key of global.nodeGroups"),
+        (["--set", "dask-gateway.clusters.defaultProfile=huge"], "defaultProfile"),
+        (["--set", "dask-gateway.clusters.scheduler.nodeGroup=user"], "nodeGroup"),
+    ],
+)
+def test_inconsistent_cluster_settings_fail_the_render(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        template(*args)
+
+
+def test_crds_define_daskcluster_and_the_traefik_route_kinds() -> None:
+    crds = [d for f in sorted(CRDS.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    by_name = {d["metadata"]["name"]: d for d in crds}
+    dc = by_name["daskclusters.gateway.dask.org"]["spec"]
+    assert dc["names"]["kind"] == "DaskCluster" and dc["scope"] == "Namespaced"
+    (version,) = dc["versions"]
+    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    assert {"ingressroutes.traefik.io", "ingressroutetcps.traefik.io", "middlewares.traefik.io"} <= set(by_name)
+    for crd in crds:
+        kubernetes_validate.validate(crd, "1.35.0", strict=True)

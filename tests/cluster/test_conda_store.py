@@ -1,0 +1,274 @@
+"""conda-store end to end on the host: the real conda-store server and worker from PyPI (pinned in
+ci/requirements-conda-store.txt, own venv) run with the chart's rendered conda_store_config.py, settings.json and
+prebuilt-environment files, against a real PostgreSQL and Redis (Debian packages, started here on loopback) and a
+real JupyterHub that logs users in over OAuth. Namespace rights per JupyterHub group are checked through
+conda-store's REST API.
+
+What cannot run here: environment builds. conda-store solves with conda-lock and installs with mamba/conda,
+binaries no reachable registry serves. The spec path is exercised up to that point: specs are validated,
+registered, queued in Redis, picked up by the worker, and the build fails at the solve - asserted below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from servicehub import CACHE, REPO, Fatal, find, free_port, render, running_hub, stop, wait_until
+
+pytestmark = pytest.mark.cluster
+REQUIREMENTS = REPO / "ci" / "requirements-conda-store.txt"
+JH_VALUES = REPO / "charts" / "qhub" / "charts" / "jupyterhub" / "values.yaml"
+USERS = {"alice": ["data-team"], "bob": ["analysts"], "carol": ["admin"], "dave": []}
+VALUES = {
+    "conda-store": {
+        "permissions": {"groupRoles": {"data-team": "admin"}},
+        "build": {"allowedChannels": ["conda-forge"]},
+        "environments": {
+            "analysis": {"description": "prebuilt from values", "channels": ["conda-forge"],
+                         "dependencies": ["python=3.12", "pandas", {"pip": ["rich"]}]},
+        },
+    }
+}
+
+
+def conda_store_venv() -> Path:
+    """$QHUB_CACHE/venvs/conda-store from the pinned requirements, rebuilt when they change."""
+    venv = CACHE / "venvs" / "conda-store"
+    stamp = venv / "requirements.sha256"
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if not (stamp.exists() and stamp.read_text() == digest):
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                        "-r", str(REQUIREMENTS)], check=True, timeout=900)
+        stamp.write_text(digest)
+    return venv
+
+
+def tool(name: str) -> str:
+    for d in ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/bin", "/usr/sbin"):
+        if (Path(d) / name).exists():
+            return str(Path(d) / name)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: apt-get install postgresql redis-server")
+    return found
+
+
+def as_postgres() -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the postgres system user then."""
+    if os.getuid() != 0:
+        return []
+    return ["runuser", "-u", "postgres", "--"]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    root = Path(tempfile.mkdtemp(prefix="qhub-cs-pg-"))
+    if os.getuid() == 0:
+        pg = pwd.getpwnam("postgres")
+        os.chown(root, pg.pw_uid, pg.pw_gid)
+    password = os.urandom(12).hex()
+    (root / "pw").write_text(password)
+    if os.getuid() == 0:
+        os.chown(root / "pw", pwd.getpwnam("postgres").pw_uid, -1)
+    subprocess.run([*as_postgres(), tool("initdb"), "-D", str(root / "data"), "-U", "conda-store",
+                    "--pwfile", str(root / "pw"), "--auth", "scram-sha-256"], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([*as_postgres(), tool("postgres"), "-D", str(root / "data"), "-p", str(port),
+                             "-k", str(root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                            stdout=subprocess.DEVNULL, stderr=open(root / "log", "w"), start_new_session=True)
+    env = {**os.environ, "PGPASSWORD": password}
+    try:
+        wait_until(lambda: subprocess.run([tool("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                                          capture_output=True).returncode == 0, 30, "PostgreSQL")
+        subprocess.run([tool("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "conda-store", "conda-store"],
+                       check=True, env=env, capture_output=True)
+        yield f"postgresql+psycopg2://conda-store:{password}@127.0.0.1:{port}/conda-store"
+    finally:
+        stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory):
+    d = tmp_path_factory.mktemp("redis")
+    port, password = free_port(), os.urandom(12).hex()
+    proc = subprocess.Popen([tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--requirepass",
+                             password, "--save", "", "--appendonly", "no", "--dir", str(d)],
+                            stdout=open(d / "log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: subprocess.run([tool("redis-cli"), "-p", str(port), "-a", password, "--no-auth-warning",
+                                           "ping"], capture_output=True, text=True).stdout.strip() == "PONG",
+                   20, "Redis")
+        yield f"redis://:{password}@127.0.0.1:{port}/0"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, postgres, redis):
+    tmp = tmp_path_factory.mktemp("conda-store")
+    venv = conda_store_venv()
+    docs = render(values=VALUES)
+    config = find(docs, "ConfigMap", "qhub-conda-store-config")["data"]
+    (tmp / "etc").mkdir()
+    for name, content in config.items():
+        (tmp / "etc" / name).write_text(content)
+    (tmp / "environments").mkdir()
+    for name, content in find(docs, "ConfigMap", "qhub-conda-store-environments")["data"].items():
+        (tmp / "environments" / name).write_text(content)
+    scopes = yaml.safe_load(JH_VALUES.read_text())["hub"]["services"]["conda-store"]["scopes"]
+
+    token, port = os.urandom(16).hex(), free_port()
+    cs_url = f"http://127.0.0.1:{port}"
+    services = [{"name": "conda-store", "api_token": token, "url": f"{cs_url}/conda-store",
+                 "oauth_redirect_uri": "/conda-store/oauth_callback/", "oauth_no_confirm": True, "display": False}]
+    roles = [{"name": "conda-store-service", "services": ["conda-store"], "scopes": scopes}]
+    with running_hub(tmp / "hub", services=services, roles=roles, users=USERS) as hub:
+        hub.add_route("/conda-store", cs_url)  # what the platform Ingress does
+        env = {**os.environ, "CONDA_STORE_DATABASE_URL": postgres, "CONDA_STORE_REDIS_URL": redis,
+               "CONDA_STORE_DIRECTORY": str(tmp / "store"), "CONDA_STORE_ENVIRONMENTS": str(tmp / "environments"),
+               "CONDA_STORE_TOKEN_SECRET": os.urandom(32).hex(), "CONDA_STORE_PORT": str(port),
+               "JUPYTERHUB_API_URL": hub.api_url, "JUPYTERHUB_API_TOKEN": token, "HOME": str(tmp)}
+        procs = []
+        for prog in ("conda-store-server", "conda-store-worker"):
+            log = open(tmp / f"{prog}.log", "w")
+            procs.append(subprocess.Popen([str(venv / "bin" / prog), "--config", str(tmp / "etc" / "conda_store_config.py")],
+                                          env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
+                                          start_new_session=True))
+        try:
+            def up():
+                for p in procs:
+                    if p.poll() is not None:
+                        raise Fatal(f"{p.args[0]} exited: {(tmp / (Path(p.args[0]).name + '.log')).read_text()[-3000:]}")
+                return requests.get(f"{hub.url}/conda-store/api/v1/", timeout=3).status_code == 200
+            wait_until(up, 120, "conda-store server")
+            yield {"hub": hub, "tmp": tmp, "sessions": {}}
+        finally:
+            for p in procs:
+                stop(p)
+
+
+def login(platform, user: str) -> requests.Session:
+    """Browser-like OAuth login: conda-store -> hub login form -> hub authorize -> conda-store callback."""
+    if user in platform["sessions"]:
+        return platform["sessions"][user]
+    hub = platform["hub"]
+    s = requests.Session()
+    r = s.get(f"{hub.url}/conda-store/login/", timeout=30)
+    assert r.status_code == 200 and "/hub/login" in r.url, (r.status_code, r.url)
+    r = s.post(r.url, data={"username": user, "password": "any", "_xsrf": s.cookies.get("_xsrf")}, timeout=60)
+    assert r.status_code == 200, r.text[:500]
+    assert "/conda-store/oauth_callback/" in r.url and "conda-store-auth" in s.cookies, r.url
+    platform["sessions"][user] = s
+    return s
+
+
+def api(platform, method: str, path: str, user: str | None = None, **kw) -> requests.Response:
+    s = login(platform, user) if user else requests.Session()
+    return s.request(method, f"{platform['hub'].url}/conda-store/api/v1{path}", timeout=30, **kw)
+
+
+def namespaces(platform, user: str | None) -> set[str]:
+    r = api(platform, "GET", "/namespace/?size=100", user)
+    assert r.status_code == 200, r.text
+    return {n["name"] for n in r.json()["data"]}
+
+
+def spec(name: str, channels=("conda-forge",)) -> str:
+    return yaml.safe_dump({"name": name, "channels": list(channels), "dependencies": ["python=3.12", "numpy"]})
+
+
+def create_env(platform, user: str | None, namespace: str, name: str, **kw) -> requests.Response:
+    return api(platform, "POST", "/specification/", user, json={"namespace": namespace, "specification": spec(name, **kw)})
+
+
+def test_oauth_login_gives_group_based_role_bindings(platform):
+    r = api(platform, "GET", "/permission/", "alice")
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["authenticated"] is True and data["primary_namespace"] == "alice"
+    roles = {arn: set(v) for arn, v in data["entity_roles"].items()}
+    assert roles["alice/*"] == {"admin"} and roles["data-team/*"] == {"admin"} and roles["global/*"] == {"viewer"}
+    assert not any(arn.startswith(("bob", "analysts", "*")) for arn in roles), roles
+    bob = {arn: set(v) for arn, v in api(platform, "GET", "/permission/", "bob").json()["data"]["entity_roles"].items()}
+    assert bob["analysts/*"] == {"editor"}, "defaultGroupRole applies to groups without an override"
+    carol = api(platform, "GET", "/permission/", "carol").json()["data"]["entity_roles"]
+    assert carol == {"*/*": ["admin"], "global/*": ["viewer"]} or set(carol["*/*"]) == {"admin"}
+
+
+def test_users_see_own_group_and_global_namespaces(platform):
+    for user in USERS:
+        login(platform, user)  # first logins create the namespaces of the user and their groups
+    assert namespaces(platform, "alice") == {"alice", "data-team", "global"}
+    assert namespaces(platform, "bob") == {"bob", "analysts", "global"}
+    assert namespaces(platform, "dave") == {"dave", "global"}
+    assert {"alice", "bob", "carol", "dave", "data-team", "analysts", "global"} <= namespaces(platform, "carol")
+    assert namespaces(platform, None) == set(), "anonymous clients see nothing"
+
+
+def test_environment_creation_follows_group_rights(platform):
+    allowed = [("alice", "alice"), ("alice", "data-team"), ("bob", "analysts"), ("bob", "bob"),
+               ("carol", "global"), ("carol", "analysts")]
+    denied = [("alice", "analysts"), ("alice", "bob"), ("alice", "global"), ("bob", "data-team"),
+              ("dave", "global"), ("dave", "alice"), (None, "global"), (None, "dave")]
+    for user, ns in allowed:
+        r = create_env(platform, user, ns, f"env-{user}")
+        assert r.status_code == 200, (user, ns, r.text)
+        assert isinstance(r.json()["data"]["build_id"], int)
+    for user, ns in denied:
+        r = create_env(platform, user, ns, f"env-{user or 'anon'}")
+        assert r.status_code in (401, 403), (user, ns, r.status_code, r.text)
+    # an editor cannot create a namespace; an admin of one can't create someone else's
+    assert api(platform, "POST", "/namespace/newteam/", "bob").status_code == 403
+    assert api(platform, "POST", "/namespace/newteam/", "alice").status_code == 403
+    assert api(platform, "POST", "/namespace/newteam/", "carol").status_code == 200
+
+
+def test_spec_validation_and_channel_policy(platform):
+    r = api(platform, "POST", "/specification/", "alice", json={"namespace": "alice", "specification": "name: [x"})
+    assert r.status_code == 400 and "YAML" in r.text
+    r = api(platform, "POST", "/specification/", "alice",
+            json={"namespace": "alice", "specification": yaml.safe_dump({"name": "bad", "dependencies": [{"x": 1}]})})
+    assert r.status_code == 400
+    r = create_env(platform, "alice", "alice", "evil", channels=("https://evil.example.org/channel",))
+    assert r.status_code == 400 and "channel" in r.text.lower(), "build.allowedChannels from values is enforced"
+
+
+def test_prebuilt_environment_is_registered_and_build_reaches_the_solver(platform):
+    """The worker registers the chart's prebuilt environment file in the global namespace and builds it; the
+    build stops where a conda solver (not installable here) is needed."""
+    def registered():
+        r = api(platform, "GET", "/environment/?namespace=global&size=100", "dave")
+        return {e["name"]: e for e in r.json()["data"]}.get("analysis")
+    env = wait_until(registered, 120, "prebuilt environment 'analysis' in namespace global", interval=1)
+    assert env["description"] == "prebuilt from values"
+    build_id = env["current_build_id"]
+    build = api(platform, "GET", f"/build/{build_id}/", "dave").json()["data"]
+    assert build["specification"]["spec"]["dependencies"] == ["python=3.12", "pandas", {"pip": ["rich"]}] or \
+        "pandas" in json.dumps(build["specification"]["spec"])
+
+    def finished():
+        b = api(platform, "GET", f"/build/{build_id}/", "dave").json()["data"]
+        return b if b["status"] in ("COMPLETED", "FAILED") else None
+    build = wait_until(finished, 180, f"build {build_id} of the prebuilt environment", interval=2)
+    assert build["status"] == "FAILED", "no conda solver is installed here, the build cannot complete"
+    logs = api(platform, "GET", f"/build/{build_id}/logs/", "dave").text
+    assert any(word in logs.lower() for word in ("mamba", "conda", "solve", "lock")), logs[-2000:]
+    # no environment was written outside the store directory of the chart's config
+    store = platform["tmp"] / "store"
+    assert store.is_dir() and (store / "global").is_dir()

@@ -1,0 +1,88 @@
+"""Config -> Helm values mapping: deterministic, secret-free, faithful to the config and the shared node groups."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qhubctl import nodegroups as ng
+from qhubctl.config import load_config, parse_config
+from qhubctl.schema import reference_markdown
+from qhubctl.values import chart_values, image_parts, kubespawner_bytes, subchart_defaults
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "tests" / "configs"
+
+
+def _cfg(name: str, **environ: str):
+    return load_config(CONFIGS / name, environ=environ)
+
+
+def test_deterministic_and_sorted() -> None:
+    a = json.dumps(chart_values(_cfg("aws.ok.full.yaml")))
+    b = json.dumps(chart_values(_cfg("aws.ok.full.yaml")))
+    assert a == b
+    assert list(json.loads(a)) == sorted(json.loads(a))
+
+
+def test_node_groups_from_shared_definition() -> None:
+    values = chart_values(_cfg("aws.ok.full.yaml"))
+    groups = values["global"]["nodeGroups"]
+    assert groups["general"] == {"nodeSelector": {ng.LABEL: "general"}, "tolerations": []}
+    assert groups["gpu"]["tolerations"] == [
+        {"key": ng.LABEL, "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+        {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"},
+    ]
+    assert "highmem" in groups
+
+
+def test_no_secret_values_in_output() -> None:
+    raw = {"schema_version": 2, "project_name": "demo", "cluster": {"provider": "local"},
+           "auth": {"type": "github", "client_id": "cid"}}
+    cfg = parse_config(raw, environ={"QHUB_SECRET__auth__client_secret": "topsecret-123"})
+    values = chart_values(cfg)
+    assert "topsecret-123" not in json.dumps(values)
+    github = values["jupyterhub"]["auth"]["github"]
+    assert (github["existingSecret"], github["key"]) == ("qhub-qhubctl-secrets", "auth-client-secret")
+
+
+def test_profiles_replace_chart_defaults() -> None:
+    values = chart_values(_cfg("aws.ok.full.yaml"))
+    profiles = values["jupyterhub"]["singleuser"]["profiles"]
+    chart_slugs = set((subchart_defaults("jupyterhub").get("singleuser") or {}).get("profiles") or {})
+    for slug in chart_slugs - {"small", "gpu", "big"}:
+        assert profiles[slug] == {"enabled": False}
+    assert profiles["gpu"]["gpus"] == 1 and profiles["gpu"]["groups"] == ["ml"]
+    assert profiles["big"]["memory"] == {"guarantee": "24G", "limit": "32G"}
+    dask = values["dask-gateway"]["clusters"]
+    assert [p["name"] for p in dask["profiles"]] == ["small", "gpu"]
+    assert dask["profiles"][1]["memory"] == 16
+
+
+def test_components_storage_and_tls() -> None:
+    values = chart_values(_cfg("azure.ok.existing-storage.yaml"))
+    assert values["nfs"]["enabled"] is False
+    assert values["sharedStorage"] == {"existingStorageClass": "azurefile-csi", "size": "500Gi"}
+    values = chart_values(_cfg("azure.ok.minimal-components.yaml"))
+    assert values["dask-gateway"] == {"enabled": False}
+    assert values["jupyterhub"]["hub"]["services"]["dask-gateway"]["enabled"] is False
+    values = chart_values(_cfg("aws.ok.full.yaml"))
+    assert values["global"]["tls"] == {"mode": "cert-manager", "secretName": "",
+                                       "certManager": {"issuer": "letsencrypt", "issuerKind": "ClusterIssuer"}}
+    assert values["jupyterhub"]["singleuser"]["image"] == {"registry": "ghcr.io", "repository": "org/lab",
+                                                           "tag": "2025.1"}
+    assert values["jupyterhub"]["groups"] == {"ml": {"gid": 3001, "users": ["alice"]}}
+
+
+def test_helpers() -> None:
+    assert image_parts("jupyter/lab") == {"registry": "", "repository": "jupyter/lab", "tag": ""}
+    assert image_parts("localhost:5000/lab:1")["registry"] == "localhost:5000"
+    assert kubespawner_bytes("8Gi") == "8G" and kubespawner_bytes("1500Mi") == "1500M"
+
+
+def test_config_reference_is_current() -> None:
+    committed = (REPO / "docs" / "config-reference.md").read_text()
+    assert committed == reference_markdown(), "run: python scripts/gen_config_reference.py"

@@ -1,0 +1,1 @@
+"""Command implementations: parse options, load the config, call one library function, report."""

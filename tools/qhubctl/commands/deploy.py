@@ -1,0 +1,60 @@
+"""deploy [--dry-run]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from qhubctl import kube
+from qhubctl.commands._common import ConfigOpt, KubeconfigOpt, YesOpt, confirm, handles_errors, kube_target, load, out
+from qhubctl.deploy import apply, make_plan
+from qhubctl.errors import EXIT_CHANGES
+from qhubctl.helm import Helm
+
+
+def _table(workloads: list[kube.Workload]) -> Table:
+    table = Table("workload", "ready", "state", title="rollout", title_justify="left")
+    for w in workloads:
+        state = "[green]ready[/green]" if w.done else "[yellow]rolling out[/yellow]"
+        table.add_row(f"{w.kind}/{w.name}", f"{w.ready}/{w.desired}", state)
+    return table
+
+
+@handles_errors
+def deploy(
+    config: Path = ConfigOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (values diff) and change nothing."),
+    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="With --dry-run: exit 2 on changes."),
+    timeout: str = typer.Option("10m", "--timeout", help="How long to wait for workloads to become ready."),
+    yes: bool = YesOpt,
+    kubeconfig: Path | None = KubeconfigOpt,
+) -> None:
+    """Apply the config: CRDs, then helm upgrade --install --wait; a no-op when nothing changed."""
+    cfg = load(config)
+    path, context = kube_target(cfg, kubeconfig)
+    helm = Helm(path, context)
+    api = kube.api_client(path, context)
+    plan = make_plan(cfg, helm, api)
+    if not plan.changed:
+        out.print(f"no changes: release {plan.release} (revision {plan.deployed.revision}) matches the config "
+                  f"and chart {plan.chart_version}")
+        return
+    action = "install" if plan.install else "upgrade"
+    out.print(f"plan: {action} release {plan.release} in namespace {plan.namespace} with chart {plan.chart_version}")
+    out.print("\n".join(plan.diff) or "(values unchanged; the chart changed)", markup=False)
+    if dry_run:
+        if detailed_exitcode:
+            raise typer.Exit(EXIT_CHANGES)
+        return
+    if not plan.install:
+        confirm(f"apply these changes to {plan.release}?", yes)
+    if out.is_terminal:
+        with Live(_table([]), console=out, refresh_per_second=2) as live:
+            result = apply(cfg, helm, api, plan, timeout=timeout, progress=lambda ws: live.update(_table(ws)))
+    else:
+        result = apply(cfg, helm, api, plan, timeout=timeout)
+    rolled = ", ".join(result.rolled) or "none"
+    out.print(f"deployed revision {result.revision} in {result.seconds:.1f}s; rolled: {rolled}")

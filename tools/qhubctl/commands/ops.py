@@ -1,0 +1,66 @@
+"""status, support, destroy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from qhubctl import kube
+from qhubctl.commands._common import ConfigOpt, KubeconfigOpt, YesOpt, confirm, handles_errors, kube_target, load, out
+from qhubctl.deploy import destroy as destroy_release
+from qhubctl.helm import Helm
+from qhubctl.status import gather
+from qhubctl.support import bundle
+
+
+@handles_errors
+def status(config: Path = ConfigOpt, kubeconfig: Path | None = KubeconfigOpt) -> None:
+    """What runs, where, and the URLs. Exits 3 when the release is missing or not ready."""
+    cfg = load(config)
+    path, context = kube_target(cfg, kubeconfig)
+    st = gather(cfg, Helm(path, context), kube.api_client(path, context))
+    rel = st.release
+    out.print(f"release {cfg.release_name} in {cfg.namespace}: "
+              + (f"revision {rel.revision}, {rel.status}, chart {rel.chart_version}" if rel else "not installed"))
+    for w in st.workloads:
+        out.print(f"  {w.kind}/{w.name}: {w.ready}/{w.desired} ready")
+    for name, selector in st.node_groups.items():
+        out.print(f"  node group {name}: {selector}")
+    for name, url in st.urls.items():
+        out.print(f"  {name}: {url}")
+    if not st.healthy:
+        raise typer.Exit(3)
+
+
+@handles_errors
+def support(
+    config: Path = ConfigOpt,
+    output: Path = typer.Option(Path("qhub-support.zip"), "-o", "--output", help="Zip file to write."),
+    kubeconfig: Path | None = KubeconfigOpt,
+) -> None:
+    """Zip pod logs, events, workload states and the redacted config for a bug report."""
+    cfg = load(config)
+    path, context = kube_target(cfg, kubeconfig)
+    zipped, members = bundle(cfg, Helm(path, context), kube.api_client(path, context), output)
+    out.print(f"wrote {zipped} ({len(members)} files); secrets are redacted - check before sharing")
+
+
+@handles_errors
+def destroy(
+    config: Path = ConfigOpt,
+    delete_data: bool = typer.Option(False, "--delete-data", help="Also delete PVCs: homes, hub DB, environments."),
+    yes: bool = YesOpt,
+    kubeconfig: Path | None = KubeconfigOpt,
+) -> None:
+    """Uninstall the platform. Volumes are kept unless --delete-data."""
+    cfg = load(config)
+    what = "and DELETE ALL DATA (PVCs) " if delete_data else ""
+    confirm(f"uninstall release {cfg.release_name} {what}from namespace {cfg.namespace}?", yes)
+    path, context = kube_target(cfg, kubeconfig)
+    result = destroy_release(cfg, Helm(path, context), kube.api_client(path, context), delete_data=delete_data)
+    out.print("uninstalled" if result.uninstalled else "release was not installed")
+    if result.kept_pvcs:
+        out.print(f"kept volumes: {', '.join(result.kept_pvcs)} (delete with --delete-data)")
+    if result.deleted_pvcs:
+        out.print(f"deleted volumes: {', '.join(result.deleted_pvcs)}")
