@@ -92,7 +92,8 @@ def main() -> None:
             runs.append(("demo (3 packages)", write_spec(work / "demo", demo, ["qhub-hello 1.*"])))
             if args.synthetic:
                 names = synthetic_channel(work / "synth-channel", args.synthetic)
-                runs.append((f"synthetic ({args.synthetic})", write_spec(work / "synth", work / "synth-channel", names)))
+                synth = write_spec(work / "synth", work / "synth-channel", names)
+                runs.append((f"synthetic ({args.synthetic})", synth))
         print(f"{'spec':<22} {'cache':<6} {'time':>8}", flush=True)
         for label, spec in runs:
             measure(spec, label, debs)

@@ -15,6 +15,16 @@ REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "qhub"
 
 
+TIERS = ("unit", "chart", "cluster", "images")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one tier, so `-m <tier>` selections together cover the whole suite."""
+    untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
+    if untiered:
+        raise pytest.UsageError("tests without a tier marker (" + ", ".join(TIERS) + "): " + ", ".join(untiered))
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

@@ -205,17 +205,24 @@ def test_schedulers_can_run_on_the_worker_group(tmp_path: Path) -> None:
     assert resolved.scheduler_extra_pod_config["nodeSelector"] == {"qhub.dev/node-group": "worker"}
 
 
+TPU_PROFILE = {"name": "tpu", "displayName": "tpu", "cores": 1, "memory": 1, "threads": 1, "nodeGroup": "tpu",
+               "gpus": 0}
+
+
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("values", "message"),
     [
-        (["--set", "global.nodeGroups.gpu=null"], "is not a key of global.nodeGroups"),
-        (["--set", "dask-gateway.clusters.defaultProfile=huge"], "defaultProfile"),
-        (["--set", "dask-gateway.clusters.scheduler.nodeGroup=user"], "nodeGroup"),
+        ({"clusters": {"profiles": [TPU_PROFILE], "defaultProfile": "tpu"}}, "is not a key of global.nodeGroups"),
+        ({"clusters": {"defaultProfile": "huge"}}, "defaultProfile"),
+        ({"clusters": {"profiles": [dict(TPU_PROFILE, nodeGroup="worker")] * 2, "defaultProfile": "tpu"}},
+         "used twice"),
+        ({"clusters": {"scheduler": {"nodeGroup": "user"}}}, "nodeGroup"),
     ],
 )
-def test_inconsistent_cluster_settings_fail_the_render(args: list[str], message: str) -> None:
+def test_inconsistent_cluster_settings_fail_the_render(values: dict[str, Any], message: str, tmp_path: Path) -> None:
+    (tmp_path / "v.yaml").write_text(yaml.safe_dump({"dask-gateway": values}))
     with pytest.raises(CommandError, match=message):
-        template(*args)
+        template("-f", str(tmp_path / "v.yaml"))
 
 
 def test_crds_define_daskcluster_and_the_traefik_route_kinds() -> None:

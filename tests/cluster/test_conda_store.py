@@ -4,7 +4,8 @@ prebuilt-environment files, against a real PostgreSQL and Redis (Debian packages
 real JupyterHub that logs users in over OAuth. Namespace rights per JupyterHub group are checked through
 conda-store's REST API.
 
-What cannot run here: environment builds. conda-store solves with conda-lock and installs with mamba/conda,
+conda itself is not on PyPI: conda-store's imports of it are served by tests/cluster/conda_shim (conda-lock's
+vendored copy of conda plus the platform name). What cannot run here: environment builds. conda-store solves with conda-lock and installs with mamba/conda,
 binaries no reachable registry serves. The spec path is exercised up to that point: specs are validated,
 registered, queued in Redis, picked up by the worker, and the build fails at the solve - asserted below.
 """
@@ -143,7 +144,8 @@ def platform(tmp_path_factory, postgres, redis):
         env = {**os.environ, "CONDA_STORE_DATABASE_URL": postgres, "CONDA_STORE_REDIS_URL": redis,
                "CONDA_STORE_DIRECTORY": str(tmp / "store"), "CONDA_STORE_ENVIRONMENTS": str(tmp / "environments"),
                "CONDA_STORE_TOKEN_SECRET": os.urandom(32).hex(), "CONDA_STORE_PORT": str(port),
-               "JUPYTERHUB_API_URL": hub.api_url, "JUPYTERHUB_API_TOKEN": token, "HOME": str(tmp)}
+               "JUPYTERHUB_API_URL": hub.api_url, "JUPYTERHUB_API_TOKEN": token, "HOME": str(tmp),
+               "PYTHONPATH": str(Path(__file__).parent / "conda_shim")}
         procs = []
         for prog in ("conda-store-server", "conda-store-worker"):
             log = open(tmp / f"{prog}.log", "w")

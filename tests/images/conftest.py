@@ -26,7 +26,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from localchannel import make_channel  # noqa: E402
-
 from qhubctl.proc import run  # noqa: E402
 
 
@@ -124,11 +123,11 @@ class Registry:
         return len(self.requests("PUT", re.escape(repository) + r"/blobs/uploads/"))
 
 
-def start_registry(root: Path, htpasswd: Path | None = None) -> Registry:
+def start_registry(root: Path, auth: str = "") -> Registry:
+    """docker-registry on a free loopback port, storing under `root`; `auth` is the config's auth: section."""
     binary = need("docker-registry", "docker-registry")
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
-    auth = f"auth:\n  htpasswd:\n    realm: qhub-test\n    path: {htpasswd}\n" if htpasswd else ""
     config = root / "config.yml"
     config.write_text(
         "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
@@ -170,7 +169,7 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Re
     user, password = "qhub", "s3cret-for-tests"
     htpasswd = root / "htpasswd"
     htpasswd.write_text(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
-    reg = start_registry(root / "reg", htpasswd)
+    reg = start_registry(root / "reg", f"auth:\n  htpasswd:\n    realm: qhub-test\n    path: {htpasswd}\n")
     yield reg, user, password
     stop(reg.proc)
 
@@ -211,3 +210,16 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
     wait_until(up, 60, "dockerd")
     yield Docker(env)
     stop(proc)
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, object]]:
+    """A registry in token mode (Bearer), with its token service on another loopback port."""
+    from tokenserver import TokenServer
+
+    root = tmp_path_factory.mktemp("token-registry")
+    tokens = TokenServer(root, "qhub", "token-test-password")
+    reg = start_registry(root / "reg", tokens.registry_auth())
+    yield reg, tokens
+    stop(reg.proc)
+    tokens.close()

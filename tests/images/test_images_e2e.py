@@ -15,11 +15,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from qhubctl.images import registry as reg
 from qhubctl.images.build import build, clear_cache
 from qhubctl.proc import run
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.images
 
@@ -156,7 +155,8 @@ def test_docker_archive_and_oci_layout(make_spec, docker, qhub_cache, tmp_path) 
         assert (layout / "blobs" / "sha256" / blob["digest"].split(":")[1]).stat().st_size == blob["size"]
 
 
-def test_basic_auth_and_chunked_upload(make_spec, auth_registry, docker, qhub_cache, monkeypatch) -> None:  # noqa: ANN001
+def test_basic_auth_and_chunked_upload(make_spec, auth_registry, docker, qhub_cache,  # noqa: ANN001
+                                       monkeypatch) -> None:  # noqa: ANN001
     registry, user, password = auth_registry
     image = build(make_spec(["qhub-hello 1.*"])).image
     target = reg.parse_target(registry.host, "private/hello:1")
@@ -253,7 +253,9 @@ def _wheel(directory: Path) -> Path:
     files = {
         "qhubdemo.py": "def main():\n    print('qhubdemo says hi')\n",
         "qhubdemo-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: qhubdemo\nVersion: 1.0\n",
-        "qhubdemo-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: qhub-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "qhubdemo-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: qhub-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
         "qhubdemo-1.0.dist-info/entry_points.txt": "[console_scripts]\nqhubdemo = qhubdemo:main\n",
     }
     record = []
@@ -306,3 +308,47 @@ def test_make_images_fails_clearly_without_a_reachable_channel(repo, qhub_cache,
     assert "build_images: failed: dask-worker" in result.stderr
     assert sorted((p.name, p.stat().st_mtime_ns) for p in spec.iterdir()) == before  # no lock written
     assert not (tmp_path / "out").exists()
+
+
+def test_bearer_token_auth(make_spec, token_registry, qhub_cache, monkeypatch) -> None:  # noqa: ANN001
+    registry, tokens = token_registry
+    image = build(make_spec(["qhub-hello 1.*"])).image
+    target = reg.parse_target(registry.host, "team/hello:1")
+    monkeypatch.setenv("DOCKER_CONFIG", str(qhub_cache / "no-docker-config"))
+    monkeypatch.setenv("QHUB_REGISTRY_USERNAME", tokens.user)
+    monkeypatch.setenv("QHUB_REGISTRY_PASSWORD", "wrong")
+    with pytest.raises(reg.RegistryError, match="token service .* answered HTTP 401"):
+        reg.push(image, target)
+    assert tokens.refused == 1
+
+    monkeypatch.setenv("QHUB_REGISTRY_PASSWORD", tokens.password)
+    client = reg.RegistryClient(target)
+    report = reg.push(image, target, client=client)
+    assert tokens.scopes == ["repository:team/hello:pull,push"]  # one token serves the whole push
+    assert set(report.uploaded) == {d for d, _ in image.blobs()}
+    assert client.manifest_digest("1") == image.manifest_digest
+
+
+def test_glibc_base_runs_a_dynamically_linked_program(make_spec, registry, docker, qhub_cache,  # noqa: ANN001
+                                                       tmp_path) -> None:
+    """The default base carries the C library: a dynamically linked binary from a package runs, and the
+    entrypoint applies the environment's activation scripts first."""
+    from localchannel import Pkg, make_channel
+
+    program = Path("/usr/bin/env").read_bytes()
+    assert b"libc.so.6" in program  # dynamically linked, as conda-forge binaries are
+    channel = make_channel(tmp_path / "glibc-channel", [
+        Pkg("qhub-env", "1.0", files={
+            "bin/qhub-env": (program, 0o755),
+            "etc/conda/activate.d/qhub-env.sh": ("export QHUB_ACTIVATED=yes\n", 0o644),
+        }),
+    ])
+    spec = make_spec(["qhub-env"], name="glibc", channels=[channel.as_uri()], image={"base": "glibc"})
+    build_push(spec, "demo/glibc:1", registry.host)
+    assert json.loads((spec / "base.lock.json").read_text())["base"] == "glibc"
+    ref = f"{registry.host}/demo/glibc:1"
+    docker("pull", ref)
+    out = docker("run", "--rm", "--network", "none", ref, "qhub-env").splitlines()
+    assert "CONDA_PREFIX=/opt/conda" in out
+    assert "QHUB_ACTIVATED=yes" in out
+    assert "HOME=/home/qhub" in out

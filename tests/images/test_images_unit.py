@@ -7,12 +7,12 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 import rattler
-
 from qhubctl.errors import UserError
 from qhubctl.images import oci, registry, solve
 from qhubctl.images.build import image_config, plan_layers
@@ -96,8 +96,8 @@ def test_layers_are_reproducible_and_normalised(tmp_path: Path) -> None:
     first.add_dir("/home/u", 0o755, uid=1000, gid=1000)
     second = oci.LayerBuilder("two")
     second.add_dir("/home/u", 0o755, uid=1000, gid=1000)
-    for name in ("sub/run.sh", "link", "b.txt"):  # another insertion order, and another mtime on disk
-        (src / name).touch() if name == "b.txt" else None
+    os.utime(src / "b.txt", (1, 1))  # another mtime on disk must not matter
+    for name in ("sub/run.sh", "link", "b.txt"):  # nor another insertion order
         second.add_path(f"/opt/x/{name}", src / name)
     a, b = first.write(store), second.write(store)
     assert (a.digest, a.diff_id) == (b.digest, b.diff_id)
@@ -203,7 +203,8 @@ def test_lock_satisfies() -> None:
     def rec(name: str, version: str, depends: list[str]) -> rattler.RepoDataRecord:
         pkg = rattler.PackageRecord(name=name, version=version, build=rattler.BuildString("0"), build_number=0,
                                     subdir="linux-64", depends=depends)
-        return rattler.RepoDataRecord(pkg, f"{name}-{version}-0.conda", f"https://example.invalid/linux-64/{name}-{version}-0.conda",
+        filename = f"{name}-{version}-0.conda"
+        return rattler.RepoDataRecord(pkg, filename, f"https://example.invalid/linux-64/{filename}",
                                       "https://example.invalid/")
 
     locked = [rec("app", "2.0", ["lib >=1", "__glibc >=2.17"]), rec("lib", "1.5", [])]

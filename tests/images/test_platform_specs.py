@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from qhubctl.images.solve import parse_specs
 from qhubctl.images.spec import load_spec
 from qhubctl.proc import run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Awaitable
@@ -71,8 +72,7 @@ class Helm:
             if isinstance(exc.__cause__, herr.ReleaseNotFoundError):
                 return None
             raise
-        meta = await _call(rev.chart_metadata())
-        values = await _call(rev.values())
+        meta, values = await asyncio.gather(_call(rev.chart_metadata()), _call(rev.values()))  # two helm processes
         return Deployed(rev.revision, str(getattr(rev.status, "value", rev.status)), str(meta.version), values or {})
 
     async def upgrade(self, release: str, namespace: str, values: dict[str, Any], *, timeout: str = "10m",

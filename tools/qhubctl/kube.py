@@ -9,10 +9,27 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
+
+
+def _import_kubernetes() -> None:
+    """Import the kubernetes client without its optional kubernetes_validate hook, whose import (jsonschema format
+    checkers) costs about 1.5 s of every command's start-up. Later imports of kubernetes_validate work as usual."""
+    import sys
+
+    if "kubernetes" in sys.modules or "kubernetes_validate" in sys.modules:
+        return
+    sys.modules["kubernetes_validate"] = None  # type: ignore[assignment]  # makes its import raise ImportError
+    try:
+        import kubernetes  # noqa: F401
+    finally:
+        del sys.modules["kubernetes_validate"]
+
+
+_import_kubernetes()
+from kubernetes import client as k8s  # noqa: E402
+from kubernetes import config as k8s_config  # noqa: E402
+from kubernetes.client.exceptions import ApiException  # noqa: E402
 
 from qhubctl.errors import ClusterError
 from qhubctl.values import CHART_DIR

@@ -220,4 +220,6 @@ def _sorted(value: Any) -> Any:
         return {k: _sorted(value[k]) for k in sorted(value)}
     if isinstance(value, list):
         return [_sorted(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 2.0 -> 2, as Helm stores and returns it
     return value

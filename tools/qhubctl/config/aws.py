@@ -22,3 +22,7 @@ class AWSProvider(CloudProvider):
         default_factory=list, description="Zones for the node groups; empty picks the first two of the region"
     )
     vpc_cidr: str = Field("10.10.0.0/16", pattern=r"^[0-9.]+/[0-9]{1,2}$", description="CIDR block of the new VPC")
+    subnet_ids: list[str] = Field(
+        default_factory=list,
+        description="Existing subnets (2+ zones) for the cluster and nodes; empty: qhubctl creates a VPC",
+    )

@@ -55,12 +55,12 @@ def plan_layers(records: list[rattler.RepoDataRecord], budget: int) -> list[list
     singles = budget - buckets
     by_size = sorted(records, key=lambda r: (-(r.size or 0), r.name.normalized))
     own = {r.name.normalized for r in by_size[:singles]}
-    groups: dict[str, list[rattler.RepoDataRecord]] = {r.name.normalized: [r] for r in records if r.name.normalized in own}
+    groups = [[r] for r in records if r.name.normalized in own]
     shared: dict[int, list[rattler.RepoDataRecord]] = {}
     for r in records:
         if r.name.normalized not in own:
             shared.setdefault(zlib.crc32(r.name.normalized.encode()) % buckets, []).append(r)
-    out = list(groups.values()) + [shared[k] for k in sorted(shared)]
+    out = groups + [shared[k] for k in sorted(shared)]
     return sorted(out, key=lambda g: g[0].name.normalized)
 
 

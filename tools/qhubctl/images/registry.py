@@ -37,7 +37,11 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class RegistryError(QHubError):
-    """The registry refused or failed a request."""
+    """The registry refused or failed a request; `status` is the HTTP status, if there was an answer."""
+
+    def __init__(self, message: str, *, hint: str = "", status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,7 @@ class RegistryClient:
                 raise RegistryError(
                     f"{method} {url.geturl()}: HTTP {resp.status} {self._error_text(resp)}",
                     hint="check the registry address, the credentials and that the account may push there",
+                    status=resp.status,
                 )
             return resp
 
@@ -286,8 +291,10 @@ class RegistryClient:
                 else:
                     self._upload_chunked(path, digest, size)
                 return
-            except RegistryError as exc:  # a broken session: start a new one
-                last = exc
+            except RegistryError as exc:
+                if exc.status in (400, 401, 403, 405):  # refused, not broken: another session fares no better
+                    raise
+                last = exc  # a broken session (lost, or the digest did not match): start a new one
                 self.retried += 1
         raise RegistryError(f"uploading {digest} failed: {last}")
 

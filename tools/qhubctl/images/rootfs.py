@@ -144,7 +144,8 @@ def base_layer(spec: ImageSpec, debs: list[Deb], store: BlobStore) -> Layer:
         layer = Layer.from_json(json.loads(index.read_text()))
         if store.has(layer.digest):
             return layer
-    builder = LayerBuilder(f"qhubctl images: base {spec.image.base} ({', '.join(f'{d.name} {d.version}' for d in debs)})")
+    packages = ", ".join(f"{d.name} {d.version}" for d in debs)
+    builder = LayerBuilder(f"qhubctl images: base {spec.image.base} ({packages})")
     with tempfile.TemporaryDirectory(prefix="qhub-base-") as tmp:
         root = Path(tmp)
         for deb in debs:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import rattler
-from rattler.exceptions import InvalidMatchSpecError, SolverError
+from rattler.exceptions import SolverError
 
 from qhubctl.errors import UserError
 from qhubctl.images.spec import ImageSpec
@@ -53,7 +53,7 @@ def parse_specs(deps: list[str]) -> list[rattler.MatchSpec]:
     for dep in deps:
         try:
             specs.append(rattler.MatchSpec(dep))
-        except (InvalidMatchSpecError, Exception) as exc:  # noqa: B014 - any parse failure is a bad pin
+        except Exception as exc:  # InvalidMatchSpecError and its relatives: any parse failure is a bad pin
             raise SpecError(f"dependency {dep!r} is not a valid conda match spec: {exc}") from None
     return specs
 

@@ -98,7 +98,7 @@ def _profiles_for(user: Any) -> list[dict[str, Any]]:
     return [p for p in CLUSTERS["profiles"] if not p.get("groups") or groups & set(p["groups"])]
 
 
-def _pod_config(placement: dict[str, Any], volumes: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, Any]:
+def _pod_config(placement: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "securityContext": CFG["podSecurityContext"],
         "nodeSelector": placement.get("nodeSelector") or {},
@@ -172,8 +172,8 @@ def _handler(options: Any, user: Any) -> dict[str, Any]:
         "cluster_max_workers": limits["maxWorkers"],
         "worker_extra_pod_labels": labels,
         "scheduler_extra_pod_labels": labels,
-        "worker_extra_pod_config": _pod_config(profile["placement"], volumes, labels),
-        "scheduler_extra_pod_config": _pod_config(sched["placement"], volumes, labels),
+        "worker_extra_pod_config": _pod_config(profile["placement"], volumes),
+        "scheduler_extra_pod_config": _pod_config(sched["placement"], volumes),
         "worker_extra_container_config": _container(mounts, int(profile.get("gpus") or 0), prefix, user),
         "scheduler_extra_container_config": _container(mounts, 0, prefix, user),
         "environment": {"QHUB_DASK_PROFILE": profile["name"], "QHUB_DASK_ENVIRONMENT": env.get("name", "")},

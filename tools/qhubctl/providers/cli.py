@@ -1,0 +1,125 @@
+"""`qhubctl cluster create|plan|destroy|kubeconfig|eks-token`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+import yaml
+
+from qhubctl import providers
+from qhubctl.commands._common import ConfigOpt, YesOpt, confirm, err, handles_errors, load, out
+from qhubctl.errors import EXIT_CHANGES, QHubError
+from qhubctl.providers.base import Plan
+
+app = typer.Typer(help="Create, plan and destroy the Kubernetes cluster the config describes.", no_args_is_help=True)
+
+KubeconfigOut = typer.Option(None, "--kubeconfig", help="Where to write the kubeconfig; default <project>.kubeconfig "
+                             "next to the config file.")
+
+
+def _log(line: str) -> None:
+    out.print(line, markup=False)
+
+
+def _kubeconfig_path(config: Path, project: str, given: Path | None) -> Path:
+    return given or config.resolve().parent / f"{project}.kubeconfig"
+
+
+def _write_outputs(provider: providers.Provider, config: Path, given: Path | None) -> Path:
+    path = _kubeconfig_path(config, provider.cfg.project_name, given)
+    path.write_text(yaml.safe_dump(provider.kubeconfig(), sort_keys=False))
+    os.chmod(path, 0o600)
+    for name, values in provider.extras().items():
+        extra = path.parent / f"{provider.cfg.project_name}-{name}-values.yaml"
+        extra.write_text(yaml.safe_dump(values, sort_keys=False))
+        out.print(f"{name} chart values: {extra}", markup=False)
+    out.print(f"kubeconfig: {path}\n  export KUBECONFIG={path}", markup=False)
+    return path
+
+
+def _show(plan: Plan) -> None:
+    out.print(plan.render(), markup=False)
+
+
+@app.command("plan")
+@handles_errors
+def plan_cmd(config: Path = ConfigOpt) -> None:
+    """Compare the cloud with the config. Exit 0: nothing to do; 2: create/destroy would change something."""
+    cfg = load(config)
+    provider = providers.get(cfg, log=_log)
+    err.print(f"credentials: {provider.check_credentials()}", markup=False)
+    plan = provider.plan()
+    _show(plan)
+    if plan.changed:
+        raise typer.Exit(EXIT_CHANGES)
+
+
+@app.command("create")
+@handles_errors
+def create(config: Path = ConfigOpt, yes: bool = YesOpt, kubeconfig: Path | None = KubeconfigOut) -> None:
+    """Create or update the cluster so it matches the config, then write its kubeconfig. Idempotent."""
+    cfg = load(config)
+    provider = providers.get(cfg, log=_log)
+    out.print(f"credentials: {provider.check_credentials()}", markup=False)
+    plan = provider.plan()
+    _show(plan)
+    if plan.changed:
+        confirm(f"apply {len(plan.actions)} change(s) to cluster {plan.cluster}?", yes)
+        provider.apply(plan)
+        after = provider.plan()
+        if after.changed:
+            raise QHubError("the cluster still differs from the config after apply:\n" + after.render(),
+                            hint="run `qhubctl cluster create` again; the cloud may still be settling")
+        out.print(f"cluster {plan.cluster} matches the config", markup=False)
+    _write_outputs(provider, config, kubeconfig)
+
+
+@app.command("destroy")
+@handles_errors
+def destroy(config: Path = ConfigOpt, yes: bool = YesOpt) -> None:
+    """Delete the cluster and everything created for it (node groups, network, roles, and the load balancers and
+    volumes Kubernetes made). Waits until all is gone; running it again finds nothing."""
+    cfg = load(config)
+    provider = providers.get(cfg, log=_log)
+    out.print(f"credentials: {provider.check_credentials()}", markup=False)
+    plan = provider.destroy_plan()
+    if not plan.changed:
+        out.print(f"nothing to destroy: no resources of {plan.cluster} found", markup=False)
+        return
+    _show(plan)
+    confirm(f"delete these {len(plan.actions)} resource(s) of {plan.cluster}?", yes)
+    provider.destroy(plan)
+    left = provider.destroy_plan()
+    if left.changed:
+        raise QHubError("some resources are still there:\n" + left.render(),
+                        hint="run `qhubctl cluster destroy` again")
+    out.print(f"cluster {plan.cluster} destroyed", markup=False)
+
+
+@app.command("kubeconfig")
+@handles_errors
+def kubeconfig_cmd(config: Path = ConfigOpt, kubeconfig: Path | None = KubeconfigOut) -> None:
+    """Write the cluster's kubeconfig (no cloud CLI needed to use it)."""
+    cfg = load(config)
+    _write_outputs(providers.get(cfg, log=_log), config, kubeconfig)
+
+
+@app.command("eks-token", hidden=False)
+@handles_errors
+def eks_token(cluster_name: str = typer.Option(..., "--cluster-name", help="EKS cluster name."),
+              region: str = typer.Option(..., "--region", help="AWS region of the cluster.")) -> None:
+    """Print an ExecCredential with an EKS bearer token (kubeconfig exec plugin; uses boto3's credentials)."""
+    try:
+        from qhubctl.providers import eks_token as tok
+    except ImportError:
+        raise QHubError("eks-token needs boto3", hint="pip install 'qhubctl[aws]'") from None
+    from qhubctl.providers.aws import explain
+
+    try:
+        typer.echo(tok.main_json(cluster_name, region))
+    except Exception as exc:  # noqa: BLE001 - any botocore failure becomes a readable message
+        if isinstance(exc, QHubError):
+            raise
+        raise explain(exc) from None
