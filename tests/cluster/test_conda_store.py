@@ -13,9 +13,11 @@ registered, queued in Redis, picked up by the worker, and the build fails at the
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -173,7 +175,9 @@ def login(platform, user: str) -> requests.Session:
     s = requests.Session()
     r = s.get(f"{hub.url}/conda-store/login/", timeout=30)
     assert r.status_code == 200 and "/hub/login" in r.url, (r.status_code, r.url)
-    r = s.post(r.url, data={"username": user, "password": "any", "_xsrf": s.cookies.get("_xsrf")}, timeout=60)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', r.text)
+    assert xsrf, "the hub login form carries an XSRF token"
+    r = s.post(r.url, data={"username": user, "password": "any", "_xsrf": html.unescape(xsrf.group(1))}, timeout=60)
     assert r.status_code == 200, r.text[:500]
     assert "/conda-store/oauth_callback/" in r.url and "conda-store-auth" in s.cookies, r.url
     platform["sessions"][user] = s

@@ -157,6 +157,8 @@ class Observed:
     nat: dict[str, Any] | None = None
     route_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    role_policies: dict[str, list[str]] = field(default_factory=dict)
+    role_inline: dict[str, list[str]] = field(default_factory=dict)
     cluster: dict[str, Any] | None = None
     oidc_arn: str | None = None
     groups: dict[str, GroupSpec] = field(default_factory=dict)
@@ -234,7 +236,11 @@ class AWS(Provider):
                     seen.route_tables[key] = table
         for page in iam.get_paginator("list_roles").paginate(PathPrefix=self.path):
             for role in page["Roles"]:
-                seen.roles[role["RoleName"]] = role
+                name = role["RoleName"]
+                seen.roles[name] = role
+                seen.role_policies[name] = [p["PolicyArn"] for p in
+                                            iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]]
+                seen.role_inline[name] = list(iam.list_role_policies(RoleName=name)["PolicyNames"])
         try:
             cluster = eks.describe_cluster(name=self.cluster_name)["cluster"]
         except eks.exceptions.ResourceNotFoundException:
@@ -311,8 +317,7 @@ class AWS(Provider):
                 if key not in seen.route_tables:
                     actions.append(Action("create", "route-table", key))
         for short in ("cluster", "node"):
-            if self.role_name(short) not in seen.roles:
-                actions.append(Action("create", "iam-role", self.role_name(short)))
+            actions += self._role_actions(seen, short)
         version = self.cfg.cluster.kubernetes_version
         if not seen.cluster:
             actions.append(Action("create", "eks-cluster", self.cluster_name, detail=f"Kubernetes {version}"))
@@ -325,8 +330,7 @@ class AWS(Provider):
                 actions.append(Action("update", "eks-cluster", self.cluster_name, {"version": (have, version)}))
         if not seen.oidc_arn:
             actions.append(Action("create", "oidc-provider", self.cluster_name))
-        if self.role_name("cluster-autoscaler") not in seen.roles:
-            actions.append(Action("create", "iam-role", self.role_name("cluster-autoscaler")))
+        actions += self._role_actions(seen, "cluster-autoscaler")
         desired = desired_groups(self.cfg)
         group_actions = diff_groups(desired, seen.groups, compare=(
             "min_nodes", "max_nodes", "labels", "taints", "instance_type", "spot", "disk_size_gb", "gpu_count"))
@@ -340,6 +344,22 @@ class AWS(Provider):
                     group_actions.append(Action("update", "nodegroup", spec.name, {"autoscaler tags": (
                         len(have_tags), len(want_ca))}))
         return actions + group_actions
+
+    def _role_actions(self, seen: Observed, short: str) -> list[Action]:
+        name = self.role_name(short)
+        if name not in seen.roles:
+            return [Action("create", "iam-role", name)]
+        want = {self._managed_policy(p) for p in self._role_policies(short)}
+        have = set(seen.role_policies.get(name, ()))
+        inline_ok = short != "cluster-autoscaler" or "cluster-autoscaler" in seen.role_inline.get(name, ())
+        if want - have or not inline_ok:
+            missing = sorted(p.rsplit("/", 1)[1] for p in want - have) + ([] if inline_ok else ["(inline)"])
+            return [Action("update", "iam-role", name, {"policies": ("incomplete", ", ".join(missing))})]
+        return []
+
+    @staticmethod
+    def _role_policies(short: str) -> tuple[str, ...]:
+        return {"cluster": CLUSTER_POLICIES, "node": NODE_POLICIES}.get(short, ())
 
     def _group_tags(self, spec: GroupSpec) -> dict[str, str]:
         return {**self.tags, **autoscaler_tags(self.cluster_name, spec), TAG_GPU: str(spec.gpu_count)}
@@ -448,14 +468,20 @@ class AWS(Provider):
             service = "eks.amazonaws.com" if short == "cluster" else "ec2.amazonaws.com"
             trust = {"Version": "2012-10-17", "Statement": [
                 {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
-        iam.create_role(RoleName=action.name, Path=self.path, AssumeRolePolicyDocument=json.dumps(trust),
-                        Description=f"QHub {self.cluster_name}: {short}", Tags=_tag_list(self.tags))
-        policies = {"cluster": CLUSTER_POLICIES, "node": NODE_POLICIES}.get(short, ())
-        for policy in policies:
+        try:
+            iam.create_role(RoleName=action.name, Path=self.path, AssumeRolePolicyDocument=json.dumps(trust),
+                            Description=f"QHub {self.cluster_name}: {short}", Tags=_tag_list(self.tags))
+        except iam.exceptions.EntityAlreadyExistsException:
+            if action.op == "create":
+                raise UserError(f"IAM role {action.name} exists outside {self.path}; qhubctl did not create it",
+                                hint="delete or rename that role, or choose another project_name") from None
+        for policy in self._role_policies(short):  # attaching is idempotent: also repairs a half-made role
             iam.attach_role_policy(RoleName=action.name, PolicyArn=self._managed_policy(policy))
         if short == "cluster-autoscaler":
             iam.put_role_policy(RoleName=action.name, PolicyName="cluster-autoscaler",
                                 PolicyDocument=json.dumps(self._autoscaler_policy()))
+
+    _update_iam_role = _create_iam_role
 
     def _irsa_trust(self, namespace: str, account: str) -> dict[str, Any]:
         oidc_arn = self._find_oidc()
