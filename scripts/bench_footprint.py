@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {w.kind:<11} {w.name:<40} x{w.replicas}  cpu {w.cpu * 1000:6.0f}m  memory {w.memory / 2**20:7.0f}Mi")
     cpu = sum(w.cpu for w in workloads)
     mem = sum(w.memory for w in workloads)
-    ok = cpu <= GOAL_CPU and mem <= GOAL_MEMORY
+    ok = round(cpu * 1000) <= round(GOAL_CPU * 1000) and mem <= GOAL_MEMORY  # millicores: no float drift
     print(f"always-on pods: {sum(w.replicas for w in workloads)}  requests: cpu {cpu:.3f} vCPU, memory "
           f"{mem / 2**30:.2f} GiB  (goal <= {GOAL_CPU:g} vCPU, <= {GOAL_MEMORY / 2**30:g} GiB: "
           f"{'within' if ok else 'OVER'})")

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "qhub"
 
 
-TIERS = ("unit", "chart", "cluster", "images")
+TIERS = ("unit", "chart", "cluster", "images", "cloud")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

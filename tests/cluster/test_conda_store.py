@@ -140,7 +140,9 @@ def platform(tmp_path_factory, postgres, redis):
     cs_url = f"http://127.0.0.1:{port}"
     services = [{"name": "conda-store", "api_token": token, "url": f"{cs_url}/conda-store",
                  "oauth_redirect_uri": "/conda-store/oauth_callback/", "oauth_no_confirm": True, "display": False}]
-    roles = [{"name": "conda-store-service", "services": ["conda-store"], "scopes": scopes}]
+    roles = [{"name": "conda-store-service", "services": ["conda-store"], "scopes": scopes},
+             # JupyterHub >= 5 lets a user log in to a service only with access:services for it
+             {"name": "user", "scopes": ["self", "access:services!service=conda-store"]}]
     with running_hub(tmp / "hub", services=services, roles=roles, users=USERS) as hub:
         hub.add_route("/conda-store", cs_url)  # what the platform Ingress does
         env = {**os.environ, "CONDA_STORE_DATABASE_URL": postgres, "CONDA_STORE_REDIS_URL": redis,
@@ -161,6 +163,10 @@ def platform(tmp_path_factory, postgres, redis):
                         raise Fatal(f"{p.args[0]} exited: {(tmp / (Path(p.args[0]).name + '.log')).read_text()[-3000:]}")
                 return requests.get(f"{hub.url}/conda-store/api/v1/", timeout=3).status_code == 200
             wait_until(up, 120, "conda-store server")
+            # the worker's first scan registers the prebuilt environments and records the store's free space,
+            # which conda-store checks before accepting a spec
+            wait_until(lambda: "task_watch_paths" in (worker_log := (tmp / "conda-store-worker.log").read_text())
+                       and "succeeded" in worker_log.split("task_watch_paths")[-1], 120, "worker's first scan")
             yield {"hub": hub, "tmp": tmp, "sessions": {}}
         finally:
             for p in procs:
@@ -212,7 +218,7 @@ def test_oauth_login_gives_group_based_role_bindings(platform):
     assert roles["alice/*"] == {"admin"} and roles["data-team/*"] == {"admin"} and roles["global/*"] == {"viewer"}
     assert not any(arn.startswith(("bob", "analysts", "*")) for arn in roles), roles
     bob = {arn: set(v) for arn, v in api(platform, "GET", "/permission/", "bob").json()["data"]["entity_roles"].items()}
-    assert bob["analysts/*"] == {"editor"}, "defaultGroupRole applies to groups without an override"
+    assert bob["analysts/*"] == {"developer"}, "defaultGroupRole applies to groups without an override"
     carol = api(platform, "GET", "/permission/", "carol").json()["data"]["entity_roles"]
     assert carol == {"*/*": ["admin"], "global/*": ["viewer"]} or set(carol["*/*"]) == {"admin"}
 
@@ -248,8 +254,11 @@ def test_environment_creation_follows_group_rights(platform):
 def test_spec_validation_and_channel_policy(platform):
     r = api(platform, "POST", "/specification/", "alice", json={"namespace": "alice", "specification": "name: [x"})
     assert r.status_code == 400 and "YAML" in r.text
+    bad = yaml.safe_dump({"name": "bad", "dependencies": ["numpy=>=1"]})  # rejected by conda's MatchSpec
+    r = api(platform, "POST", "/specification/", "alice", json={"namespace": "alice", "specification": bad})
+    assert r.status_code == 400 and "numpy=>=1" in r.text
     r = api(platform, "POST", "/specification/", "alice",
-            json={"namespace": "alice", "specification": yaml.safe_dump({"name": "bad", "dependencies": [{"x": 1}]})})
+            json={"namespace": "alice", "specification": yaml.safe_dump({"name": "a/b", "dependencies": ["x"]})})
     assert r.status_code == 400
     r = create_env(platform, "alice", "alice", "evil", channels=("https://evil.example.org/channel",))
     assert r.status_code == 400 and "channel" in r.text.lower(), "build.allowedChannels from values is enforced"

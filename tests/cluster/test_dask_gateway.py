@@ -124,26 +124,47 @@ def kget(cluster: LocalCluster, *args: str) -> dict[str, Any]:
     return json.loads(cluster.kubectl("get", *args, "-o", "json"))
 
 
+RBAC = [f"charts/dask-gateway/templates/{part}/{kind}.yaml" for part in ("api", "controller")
+        for kind in ("serviceaccount", "role", "rolebinding", "clusterrole", "clusterrolebinding")]
+
+
 def render_gateway_parts(ns: str, dest: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """What `helm template` renders for namespace `ns`: the gateway ConfigMap (written out as files) and the nfs
-    subchart's shared PersistentVolume + PVC that Dask pods mount (the server behind it never runs here)."""
+    """What `helm template` renders for namespace `ns`: the gateway ConfigMap (written out as files); the API
+    server's and controller's ServiceAccounts and RBAC; the nfs subchart's shared PersistentVolume + PVC that Dask
+    pods mount (the NFS server behind it never runs here)."""
+    parts = ["charts/dask-gateway/templates/config/configmap.yaml", *RBAC,
+             "charts/nfs/templates/shared/persistentvolume.yaml",
+             "charts/nfs/templates/shared/persistentvolumeclaim.yaml"]
     out = run(
-        ["helm", "template", "qhub", str(CHART), "--namespace", ns,
-         "--set", "nfs.service.clusterIP=10.96.0.20",
-         "--show-only", "charts/dask-gateway/templates/config/configmap.yaml",
-         "--show-only", "charts/nfs/templates/shared/persistentvolume.yaml",
-         "--show-only", "charts/nfs/templates/shared/persistentvolumeclaim.yaml"],
+        ["helm", "template", "qhub", str(CHART), "--namespace", ns, "--set", "nfs.service.clusterIP=10.96.0.20",
+         *(a for p in parts for a in ("--show-only", p))],
         timeout=120,
     ).stdout
     docs = [d for d in yaml.safe_load_all(out) if d]
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
     for name, text in cm["data"].items():
         (dest / name).write_text(text)
-    volumes = [d for d in docs if d["kind"] != "ConfigMap"]
-    for d in volumes:
-        if d["kind"] == "PersistentVolumeClaim":
+    objects = [d for d in docs if d["kind"] != "ConfigMap"]
+    for d in objects:
+        if d["kind"] not in ("PersistentVolume", "ClusterRole", "ClusterRoleBinding"):
             d["metadata"]["namespace"] = ns
-    return json.loads(cm["data"]["gateway.json"]), volumes
+    return json.loads(cm["data"]["gateway.json"]), objects
+
+
+def service_account_kubeconfig(cluster: LocalCluster, ns: str, account: str, dest: Path) -> Path:
+    """A kubeconfig that acts as the chart's ServiceAccount `account`: the gateway runs with exactly the
+    permissions the chart grants it in a real install."""
+    token = cluster.kubectl("create", "token", account, "-n", ns, "--duration=2h").strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": account,
+        "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "test", "user": account, "namespace": ns}}],
+    }
+    path = dest / f"{account}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -155,15 +176,17 @@ def gateway(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> 
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/daskclusters.gateway.dask.org",
                     "crd/ingressroutes.traefik.io", "crd/ingressroutetcps.traefik.io")
-    cfg, volumes = render_gateway_parts(ns, work)
-    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": volumes}))
+    cfg, objects = render_gateway_parts(ns, work)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    api_kubeconfig = service_account_kubeconfig(cluster, ns, "qhub-dask-gateway-api", work)
+    controller_kubeconfig = service_account_kubeconfig(cluster, ns, "qhub-dask-gateway-controller", work)
 
     hub_port, public_port, gw_port, ctl_port = (free_port() for _ in range(4))
     tokens = {"gateway_token": secrets.token_hex(16), "admin_token": secrets.token_hex(16)}
     (work / "jupyterhub_config.py").write_text(
         HUB_CONFIG % {"hub_port": hub_port, "public_port": public_port, "work": work, **tokens}
     )
-    env = {**cluster.env, "KUBECONFIG": str(cluster.kubeconfig), "JUPYTERHUB_API_TOKEN": tokens["gateway_token"]}
+    env = {**cluster.env, "JUPYTERHUB_API_TOKEN": tokens["gateway_token"]}
     hub_api = f"http://127.0.0.1:{hub_port}/hub/api"
     daemons = [Daemon("jupyterhub", [str(BIN / "jupyterhub"), "-f", str(work / "jupyterhub_config.py")], env, work)]
     try:
@@ -173,15 +196,17 @@ def gateway(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> 
             str(BIN / "dask-gateway-server"), *common,
             f"--DaskGateway.address=127.0.0.1:{gw_port}",
             f"--JupyterHubAuthenticator.jupyterhub_api_url={hub_api}",
-        ], env, work))
+        ], {**env, "KUBECONFIG": str(api_kubeconfig)}, work))
         daemons.append(Daemon("gateway-controller", [
             str(BIN / "dask-gateway-server"), "kube-controller", *common,
             f"--KubeController.address=127.0.0.1:{ctl_port}",
-        ], env, work))
+        ], {**env, "KUBECONFIG": str(controller_kubeconfig)}, work))
         gw = f"http://127.0.0.1:{gw_port}"
         wait_for("the gateway API", lambda: requests.get(f"{gw}/api/health", timeout=2).ok, 90)
         for d in daemons:
             assert d.alive(), f"{d.name} exited:\n{d.tail()}"
+        # Both run as the chart's ServiceAccounts: their informers started without RBAC errors.
+        wait_for("the controller's informers", lambda: "started!" in (work / "gateway-controller.log").read_text(), 60)
         admin = {"Authorization": f"token {tokens['admin_token']}"}
         requests.post(f"{hub_api}/users/alice", headers=admin, timeout=10).raise_for_status()
         r = requests.post(f"{hub_api}/users/alice/tokens", headers=admin, json={"note": "test"}, timeout=10)
@@ -191,8 +216,9 @@ def gateway(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> 
         for d in reversed(daemons):
             d.stop()
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
-        pv = next(d["metadata"]["name"] for d in volumes if d["kind"] == "PersistentVolume")
-        cluster.kubectl("delete", "persistentvolume", pv, "--wait=false")
+        for d in objects:
+            if d["kind"] in ("PersistentVolume", "ClusterRole", "ClusterRoleBinding"):
+                cluster.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--wait=false")
 
 
 def group_nodes(cluster: LocalCluster, group: str) -> list[dict[str, Any]]:
@@ -301,3 +327,5 @@ def test_cluster_request_creates_pods_on_node_groups_and_worker_group_scales(
              300, 5)
     for d in gateway["daemons"]:
         assert d.alive(), f"{d.name} exited:\n{d.tail()}"
+        if d.name.startswith("gateway"):  # no Kubernetes call was refused to the chart's ServiceAccounts
+            assert "Reason: Forbidden" not in d.log.read_text(), d.tail()

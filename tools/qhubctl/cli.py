@@ -51,6 +51,7 @@ app.command("destroy")(ops.destroy)
 # Command groups of other parts of qhubctl register here, one line each (see the module docstring).
 app.add_typer(__import__("qhubctl.images.cli", fromlist=["app"]).app, name="images")
 app.add_typer(__import__("qhubctl.providers.cli", fromlist=["app"]).app, name="cluster")
+app.add_typer(__import__("qhubctl.cost.cli", fromlist=["app"]).app, name="cost")
 
 
 def main() -> None:

@@ -123,3 +123,22 @@ def eks_token(cluster_name: str = typer.Option(..., "--cluster-name", help="EKS 
         if isinstance(exc, QHubError):
             raise
         raise explain(exc) from None
+
+
+@app.command("gke-token")
+@handles_errors
+def gke_token() -> None:
+    """Print an ExecCredential with a Google access token (kubeconfig exec plugin; Application Default
+    Credentials)."""
+    import json
+
+    from qhubctl.providers.cloud_tokens import gke_credential
+
+    try:
+        typer.echo(json.dumps(gke_credential()))
+    except ImportError:
+        raise QHubError("gke-token needs google-auth", hint="pip install 'qhubctl[gcp]'") from None
+    except Exception as exc:  # noqa: BLE001 - google.auth raises several types; show the message
+        raise QHubError(f"cannot get a Google access token: {exc}",
+                        hint="run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") \
+            from None

@@ -19,7 +19,7 @@ import os
 import pathlib
 
 import requests
-from conda_store_server import api, storage
+from conda_store_server import CONDA_STORE_DIR, api, storage
 from conda_store_server.server import schema as auth_schema
 from conda_store_server.server.auth import JupyterHubOAuthAuthentication
 
@@ -37,7 +37,9 @@ def role_bindings(user: dict) -> dict:
         return {"*/*": ["admin"]}
     bindings = {f"{user['name']}/*": ["admin"], f"{PERMS['globalNamespace']}/*": ["viewer"]}
     for group in groups:
-        bindings[f"{group}/*"] = [PERMS["groupRoles"].get(group, PERMS["defaultGroupRole"])]
+        role = PERMS["groupRoles"].get(group, PERMS["defaultGroupRole"])
+        # conda-store calls the role "editor" in its settings but only accepts "developer" in role bindings
+        bindings[f"{group}/*"] = ["developer" if role == "editor" else role]
     return bindings
 
 
@@ -67,6 +69,9 @@ class QHubHubAuthentication(JupyterHubOAuthAuthentication):
             primary_namespace=user["name"], role_bindings=role_bindings(user)
         )
 
+
+# conda-store keeps small state (the Celery beat schedule) in its per-user data directory; it must exist.
+CONDA_STORE_DIR.mkdir(parents=True, exist_ok=True)
 
 # -- where things live --------------------------------------------------------------------------------------
 c.CondaStore.database_url = os.environ["CONDA_STORE_DATABASE_URL"]

@@ -40,6 +40,8 @@
 - name: CONDA_STORE_TOKEN_SECRET
   valueFrom:
     secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: token-secret}
+- name: HOME
+  value: /home/conda
 - name: CONDA_STORE_DIRECTORY
   value: /opt/conda-store
 - name: CONDA_STORE_ENVIRONMENTS

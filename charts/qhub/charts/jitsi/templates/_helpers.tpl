@@ -3,7 +3,7 @@
 {{- define "jitsi.secretName" -}}{{ include "qhub.componentName" (dict "root" . "component" "jitsi") }}{{- end -}}
 {{- define "jitsi.publicUrl" -}}
 {{- $host := required "jitsi.host is required when jitsi is enabled (Jitsi web needs a host name of its own)" .Values.host -}}
-{{- if eq .Values.global.tls.mode "none" }}http{{ else }}https{{ end }}://{{ $host }}
+{{- if or .Values.web.ingress.tlsSecretName (ne .Values.global.tls.mode "none") }}https{{ else }}http{{ end }}://{{ $host }}
 {{- end -}}
 
 {{- /* Pod-level parts every Jitsi pod shares. (dict "root" $ "component" "web") */}}

@@ -1,0 +1,143 @@
+"""Jitsi room tokens end to end on the host: the real token service (images/jitsi-token) configured from the
+chart's rendered Deployment and Secret, behind a real JupyterHub; tokens are verified with PyJWT against the app
+secret prosody is given. (Jitsi's own web, prosody, jicofo and jvb are container images and do not run here.)
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from urllib.parse import parse_qs, urljoin, urlparse
+
+import jwt
+import pytest
+import requests
+
+from servicehub import REPO, find, free_port, render, running_hub, stop, wait_until
+
+pytestmark = pytest.mark.cluster
+USERS = {"alice": ["staff"], "bob": ["students"], "carol": ["admin"], "eve": ["visitors"]}
+
+
+def env_of(container: dict, secrets: dict[str, dict]) -> dict[str, str]:
+    """A container's environment as Kubernetes would give it (values and secretKeyRefs of rendered Secrets)."""
+    env = {}
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            if ref["name"] in secrets:
+                env[item["name"]] = base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode()
+    return env
+
+
+@pytest.fixture(scope="module")
+def jitsi(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("jitsi")
+    docs = render(REPO / "ci" / "values" / "jitsi-values.yaml")
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    token_env = env_of(find(docs, "Deployment", "qhub-jitsi-token")["spec"]["template"]["spec"]["containers"][0],
+                       secrets)
+    prosody_env = env_of(find(docs, "Deployment", "qhub-jitsi-prosody")["spec"]["template"]["spec"]["containers"][0],
+                         secrets)
+    api_token, port = os.urandom(16).hex(), free_port()
+    services = [{"name": "jitsi", "api_token": api_token, "url": f"http://127.0.0.1:{port}",
+                 "oauth_redirect_uri": "/services/jitsi/oauth_callback", "oauth_no_confirm": True}]
+    roles = [{"name": "user", "scopes": ["self", "access:services!service=jitsi"]}]
+    with running_hub(tmp / "hub", services=services, roles=roles, users=USERS) as hub:
+        env = {**os.environ, **token_env, "PYTHONPATH": str(REPO / "images" / "jitsi-token"),
+               "JUPYTERHUB_API_URL": hub.api_url, "JUPYTERHUB_API_TOKEN": api_token,
+               "JITSI_TOKEN_PORT": str(port), "JITSI_TOKEN_BIND": "127.0.0.1"}
+        log = open(tmp / "token.log", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "qhub_jitsi_token"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until(lambda: requests.get(f"{hub.url}/services/jitsi/health", timeout=2).text == "ok", 30,
+                       "jitsi token service")
+            yield {"hub": hub, "token_env": token_env, "prosody_env": prosody_env}
+        finally:
+            stop(proc)
+
+
+def verify(jitsi, token: str) -> dict:
+    secret = jitsi["prosody_env"]["JWT_APP_SECRET"]  # what prosody checks signatures with
+    app = jitsi["prosody_env"]["JWT_ACCEPTED_AUDIENCES"]
+    return jwt.decode(token, secret, algorithms=["HS256"], audience=app, issuer=jitsi["prosody_env"]["JWT_ACCEPTED_ISSUERS"],
+                      options={"require": ["exp", "iat", "nbf", "room", "sub", "aud", "iss"]})
+
+
+def test_prosody_and_token_service_share_the_generated_secret(jitsi):
+    assert len(jitsi["prosody_env"]["JWT_APP_SECRET"]) == 64
+    assert jitsi["token_env"]["JITSI_APP_SECRET"] == jitsi["prosody_env"]["JWT_APP_SECRET"]
+    assert jitsi["prosody_env"]["AUTH_TYPE"] == "jwt" and jitsi["prosody_env"]["ENABLE_GUESTS"] == "0"
+
+
+def test_unauthenticated_clients_get_no_token(jitsi):
+    hub = jitsi["hub"]
+    for path in ("/services/jitsi/token?room=standup", "/services/jitsi/room/standup"):
+        r = requests.get(f"{hub.url}{path}", allow_redirects=False, timeout=10)
+        assert r.status_code in (302, 401, 403), r.status_code
+        assert "jwt" not in r.headers.get("Location", "").lower() + r.text.lower()
+        if r.status_code == 302:
+            assert "/hub/" in r.headers["Location"], "sent to the hub to log in"
+        r = requests.get(f"{hub.url}{path}", headers={"Authorization": "token not-a-hub-token"},
+                         allow_redirects=False, timeout=10)
+        assert r.status_code in (302, 401, 403) and "jwt" not in r.text.lower()
+    # a token signed with any other key is not one prosody accepts
+    forged = jwt.encode({"iss": "qhub", "aud": "qhub", "sub": "meet.jitsi", "room": "*", "exp": 2**31,
+                         "iat": 0, "nbf": 0}, "a-guessed-secret-of-sufficient-length-0123456789", algorithm="HS256")
+    with pytest.raises(jwt.InvalidSignatureError):
+        verify(jitsi, forged)
+
+
+def test_hub_users_get_a_valid_room_jwt(jitsi):
+    hub = jitsi["hub"]
+    token = hub.new_token("alice")
+    r = requests.get(f"{hub.url}/services/jitsi/token", params={"room": "standup"},
+                     headers={"Authorization": f"token {token}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    claims = verify(jitsi, body["token"])
+    assert claims["room"] == "standup" and claims["sub"] == "meet.jitsi"
+    assert claims["context"]["user"]["name"] == "alice" and claims["context"]["user"]["moderator"] is False
+    assert claims["exp"] - claims["iat"] == 1800, "token.lifetime from values"
+    assert body["url"] == f"https://meet.qhub.example.org/standup?jwt={body['token']}"
+    r = requests.get(f"{hub.url}/services/jitsi/token", params={"room": "../etc"},
+                     headers={"Authorization": f"token {token}"}, timeout=10)
+    assert r.status_code == 400
+
+
+def test_oauth_login_redirects_into_the_room_and_groups_are_enforced(jitsi):
+    hub = jitsi["hub"]
+
+    def browser(user: str, room: str) -> requests.Response:
+        s = requests.Session()
+        url = f"{hub.url}/services/jitsi/room/{room}"
+        for _ in range(10):
+            r = s.get(url, allow_redirects=False, timeout=20)
+            if r.status_code == 200 and "/hub/login" in url:  # the hub's login form
+                import html
+                import re
+                xsrf = html.unescape(re.search(r'name="_xsrf" value="([^"]+)"', r.text).group(1))
+                r = s.post(url, data={"username": user, "password": "x", "_xsrf": xsrf}, allow_redirects=False,
+                           timeout=20)
+            if r.status_code != 302:
+                print("browser stopped at", r.status_code, url, r.text[:300])
+                return r
+            url = urljoin(url, r.headers["Location"])
+            if urlparse(url).hostname == "meet.qhub.example.org":
+                return r
+        raise AssertionError("too many redirects")
+
+    r = browser("carol", "allhands")
+    target = urlparse(r.headers["Location"])
+    assert (target.scheme, target.hostname, target.path) == ("https", "meet.qhub.example.org", "/allhands")
+    claims = verify(jitsi, parse_qs(target.query)["jwt"][0])
+    assert claims["context"]["user"]["name"] == "carol" and claims["context"]["user"]["moderator"] is True
+    assert claims["room"] == "allhands"
+    assert browser("bob", "allhands").status_code == 302, "students are an allowed group"
+    r = browser("eve", "allhands")
+    assert r.status_code == 403 and "jwt" not in r.text.lower(), "groups outside token.allowedGroups get nothing"

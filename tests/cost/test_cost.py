@@ -1,0 +1,100 @@
+"""qhubctl cost: the baseline from the dated price table, overrides, and a simulated load on the local cluster."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from qhubctl.cli import app
+from qhubctl.config import load_config
+from qhubctl.cost import load_prices, pricing
+from qhubctl.cost.simulate import Load, load_pods, parse_load
+from qhubctl.errors import UserError
+
+
+def write(path: Path, provider: dict, groups: dict) -> Path:
+    path.write_text(yaml.safe_dump({"schema_version": 2, "project_name": "costdemo", "cluster": provider,
+                                    "node_groups": groups}))
+    return path
+
+
+@pytest.mark.unit
+def test_baseline_is_control_plane_plus_min_nodes(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path / "c.yaml", {"provider": "aws", "region": "us-east-1"}, {
+        "general": {"instance_type": "m6i.2xlarge", "min_nodes": 2, "max_nodes": 3},
+        "worker": {"min_nodes": 1, "spot": True}}))
+    table = load_prices()
+    assert table["as_of"] and table["clouds"]["aws"]["source"]
+    price = pricing(cfg, table)
+    aws = table["clouds"]["aws"]
+    expected = 730 * (aws["control_plane"] + 2 * aws["instances"]["m6i.2xlarge"]
+                      + 1 * aws["instances"]["m6i.xlarge"] * aws["spot_factor"])
+    assert price.baseline_monthly() == pytest.approx(expected)
+    assert price.groups["user"].monthly_min == 0
+
+
+@pytest.mark.unit
+def test_override_file_and_unknown_type(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path / "c.yaml", {"provider": "gcp", "project": "my-project-1"}, {
+        "general": {"instance_type": "c3-standard-4"}}))
+    with pytest.raises(UserError, match="general: c3-standard-4"):
+        pricing(cfg, load_prices())
+    extra = tmp_path / "prices.yaml"
+    extra.write_text(yaml.safe_dump({"clouds": {"gcp": {"instances": {"c3-standard-4": 0.25}, "control_plane": 0}}}))
+    price = pricing(cfg, load_prices(extra))
+    assert price.groups["general"].hourly == 0.25 and price.control_plane_hourly == 0
+    result = CliRunner().invoke(app, ["cost", "-c", str(tmp_path / "c.yaml"), "--prices", str(extra)])
+    assert result.exit_code == 0, result.output
+    assert f"overridden by {extra}" in result.output
+    assert "monthly baseline (730 h): $182.50" in result.output  # 1 general node x 0.25 x 730
+
+
+@pytest.mark.unit
+def test_gpu_accelerator_price_and_other_cloud(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path / "c.yaml", {"provider": "gcp", "project": "my-project-1"}, {
+        "gpu": {"gpu": {"type": "nvidia-tesla-t4", "count": 2}, "min_nodes": 1}}))
+    gcp = load_prices()["clouds"]["gcp"]
+    price = pricing(cfg, load_prices())
+    assert price.groups["gpu"].hourly == pytest.approx(gcp["instances"]["n1-standard-8"]
+                                                      + 2 * gcp["accelerators"]["nvidia-tesla-t4"])
+    local = load_config(write(tmp_path / "l.yaml", {"provider": "local"}, {}))
+    as_aws = pricing(local, load_prices(), "aws")
+    assert as_aws.groups["general"].instance_type == "m6i.xlarge"
+    assert pricing(local, load_prices()).baseline_monthly() == 0
+
+
+@pytest.mark.unit
+def test_parse_load_and_pods(tmp_path: Path) -> None:
+    assert parse_load("users=3,dask-workers=5,hours=1.5") == Load(3, 5, 1.5)
+    for bad in ("users=x", "cpus=3", "hours=0", "users=1.5"):
+        with pytest.raises(UserError):
+            parse_load(bad)
+    cfg = load_config(write(tmp_path / "c.yaml", {"provider": "local"}, {}))
+    pods = load_pods(cfg, Load(2, 1, 1))
+    assert [p["metadata"]["name"] for p in pods] == ["jupyter-0", "jupyter-1", "dask-worker-0"]
+    assert pods[0]["spec"]["nodeSelector"] == {"qhub.dev/node-group": "user"}
+    assert pods[2]["spec"]["tolerations"] == [{"key": "qhub.dev/node-group", "operator": "Equal", "value": "worker",
+                                               "effect": "NoSchedule"}]
+
+
+@pytest.mark.cluster
+def test_simulate_scales_worker_up_and_down(tmp_path: Path) -> None:
+    """A small Dask load on the simulated cluster: only the worker group scales, and returns to zero."""
+    config = write(tmp_path / "c.yaml", {"provider": "aws", "region": "us-east-1"}, {"worker": {"max_nodes": 3}})
+    result = CliRunner().invoke(app, ["cost", "-c", str(config), "--simulate", "users=0,dask-workers=6,hours=2",
+                                      "--seconds-per-hour", "5"])
+    assert result.exit_code == 0, result.output
+    rows = {m.group(1): (float(m.group(2)), float(m.group(3)), int(m.group(4)), float(m.group(5)))
+            for m in re.finditer(r"^\s+(\w+)\s+([\d.]+)\s+([\d.]+)\s+(\d+) \$\s*([\d.,]+)$", result.output, re.M)}
+    assert set(rows) == {"general", "user", "worker"}, result.output
+    window = float(re.search(r"= ([\d.]+) simulated hours", result.output).group(1))
+    worker_hours, worker_above, worker_peak, worker_cost = rows["worker"]
+    assert worker_peak >= 2, "6 workers of 1 core/4Gi need two 4-CPU nodes"
+    assert 2 <= worker_hours <= worker_peak * window and worker_above == worker_hours and worker_cost > 0
+    assert rows["user"] == (0.0, 0.0, 0, 0.0)
+    assert rows["general"][1] == 0 and rows["general"][0] == pytest.approx(window, rel=0.1)
+    assert "1 h = 5 s" in result.output

@@ -1,0 +1,58 @@
+"""AWS API emulator (moto in server mode) on loopback for the provider tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Emulator:
+    url: str
+    process: subprocess.Popen
+
+    def reset(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=10)
+
+
+def start_moto(tmp: Path, **env: str) -> Emulator:
+    port = _free_port()
+    server = Path(sys.executable).with_name("moto_server")
+    if not server.exists():
+        pytest.fail("moto_server not found: pip install 'qhubctl[test]' (moto[server])", pytrace=False)
+    log = open(tmp / f"moto-{port}.log", "wb")
+    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **env})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2)
+            return Emulator(url, proc)
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto server did not start; see {log.name}", pytrace=False)
+            time.sleep(0.2)
+
+
+def stop(emulator: Emulator) -> None:
+    emulator.process.terminate()
+    try:
+        emulator.process.wait(10)
+    except subprocess.TimeoutExpired:
+        emulator.process.kill()

@@ -1,0 +1,224 @@
+"""AWS end to end against moto in server mode on loopback: create -> plan empty -> change a max -> apply updates
+only that group -> destroy -> the emulator lists nothing of ours; plus credentials, permission and quota errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from qhubctl.cli import app
+from qhubctl.providers import eks_token
+
+from emulators import Emulator, start_moto, stop
+
+pytestmark = pytest.mark.cloud
+REGION = "us-east-1"
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def write_config(path: Path, worker_max: int = 5, tags: dict[str, str] | None = None) -> Path:
+    cluster: dict[str, Any] = {"provider": "aws", "region": REGION, "kubernetes_version": "1.33"}
+    if tags:
+        cluster["tags"] = tags
+    path.write_text(yaml.safe_dump({
+        "schema_version": 2, "project_name": "demo", "cluster": cluster,
+        "node_groups": {
+            "worker": {"max_nodes": worker_max, "spot": True},
+            "gpu": {"instance_type": "g5.xlarge", "gpu": {"count": 1}},
+        },
+    }))
+    return path
+
+
+def inventory() -> dict[str, set[str]]:
+    """Every resource the emulator lists, by kind (NAT gateways in state deleted count as gone, as on AWS)."""
+    ec2, iam, eks = (boto3.client(s, region_name=REGION) for s in ("ec2", "iam", "eks"))
+    elbv2, elb = boto3.client("elbv2", region_name=REGION), boto3.client("elb", region_name=REGION)
+    autoscaling = boto3.client("autoscaling", region_name=REGION)
+    return {
+        "vpc": {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]},
+        "subnet": {s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]},
+        "igw": {i["InternetGatewayId"] for i in ec2.describe_internet_gateways()["InternetGateways"]},
+        "route-table": {r["RouteTableId"] for r in ec2.describe_route_tables()["RouteTables"]},
+        "nat": {n["NatGatewayId"] for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] != "deleted"},
+        "eip": {a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]},
+        "security-group": {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]},
+        "volume": {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]},
+        "lb": {lb["LoadBalancerArn"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]},
+        "target-group": {t["TargetGroupArn"] for t in elbv2.describe_target_groups()["TargetGroups"]},
+        "classic-lb": {lb["LoadBalancerName"] for lb in elb.describe_load_balancers()["LoadBalancerDescriptions"]},
+        "asg": {g["AutoScalingGroupName"] for g in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]},
+        "eks": set(eks.list_clusters()["clusters"]),
+        "role": {r["RoleName"] for r in iam.list_roles()["Roles"]},
+        "oidc": {p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]},
+    }
+
+
+def groups() -> dict[str, dict[str, Any]]:
+    eks = boto3.client("eks", region_name=REGION)
+    return {n: eks.describe_nodegroup(clusterName="demo", nodegroupName=n)["nodegroup"]
+            for n in eks.list_nodegroups(clusterName="demo")["nodegroups"]}
+
+
+def make_cluster_owned_resources(vpc_id: str) -> None:
+    """What Kubernetes itself creates for a LoadBalancer Service and a PersistentVolumeClaim."""
+    ec2, elbv2, elb = (boto3.client(s, region_name=REGION) for s in ("ec2", "elbv2", "elb"))
+    owned = {"Key": "kubernetes.io/cluster/demo", "Value": "owned"}
+    public = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+              if any(t["Key"] == "kubernetes.io/role/elb" for t in s.get("Tags", []))]
+    sg = ec2.create_security_group(GroupName="k8s-elb-hub", Description="made by the cloud controller",
+                                   VpcId=vpc_id, TagSpecifications=[{"ResourceType": "security-group",
+                                                                     "Tags": [owned]}])["GroupId"]
+    lb = elbv2.create_load_balancer(Name="k8s-qhub-proxy", Subnets=public, SecurityGroups=[sg], Type="network",
+                                    Tags=[owned, {"Key": "elbv2.k8s.aws/cluster", "Value": "demo"}])
+    arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+    group = elbv2.create_target_group(Name="k8s-qhub-proxy-tg", Protocol="TCP", Port=80, VpcId=vpc_id)
+    elbv2.create_listener(LoadBalancerArn=arn, Protocol="TCP", Port=80, DefaultActions=[
+        {"Type": "forward", "TargetGroupArn": group["TargetGroups"][0]["TargetGroupArn"]}])
+    elb.create_load_balancer(LoadBalancerName="a1b2c3legacy", Subnets=public[:1], SecurityGroups=[sg],
+                             Listeners=[{"Protocol": "TCP", "LoadBalancerPort": 8022, "InstancePort": 30022}],
+                             Tags=[owned])
+    ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=10, VolumeType="gp3", TagSpecifications=[
+        {"ResourceType": "volume", "Tags": [owned, {"Key": "kubernetes.io/created-for/pvc/name", "Value": "home"}]}])
+
+
+def test_create_plan_update_destroy(aws_env: Emulator, tmp_path: Path) -> None:
+    before = inventory()
+    config = write_config(tmp_path / "qhub-config.yaml")
+
+    created = run("cluster", "create", "-c", str(config), "--yes")
+    assert created.exit_code == 0, created.output
+    assert "cluster demo matches the config" in created.output
+
+    planned = run("cluster", "plan", "-c", str(config))
+    assert planned.exit_code == 0, planned.output
+    assert "no changes" in planned.output
+
+    eks, ec2, iam = (boto3.client(s, region_name=REGION) for s in ("eks", "ec2", "iam"))
+    cluster = eks.describe_cluster(name="demo")["cluster"]
+    assert cluster["version"] == "1.33" and cluster["tags"]["qhub.dev/project"] == "demo"
+    subnets = ec2.describe_subnets(SubnetIds=cluster["resourcesVpcConfig"]["subnetIds"])["Subnets"]
+    assert len({s["AvailabilityZone"] for s in subnets}) >= 2, "subnets span two zones"
+    found = groups()
+    assert sorted(found) == ["general", "gpu", "user", "worker"]
+    assert found["worker"]["capacityType"] == "SPOT" and found["general"]["capacityType"] == "ON_DEMAND"
+    assert found["gpu"]["amiType"] == "AL2023_x86_64_NVIDIA" and found["user"]["amiType"] == "AL2023_x86_64_STANDARD"
+    assert found["worker"]["scalingConfig"] == {"minSize": 0, "maxSize": 5, "desiredSize": 0}
+    assert found["worker"]["labels"] == {"qhub.dev/node-group": "worker"}
+    assert {(t["key"], t["value"], t["effect"]) for t in found["gpu"]["taints"]} == {
+        ("qhub.dev/node-group", "gpu", "NO_SCHEDULE"), ("nvidia.com/gpu", "present", "NO_SCHEDULE")}
+    assert found["general"].get("taints", []) == []
+    tags = found["gpu"]["tags"]
+    assert tags["k8s.io/cluster-autoscaler/enabled"] == "true" and tags["k8s.io/cluster-autoscaler/demo"] == "owned"
+    assert tags["k8s.io/cluster-autoscaler/node-template/label/qhub.dev/node-group"] == "gpu"
+    assert tags["k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu"] == "present:NoSchedule"
+    assert tags["k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"] == "1"
+    oidc = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    assert len(oidc) == 1
+    role = iam.get_role(RoleName="demo-cluster-autoscaler")["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust["Statement"][0]["Principal"]["Federated"] == oidc[0]["Arn"]
+    values = yaml.safe_load((tmp_path / "demo-cluster-autoscaler-values.yaml").read_text())
+    assert values["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"] == role["Arn"]
+    assert values["autoDiscovery"]["clusterName"] == "demo"
+    kubeconfig = yaml.safe_load((tmp_path / "demo.kubeconfig").read_text())
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == cluster["endpoint"]
+    assert kubeconfig["users"][0]["user"]["exec"]["args"][:2] == ["cluster", "eks-token"]
+
+    # change one node group's max: the plan names only that, apply touches only that group
+    before_groups = groups()
+    write_config(config, worker_max=8)
+    planned = run("cluster", "plan", "-c", str(config))
+    assert planned.exit_code == 2, planned.output
+    changes = [line for line in planned.output.splitlines() if line[:1] in "+~-" or line.startswith("    ")]
+    assert changes == ["~ nodegroup worker", "    max_nodes: 5 -> 8"], planned.output
+    applied = run("cluster", "create", "-c", str(config), "--yes")
+    assert applied.exit_code == 0, applied.output
+    after_groups = groups()
+    assert after_groups["worker"]["scalingConfig"]["maxSize"] == 8
+    for name in ("general", "user", "gpu"):
+        assert after_groups[name] == before_groups[name], f"{name} must not change"
+    assert run("cluster", "plan", "-c", str(config)).exit_code == 0
+
+    # resources Kubernetes made (load balancers, their security group, a PVC's volume) are removed by destroy
+    make_cluster_owned_resources(subnets[0]["VpcId"])
+    destroyed = run("cluster", "destroy", "-c", str(config), "--yes")
+    assert destroyed.exit_code == 0, destroyed.output
+    for kind in ("load-balancer k8s-qhub-proxy", "classic-load-balancer a1b2c3legacy", "ebs-volume", "k8s-elb-hub"):
+        assert kind in destroyed.output
+    assert inventory() == before, "every resource created for the cluster is gone"
+
+    again = run("cluster", "destroy", "-c", str(config), "--yes")
+    assert again.exit_code == 0 and "nothing to destroy" in again.output
+
+
+def test_quota_error_is_clear(aws_env: Emulator, tmp_path: Path) -> None:
+    """EC2 allows 50 tags per resource: 49 extra tags + QHub's own go over it; the emulator enforces it."""
+    config = write_config(tmp_path / "c.yaml", tags={f"team-{i}": "x" for i in range(49)})
+    result = run("cluster", "create", "-c", str(config), "--yes")
+    assert result.exit_code == 1, result.output
+    assert "AWS quota reached in CreateVpc (TagLimitExceeded)" in result.output
+    assert "request a quota increase" in result.output
+
+
+def test_eks_token_is_a_signed_sts_request(aws_env: Emulator) -> None:
+    value = eks_token.token("demo", REGION)
+    assert value.startswith("k8s-aws-v1.") and "=" not in value
+    url = eks_token.decode(value)
+    assert url.startswith(aws_env.url) and "Action=GetCallerIdentity" in url
+    assert "x-k8s-aws-id" in url.split("X-Amz-SignedHeaders=")[1].split("&")[0]
+    printed = run("cluster", "eks-token", "--cluster-name", "demo", "--region", REGION)
+    credential = json.loads(printed.output)
+    assert credential["kind"] == "ExecCredential" and credential["status"]["token"].startswith("k8s-aws-v1.")
+
+
+@pytest.fixture(scope="module")
+def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A second emulator that enforces IAM: after 3 setup calls every request needs a known key and a policy."""
+    emulator = start_moto(tmp_path_factory.mktemp("moto-auth"), INITIAL_NO_AUTH_ACTION_COUNT="3")
+    iam = boto3.client("iam", endpoint_url=emulator.url, region_name=REGION, aws_access_key_id="setup",
+                       aws_secret_access_key="setup")
+    iam.create_user(UserName="limited")
+    iam.put_user_policy(UserName="limited", PolicyName="no-vpc-read", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "ec2:DescribeVpcs", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="limited")["AccessKey"]
+    yield emulator, key
+    stop(emulator)
+
+
+def test_bad_credentials_and_missing_permission(moto_auth: Any, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator, key = moto_auth
+    monkeypatch.setenv("AWS_ENDPOINT_URL", emulator.url)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    config = write_config(tmp_path / "c.yaml")
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY0000000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    bad = run("cluster", "plan", "-c", str(config))
+    assert bad.exit_code == 1, bad.output
+    assert "AWS rejected the credentials (InvalidClientTokenId)" in bad.output
+    assert "AWS_PROFILE" in bad.output
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    # (moto's IAM enforcement mis-signs EKS's REST calls, so the denied action is one of the EC2 look-ups)
+    denied = run("cluster", "create", "-c", str(config), "--yes")
+    assert denied.exit_code == 1, denied.output
+    assert "account 123456789012 as arn:aws:iam::123456789012:user/limited" in denied.output
+    assert "missing AWS permission for DescribeVpcs" in denied.output
+    assert "grant the identity `ec2:DescribeVpcs`" in denied.output

@@ -1,0 +1,110 @@
+"""`qhubctl cost`: what a config costs per month at rest, and what a given load would cost (simulated).
+
+Prices come from the dated table tools/qhubctl/data/prices.yaml (its `as_of` and per-cloud `source` are printed
+with every report); a user file given with --prices or QHUB_PRICES merges over it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qhubctl.config.model import QHubConfig
+from qhubctl.errors import UserError
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_prices(override: Path | None = None) -> dict[str, Any]:
+    table = yaml.safe_load(resources.files("qhubctl").joinpath("data/prices.yaml").read_text())
+    path = override or (Path(os.environ["QHUB_PRICES"]) if os.environ.get("QHUB_PRICES") else None)
+    if path:
+        if not path.exists():
+            raise UserError(f"{path}: no such price file")
+        extra = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(extra, dict):
+            raise UserError(f"{path}: a price file is a mapping like tools/qhubctl/data/prices.yaml")
+        table = _merge(table, extra)
+        table["overridden_by"] = str(path)
+    return table
+
+
+@dataclass(frozen=True)
+class GroupPrice:
+    name: str
+    instance_type: str | None
+    hourly: float           # per node, spot discount and accelerators included
+    min_nodes: int
+    max_nodes: int
+
+    @property
+    def monthly_min(self) -> float:
+        return self.hourly * self.min_nodes
+
+
+@dataclass(frozen=True)
+class Pricing:
+    cloud: str
+    as_of: str
+    source: str
+    hours_per_month: float
+    control_plane_hourly: float
+    groups: dict[str, GroupPrice]
+
+    def baseline_monthly(self) -> float:
+        return self.hours_per_month * (self.control_plane_hourly + sum(g.monthly_min for g in self.groups.values()))
+
+
+def pricing(cfg: QHubConfig, table: dict[str, Any], cloud: str | None = None) -> Pricing:
+    """Hourly prices of the config's node groups on `cloud` (default: the config's provider)."""
+    cloud = cloud or cfg.cluster.provider
+    if cloud == "existing":
+        raise UserError("an existing cluster's price is not known to qhubctl",
+                        hint="pass --cloud aws|gcp|azure|digitalocean to price the node groups as on that cloud")
+    entry = table["clouds"].get(cloud)
+    if entry is None:
+        raise UserError(f"no prices for {cloud} in the price table", hint="add them with --prices FILE")
+    defaults: dict[str, str] = {}
+    if cloud != cfg.cluster.provider:  # priced as on another cloud: its default instance per group
+        block = {m.model_fields["provider"].annotation.__args__[0]: m for m in _provider_models()}.get(cloud)
+        defaults = dict(getattr(block, "default_instances", {}) or {})
+    groups: dict[str, GroupPrice] = {}
+    missing: list[str] = []
+    for name, group in cfg.node_groups.items():
+        itype = group.instance_type if cloud == cfg.cluster.provider else (group.instance_type or defaults.get(name))
+        if cloud == "local":
+            hourly = 0.0
+        elif itype is None or itype not in entry.get("instances", {}):
+            missing.append(f"{name}: {itype}")
+            continue
+        else:
+            hourly = float(entry["instances"][itype])
+            if group.gpu and group.gpu.type:
+                hourly += float(entry.get("accelerators", {}).get(group.gpu.type, 0.0)) * group.gpu.count
+            if group.spot:
+                hourly *= float(entry.get("spot_factor", 1.0))
+        groups[name] = GroupPrice(name, itype, hourly, group.min_nodes or 0, group.max_nodes or 0)
+    if missing:
+        raise UserError(f"no {cloud} price for the instance type of node group(s) {', '.join(missing)}",
+                        hint=f"add them under clouds.{cloud}.instances in a file passed with --prices")
+    return Pricing(cloud, str(table.get("as_of")), str(entry.get("source", "")), float(table["hours_per_month"]),
+                   float(entry.get("control_plane", 0.0)), groups)
+
+
+def _provider_models() -> list[Any]:
+    from qhubctl.config.aws import AWSProvider
+    from qhubctl.config.azure import AzureProvider
+    from qhubctl.config.digitalocean import DigitalOceanProvider
+    from qhubctl.config.gcp import GCPProvider
+
+    return [AWSProvider, GCPProvider, AzureProvider, DigitalOceanProvider]
