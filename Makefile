@@ -24,15 +24,16 @@ cluster-up: setup  ## start the local test cluster and print its kubeconfig
 cluster-down:  ## stop and delete the local test cluster
 	@$(PY) -m qhubctl.localcluster down --name $(CLUSTER)
 
-demo: cluster-up  ## install charts/qhub on the local cluster and show what is running
-	@start=$$SECONDS; \
-	KUBECONFIG=$(KUBECONFIG_LOCAL) helm upgrade --install qhub charts/qhub --namespace qhub --create-namespace \
-	  --wait --timeout 5m $(DEMO_ARGS) && \
-	echo "[demo] chart installed in $$((SECONDS - start))s" && \
-	KUBECONFIG=$(KUBECONFIG_LOCAL) helm status qhub --namespace qhub && \
-	KUBECONFIG=$(KUBECONFIG_LOCAL) kubectl get deploy,statefulset,svc,pvc,ingress,networkpolicy -n qhub && \
-	KUBECONFIG=$(KUBECONFIG_LOCAL) kubectl get pods -n qhub -o wide && \
-	echo "KUBECONFIG=$(KUBECONFIG_LOCAL)"
+demo: cluster-up  ## deploy QHub with qhubctl onto the local cluster and show what is running
+	@start=$$SECONDS; export KUBECONFIG=$(KUBECONFIG_LOCAL); demo=$(QHUB_CACHE)/demo; \
+	rm -rf $$demo && mkdir -p $$demo && \
+	qhubctl init local -o $$demo/qhub-config.yaml && \
+	qhubctl validate -c $$demo/qhub-config.yaml && \
+	qhubctl deploy -c $$demo/qhub-config.yaml --yes && \
+	echo "[demo] QHub deployed in $$((SECONDS - start))s" && \
+	qhubctl status -c $$demo/qhub-config.yaml && \
+	kubectl get pods,pvc,svc -n qhub -o wide && \
+	echo "config: $$demo/qhub-config.yaml  KUBECONFIG=$(KUBECONFIG_LOCAL)"
 
 test: setup  ## every tier: unit, chart, cluster
 	@start=$$SECONDS; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -225,6 +225,8 @@ def test_registered_services_and_tokens(tmp_path: Path) -> None:
     assert services["conda-store"]["oauth_redirect_uri"] == "/conda-store/oauth_callback/"
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["idle-culler-service"]["scopes"] == ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    assert roles["user"]["scopes"] == [
+        "self", "access:services!service=dask-gateway", "access:services!service=conda-store"]
 
 
 def test_external_database() -> None:

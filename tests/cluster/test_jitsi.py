@@ -18,7 +18,7 @@ import requests
 from servicehub import REPO, find, free_port, render, running_hub, stop, wait_until
 
 pytestmark = pytest.mark.cluster
-USERS = {"alice": ["staff"], "bob": ["students"], "carol": ["admin"], "eve": ["visitors"]}
+USERS = {"alice": ["staff"], "bob": ["students"], "carol": [], "eve": ["visitors"]}  # carol: hub admin
 
 
 def env_of(container: dict, secrets: dict[str, dict]) -> dict[str, str]:
@@ -47,7 +47,7 @@ def jitsi(tmp_path_factory):
     services = [{"name": "jitsi", "api_token": api_token, "url": f"http://127.0.0.1:{port}",
                  "oauth_redirect_uri": "/services/jitsi/oauth_callback", "oauth_no_confirm": True}]
     roles = [{"name": "user", "scopes": ["self", "access:services!service=jitsi"]}]
-    with running_hub(tmp / "hub", services=services, roles=roles, users=USERS) as hub:
+    with running_hub(tmp / "hub", services=services, roles=roles, users=USERS, admins=("carol",)) as hub:
         env = {**os.environ, **token_env, "PYTHONPATH": str(REPO / "images" / "jitsi-token"),
                "JUPYTERHUB_API_URL": hub.api_url, "JUPYTERHUB_API_TOKEN": api_token,
                "JITSI_TOKEN_PORT": str(port), "JITSI_TOKEN_BIND": "127.0.0.1"}

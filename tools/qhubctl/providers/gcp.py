@@ -12,6 +12,7 @@ Google; the SDK calls are checked against the container v1 discovery document.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from qhubctl import nodegroups as ng
@@ -191,7 +192,7 @@ class GCP(Provider):
         for action in plan.actions:
             self.log("  " + action.lines()[0])
             if action.kind == "gke-cluster" and action.op == "create":
-                cluster = container_v1.Cluster(self.cluster_body())
+                cluster = container_v1.Cluster.from_json(json.dumps(self.cluster_body()))
                 self._wait(self._call("create_cluster", parent=self.parent, cluster=cluster))
             elif action.kind == "gke-cluster":
                 self._wait(self._call("update_master", name=self.path,
@@ -208,18 +209,20 @@ class GCP(Provider):
         if action.op in ("create", "replace"):
             assert spec is not None
             self._wait(self._call("create_node_pool", parent=self.path,
-                                  node_pool=container_v1.NodePool(pool_body(spec))))
+                                  node_pool=container_v1.NodePool.from_json(json.dumps(pool_body(spec)))))
         if action.op == "update":
             assert spec is not None
             body = pool_body(spec)
             if {"min_nodes", "max_nodes"} & set(action.changes):
                 self._wait(self._call("set_node_pool_autoscaling", name=pool_path,
-                                      autoscaling=container_v1.NodePoolAutoscaling(body["autoscaling"])))
+                                      autoscaling=container_v1.NodePoolAutoscaling.from_json(json.dumps(body["autoscaling"]))))
             if {"labels", "taints"} & set(action.changes):
+                current = self._call("get_node_pool", name=pool_path)  # keep its version and image
                 self._wait(self._call(
-                    "update_node_pool", name=pool_path, node_version="-", image_type="",
+                    "update_node_pool", name=pool_path, node_version=current.get("version", "-"),
+                    image_type=current.get("config", {}).get("imageType", "COS_CONTAINERD"),
                     labels=container_v1.NodeLabels(labels=body["config"]["labels"]),
-                    taints=container_v1.NodeTaints(taints=body["config"]["taints"])))
+                    taints=container_v1.NodeTaints.from_json(json.dumps({"taints": body["config"]["taints"]}))))
 
     def destroy_plan(self) -> Plan:
         cluster = self.observe()

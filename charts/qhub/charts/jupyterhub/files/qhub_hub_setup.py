@@ -91,6 +91,10 @@ def configure_groups(c: Any, s: HubSettings) -> None:
     c.JupyterHub.load_groups = groups
 
 
+# Services users reach with their own hub token or through hub OAuth.
+USER_FACING = ("dask-gateway", "conda-store", "jitsi")
+
+
 def _service_role(name: str, scopes: list[str]) -> dict[str, Any]:
     return {"name": f"{name}-service", "scopes": scopes, "services": [name]}
 
@@ -112,6 +116,10 @@ def configure_services(c: Any, s: HubSettings) -> None:
         services.append(svc)
         if spec.get("scopes"):
             roles.append(_service_role(name, list(spec["scopes"])))
+    # Users' own tokens must carry access to the services they talk to with them (dask-gateway checks the
+    # token a user's client sends against the hub); JupyterHub's default user role only has `self`.
+    user_access = [f"access:services!service={svc['name']}" for svc in services if svc["name"] in USER_FACING]
+    roles.append({"name": "user", "scopes": ["self", *user_access]})
     cull = s.get("cull") or {}
     if cull.get("enabled"):
         services.append({"name": "idle-culler", "command": culler_command(cull)})
