@@ -9,7 +9,6 @@ hub's SimpleLocalProcessSpawner.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -134,11 +133,14 @@ class Hub:
 
 @contextlib.contextmanager
 def running_hub(workdir: Path, *, services: list[dict], roles: list[dict], users: dict[str, list[str]],
-                admins: tuple[str, ...] = (), spawn: bool = False, extra_config: str = "") -> Iterator[Hub]:
+                admins: tuple[str, ...] = (), spawn: bool = False, extra_config: str = "",
+                pre_start=None) -> Iterator[Hub]:
     """A JupyterHub on loopback with DummyAuthenticator, `users` {name: [groups]} and the given services.
 
     With spawn=True user servers are real jupyterhub-singleuser processes (SimpleLocalProcessSpawner) whose
     root directory is workdir/home/<name>.
+    pre_start(hub) -> [Popen, ...] starts the services the hub registers before the hub itself (the hub waits
+    for a registered service URL at start); they are stopped after the hub.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     public, hub_port, proxy_api = free_port(), free_port(), free_port()
@@ -183,14 +185,15 @@ c.JupyterHub.cleanup_servers = True
     for user in users:
         (workdir / "home" / user).mkdir(parents=True, exist_ok=True)
     log = workdir / "jupyterhub.log"
+    hub = Hub(url=f"http://127.0.0.1:{public}", api_url=f"http://127.0.0.1:{hub_port}/hub/api",
+              admin_token=admin_token, proxy_api_url=f"http://127.0.0.1:{proxy_api}", proxy_token=proxy_token,
+              dir=workdir, log=log)
+    services_procs = list(pre_start(hub)) if pre_start else []
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(log, "w") as out:
         proc = subprocess.Popen([str(VENV_BIN / "jupyterhub"), "-f", str(workdir / "jupyterhub_config.py")],
                                 cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
-    hub = Hub(url=f"http://127.0.0.1:{public}", api_url=f"http://127.0.0.1:{hub_port}/hub/api",
-              admin_token=admin_token, proxy_api_url=f"http://127.0.0.1:{proxy_api}", proxy_token=proxy_token,
-              dir=workdir, log=log)
     try:
         def up():
             if proc.poll() is not None:
@@ -203,6 +206,8 @@ c.JupyterHub.cleanup_servers = True
         yield hub
     finally:
         stop(proc, grace=15)
+        for p in services_procs:
+            stop(p)
 
 
 def stop(proc: subprocess.Popen, grace: float = 10) -> None:

@@ -15,7 +15,7 @@ import jwt
 import pytest
 import requests
 
-from servicehub import REPO, find, free_port, render, running_hub, stop, wait_until
+from servicehub import REPO, find, free_port, render, running_hub, wait_until
 
 pytestmark = pytest.mark.cluster
 USERS = {"alice": ["staff"], "bob": ["students"], "carol": [], "eve": ["visitors"]}  # carol: hub admin
@@ -47,25 +47,28 @@ def jitsi(tmp_path_factory):
     services = [{"name": "jitsi", "api_token": api_token, "url": f"http://127.0.0.1:{port}",
                  "oauth_redirect_uri": "/services/jitsi/oauth_callback", "oauth_no_confirm": True}]
     roles = [{"name": "user", "scopes": ["self", "access:services!service=jitsi"]}]
-    with running_hub(tmp / "hub", services=services, roles=roles, users=USERS, admins=("carol",)) as hub:
-        env = {**os.environ, **token_env, "PYTHONPATH": str(REPO / "images" / "jitsi-token"),
+
+    def start_token_service(hub):
+        env = {**os.environ, **token_env,
+               "PYTHONPATH": str(REPO / "images" / "jitsi-token" / "rootfs" / "opt" / "qhub-jitsi-token"),
                "JUPYTERHUB_API_URL": hub.api_url, "JUPYTERHUB_API_TOKEN": api_token,
                "JITSI_TOKEN_PORT": str(port), "JITSI_TOKEN_BIND": "127.0.0.1"}
         log = open(tmp / "token.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "qhub_jitsi_token"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_until(lambda: requests.get(f"{hub.url}/services/jitsi/health", timeout=2).text == "ok", 30,
-                       "jitsi token service")
-            yield {"hub": hub, "token_env": token_env, "prosody_env": prosody_env}
-        finally:
-            stop(proc)
+        return [subprocess.Popen([sys.executable, "-m", "qhub_jitsi_token"], env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)]
+
+    with running_hub(tmp / "hub", services=services, roles=roles, users=USERS, admins=("carol",),
+                     pre_start=start_token_service) as hub:
+        wait_until(lambda: requests.get(f"{hub.url}/services/jitsi/health", timeout=2).text == "ok", 30,
+                   "jitsi token service")
+        yield {"hub": hub, "token_env": token_env, "prosody_env": prosody_env}
 
 
 def verify(jitsi, token: str) -> dict:
     secret = jitsi["prosody_env"]["JWT_APP_SECRET"]  # what prosody checks signatures with
     app = jitsi["prosody_env"]["JWT_ACCEPTED_AUDIENCES"]
-    return jwt.decode(token, secret, algorithms=["HS256"], audience=app, issuer=jitsi["prosody_env"]["JWT_ACCEPTED_ISSUERS"],
+    issuer = jitsi["prosody_env"]["JWT_ACCEPTED_ISSUERS"]
+    return jwt.decode(token, secret, algorithms=["HS256"], audience=app, issuer=issuer,
                       options={"require": ["exp", "iat", "nbf", "room", "sub", "aud", "iss"]})
 
 

@@ -8,13 +8,15 @@ The chart's cluster lifecycle (install --wait, upgrade, rollback, host key kept)
 from __future__ import annotations
 
 import base64
+import hashlib
+import socket
+import threading
 import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -28,8 +30,11 @@ JH_VALUES = REPO / "charts" / "qhub" / "charts" / "jupyterhub" / "values.yaml"
 
 
 def kubessh_scopes() -> list[str]:
-    """Scopes the jupyterhub subchart grants the kubessh service by default (what the gateway must live with)."""
-    return yaml.safe_load(JH_VALUES.read_text())["hub"]["services"]["kubessh"]["scopes"]
+    """Scopes the platform grants the kubessh service (what the gateway must live with): the umbrella's value,
+    else the jupyterhub subchart's default."""
+    umbrella = yaml.safe_load((REPO / "charts" / "qhub" / "values.yaml").read_text())
+    scopes = umbrella["jupyterhub"]["hub"]["services"]["kubessh"].get("scopes")
+    return scopes or yaml.safe_load(JH_VALUES.read_text())["hub"]["services"]["kubessh"]["scopes"]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +55,7 @@ def gateway(tmp_path_factory):
                      users={"alice": ["team"], "bob": ["team"]}) as hub:
         (hub.dir / "home" / "bob" / "secret.txt").write_text("bob's only")
         ssh_port, sftp_port = free_port(), free_port()
-        env = {**os.environ, "PYTHONPATH": str(REPO / "images" / "kubessh"),
+        env = {**os.environ, "PYTHONPATH": str(REPO / "images" / "kubessh" / "rootfs" / "opt" / "qhub-ssh"),
                "JUPYTERHUB_API_URL": hub.api_url, "JUPYTERHUB_API_TOKEN": token,
                "QHUB_SSH_PROXY_URL": hub.url, "QHUB_SSH_HOME_ROOT": str(hub.dir / "home"),
                "QHUB_SSH_HOST_KEY": str(key_file), "QHUB_SSH_BIND": "127.0.0.1",
@@ -93,16 +98,23 @@ def test_login_runs_a_command_in_the_users_own_server(gateway):
         raw = rendered.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         assert host_key.get_name() == "ssh-ed25519" and host_key.asbytes().endswith(raw), "chart's host key served"
 
-        _, stdout, _ = client.exec_command("pwd; echo $((6*7)); echo $JUPYTERHUB_USER", timeout=120)
-        out = stdout.read().decode()
+        stdin, stdout, stderr = client.exec_command("pwd; echo $((6*7)); echo $JUPYTERHUB_USER; echo oops >&2",
+                                                    timeout=120)
+        assert stdout.read().decode() == f"{hub.dir / 'home' / 'alice'}\n42\nalice\n"
+        assert stderr.read().decode() == "oops\n", "stderr stays separate"
         assert stdout.channel.recv_exit_status() == 0
-        lines = out.split()
-        assert lines == [str(hub.dir / "home" / "alice"), "42", "alice"], out
         server = hub.api("GET", "/users/alice").json()["servers"][""]
         assert server["ready"], "the login started alice's server"
 
-        _, stdout, _ = client.exec_command("test -f /nonexistent", timeout=60)
-        assert stdout.channel.recv_exit_status() == 1, "exit status of the command comes back"
+        _, stdout, _ = client.exec_command("exit 3", timeout=60)
+        assert stdout.channel.recv_exit_status() == 3, "the command's exit status comes back"
+
+        blob = bytes(range(256)) * 64 + b"\r\n\x03\x04 end"  # binary, line endings and control bytes intact
+        stdin, stdout, _ = client.exec_command("cat > blob.bin && sha256sum blob.bin", timeout=60)
+        stdin.write(blob)
+        stdin.channel.shutdown_write()
+        assert stdout.read().decode().split()[0] == hashlib.sha256(blob).hexdigest()
+        assert (hub.dir / "home" / "alice" / "blob.bin").read_bytes() == blob
 
         chan = client.invoke_shell(width=100, height=30)
         chan.settimeout(60)
@@ -174,3 +186,44 @@ def test_wrong_tokens_and_other_users_are_refused(gateway):
     assert not hub.api("GET", "/users/bob").json()["servers"], "no refused login started bob's server"
     log = gateway["log"].read_text()
     assert "refused for bob" in log and alice not in log, "refusals are logged, tokens never"
+
+
+def test_port_forwarding_reaches_only_the_users_own_server(gateway):
+    """What VS Code Remote-SSH needs: a TCP forward to localhost:<port> of the user's server, byte-exact."""
+    hub = gateway["hub"]
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def echo():
+        conn, _ = listener.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data[::-1])
+    threading.Thread(target=echo, daemon=True).start()
+
+    client = connect(gateway["ssh"], "alice", hub.new_token("alice"))
+    try:
+        chan = client.get_transport().open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0),
+                                                   timeout=60)
+        chan.settimeout(60)
+        payload = bytes(range(256)) * 16
+        chan.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            got += chan.recv(65536)
+        assert got == payload[::-1]
+        chan.close()
+        for host in ("10.1.2.3", "qhub-hub"):  # nothing but the user's own server
+            with pytest.raises(paramiko.ChannelException):
+                client.get_transport().open_channel("direct-tcpip", (host, 8081), ("127.0.0.1", 0), timeout=20)
+    finally:
+        client.close()
+        listener.close()
+    client = connect(gateway["sftp"], "alice", hub.new_token("alice"))
+    try:
+        with pytest.raises(paramiko.ChannelException):
+            client.get_transport().open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=20)
+    finally:
+        client.close()

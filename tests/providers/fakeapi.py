@@ -63,9 +63,10 @@ class FakeAPI:
                 except Violation as exc:
                     api.violations.append(f"{self.command} {split.path}: {exc}")
                     status, payload = 400, {"error": {"code": 400, "message": f"contract violation: {exc}"}}
-                data = b"" if payload is None else json.dumps(payload).encode()
+                raw_text = isinstance(payload, str)  # a plain-text reply (e.g. a kubeconfig in YAML)
+                data = b"" if payload is None else payload.encode() if raw_text else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "application/yaml" if raw_text else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":

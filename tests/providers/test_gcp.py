@@ -18,9 +18,6 @@ from qhubctl.config import load_config
 from qhubctl.providers import gcp
 from qhubctl.providers.base import desired_groups
 
-pytestmark = pytest.mark.cloud
-
-
 def config(tmp_path: Path, worker_max: int = 5, labels: dict | None = None):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({
@@ -72,6 +69,7 @@ def test_pool_body_carries_labels_taints_spot_and_gpu(tmp_path: Path) -> None:
     assert groups["general"]["config"]["taints"] == []
 
 
+@pytest.mark.cloud
 def test_sdk_calls_fit_the_discovery_document(gke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake, api, client = gke
     released: list[str] = []
@@ -106,6 +104,7 @@ def test_sdk_calls_fit_the_discovery_document(gke, tmp_path: Path, monkeypatch: 
     assert provider.destroy_plan().actions == []
 
 
+@pytest.mark.cloud
 def test_validator_rejects_what_the_api_would(gke) -> None:
     _, api, _ = gke
     base = f"{api.url}/v1/projects/p/locations/l/clusters"

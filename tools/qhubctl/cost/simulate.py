@@ -20,7 +20,7 @@ from qhubctl.config.model import QHubConfig
 from qhubctl.errors import ClusterError, UserError
 from qhubctl.nodegroups import GPU_RESOURCE
 from qhubctl.nodegroups import LABEL as GROUP_LABEL
-from qhubctl.providers.local import local_groups
+from qhubctl.providers.local import local_groups, stop_cluster
 
 SIM_LABEL = "qhub.dev/cost-simulation"
 NAMESPACE = "default"
@@ -162,5 +162,5 @@ def simulate(cfg: QHubConfig, load: Load, *, seconds_per_hour: float = 10.0, log
             time.sleep(0.5)
         window = (last - start) / seconds_per_hour
     finally:
-        localcluster.down(name, log=lambda _: None)
+        stop_cluster(name, log=lambda _: None)
     return Result(load, seconds_per_hour, window, usage, pending_end)

@@ -324,7 +324,8 @@ class AWS(Provider):
         else:
             have = seen.cluster["version"]
             if _minor(have) > _minor(version):
-                raise UserError(f"cluster {self.cluster_name} runs Kubernetes {have}; EKS cannot downgrade to {version}",
+                raise UserError(f"cluster {self.cluster_name} runs Kubernetes {have}; "
+                                f"EKS cannot downgrade to {version}",
                                 hint=f"set cluster.kubernetes_version to {have} or newer")
             if have != version:
                 actions.append(Action("update", "eks-cluster", self.cluster_name, {"version": (have, version)}))
@@ -608,8 +609,9 @@ class AWS(Provider):
                 del update["labels"]["removeLabels"]
         if have.taints != spec.taints:
             add = [{"key": t.key, "value": t.value, "effect": EFFECT_TO_EKS[t.effect]} for t in spec.taints]
+            kept = {(s.key, s.effect) for s in spec.taints}
             gone = [{"key": t.key, "value": t.value, "effect": EFFECT_TO_EKS[t.effect]}
-                    for t in have.taints - spec.taints if (t.key, t.effect) not in {(s.key, s.effect) for s in spec.taints}]
+                    for t in have.taints - spec.taints if (t.key, t.effect) not in kept]
             update["taints"] = {"addOrUpdateTaints": add, **({"removeTaints": gone} if gone else {})}
         if update:
             eks.update_nodegroup_config(clusterName=self.cluster_name, nodegroupName=spec.name, **update)
@@ -670,7 +672,7 @@ class AWS(Provider):
 
     @aws_errors
     def destroy_plan(self) -> Plan:
-        ec2, iam = self.client("ec2"), self.client("iam")
+        ec2 = self.client("ec2")
         actions: list[Action] = []
         seen = self.observe()
         vpc_id = seen.vpc["VpcId"] if seen.vpc else None
@@ -705,7 +707,6 @@ class AWS(Provider):
             for key, subnet in sorted(seen.subnets.items()):
                 actions.append(Action("delete", "subnet", subnet["SubnetId"], detail=key))
             actions.append(Action("delete", "vpc", vpc_id, detail=seen.vpc.get("CidrBlock", "")))
-        del iam
         return Plan(self.name, self.cluster_name, actions)
 
     def _cluster_tag_match(self, tags: dict[str, str]) -> bool:

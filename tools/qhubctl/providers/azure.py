@@ -98,12 +98,12 @@ class Azure(Provider):
     name = "azure"
 
     def __init__(self, cfg: QHubConfig, log: Log = print, credential: Any = None,
-                 subscription_id: str | None = None, base_url: str | None = None) -> None:
+                 subscription_id: str | None = None, client_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__(cfg, log)
         self.subscription_id = subscription_id or os.environ.get("AZURE_SUBSCRIPTION_ID", "")
         self.group = cfg.cluster.resource_group or f"{cfg.project_name}-rg"
         self._credential = credential
-        self._base_url = base_url
+        self._client_kwargs = dict(client_kwargs or {})  # e.g. base_url for another cloud or a test endpoint
         self._aks: Any = None
         self._rm: Any = None
         self.tags = {**cfg.cluster.tags, TAG_PROJECT: cfg.project_name, TAG_MANAGED: "qhubctl"}
@@ -111,7 +111,10 @@ class Azure(Provider):
     def _clients(self) -> tuple[Any, Any]:
         if self._aks is None:
             from azure.mgmt.containerservice import ContainerServiceClient
-            from azure.mgmt.resource import ResourceManagementClient
+            try:  # azure-mgmt-resource 26 moved the client into its resources subpackage
+                from azure.mgmt.resource.resources import ResourceManagementClient
+            except ImportError:
+                from azure.mgmt.resource import ResourceManagementClient
 
             if not self.subscription_id:
                 raise UserError("no Azure subscription", hint="set AZURE_SUBSCRIPTION_ID")
@@ -119,9 +122,8 @@ class Azure(Provider):
                 from azure.identity import DefaultAzureCredential
 
                 self._credential = DefaultAzureCredential()
-            extra = {"base_url": self._base_url} if self._base_url else {}
-            self._aks = ContainerServiceClient(self._credential, self.subscription_id, **extra)
-            self._rm = ResourceManagementClient(self._credential, self.subscription_id, **extra)
+            self._aks = ContainerServiceClient(self._credential, self.subscription_id, **self._client_kwargs)
+            self._rm = ResourceManagementClient(self._credential, self.subscription_id, **self._client_kwargs)
         return self._aks, self._rm
 
     def _run(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -157,14 +159,19 @@ class Azure(Provider):
             return True, None, {}
         if (cluster.tags or {}).get(TAG_PROJECT) != self.cfg.project_name:
             raise UserError(f"an AKS cluster {self.cluster_name} exists in {self.group} but qhubctl did not create it")
-        pools = {p.name: p.serialize() for p in self._run("list pools", aks.agent_pools.list, self.group,
-                                                          self.cluster_name)}
-        return True, cluster.serialize(), {n: p.get("properties", p) for n, p in pools.items()}
+        pools = {p.name: _json(p) for p in self._run("list pools", aks.agent_pools.list, self.group,
+                                                     self.cluster_name)}
+        return True, _json(cluster), {n: p.get("properties", p) for n, p in pools.items()}
 
     def check_credentials(self) -> str:
+        from azure.core import exceptions as aexc
+
         self._clients()
-        if self._base_url is None:
+        try:
             self._credential.get_token("https://management.azure.com/.default")
+        except aexc.ClientAuthenticationError as exc:
+            raise UserError(f"no usable Azure credentials: {exc.message}",
+                            hint="set AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID or run `az login`") from None
         return f"subscription {self.subscription_id}, resource group {self.group} in {self.cfg.cluster.region}"
 
     def plan(self) -> Plan:
@@ -241,6 +248,11 @@ class Azure(Provider):
         creds = self._run("get credentials", aks.managed_clusters.list_cluster_user_credentials, self.group,
                           self.cluster_name)
         return yaml.safe_load(creds.kubeconfigs[0].value.decode())
+
+
+def _json(model: Any) -> dict[str, Any]:
+    """An SDK model as REST JSON (camelCase keys), for both model generations of the Azure SDKs."""
+    return dict(model.as_dict()) if not hasattr(model, "serialize") else dict(model.serialize(keep_readonly=True))
 
 
 def _snake(body: dict[str, Any]) -> dict[str, Any]:

@@ -188,6 +188,11 @@ class DigitalOcean(Provider):
         cluster = self.observe()
         if cluster is None:
             raise UserError(f"cluster {self.cluster_name} does not exist", hint="run `qhubctl cluster create`")
-        text = self._run("get kubeconfig", self.client.kubernetes.get_kubeconfig, cluster["id"])
-        return yaml.safe_load(text if isinstance(text, str) else text.decode() if isinstance(text, bytes) else
-                              "".join(chunk.decode() for chunk in text))
+        from azure.core.rest import HttpRequest
+
+        # GET /v2/kubernetes/clusters/{id}/kubeconfig answers YAML, which pydo's generated method does not return
+        response = self._run("get kubeconfig", self.client.send_request,
+                             HttpRequest("GET", f"/v2/kubernetes/clusters/{cluster['id']}/kubeconfig"), stream=True)
+        response.read()
+        self._run("get kubeconfig", response.raise_for_status)
+        return yaml.safe_load(response.text())  # holds a bearer token valid for a week; no doctl needed

@@ -88,6 +88,11 @@ def plan_actions(name: str, version: str, desired: list[GroupSpec], cluster: dic
     return actions + diff_groups(desired, observed, kind="node-pool", compare=COMPARED)
 
 
+def _labels(tags: dict[str, str]) -> dict[str, str]:
+    """The user's tags as GCP labels (lower case; no '.' or '/' in keys)."""
+    return {k.lower().replace(".", "-").replace("/", "_"): v.lower() for k, v in tags.items()}
+
+
 class GCP(Provider):
     name = "gcp"
 
@@ -175,8 +180,8 @@ class GCP(Provider):
         body: dict[str, Any] = {
             "name": self.cluster_name,
             "initialClusterVersion": self.cfg.cluster.kubernetes_version,
-            "resourceLabels": {LABEL_PROJECT: self.cfg.project_name, LABEL_MANAGED: "qhubctl",
-                               **{k.lower().replace(".", "-").replace("/", "_"): v for k, v in self.cfg.cluster.tags.items()}},
+            "resourceLabels": {**_labels(self.cfg.cluster.tags), LABEL_PROJECT: self.cfg.project_name,
+                               LABEL_MANAGED: "qhubctl"},
             "nodePools": [pool_body(g) for g in desired_groups(self.cfg)],
             "workloadIdentityConfig": {"workloadPool": f"{self.cfg.cluster.project}.svc.id.goog"},
             "ipAllocationPolicy": {"useIpAliases": True},
@@ -214,8 +219,8 @@ class GCP(Provider):
             assert spec is not None
             body = pool_body(spec)
             if {"min_nodes", "max_nodes"} & set(action.changes):
-                self._wait(self._call("set_node_pool_autoscaling", name=pool_path,
-                                      autoscaling=container_v1.NodePoolAutoscaling.from_json(json.dumps(body["autoscaling"]))))
+                scaling = container_v1.NodePoolAutoscaling.from_json(json.dumps(body["autoscaling"]))
+                self._wait(self._call("set_node_pool_autoscaling", name=pool_path, autoscaling=scaling))
             if {"labels", "taints"} & set(action.changes):
                 current = self._call("get_node_pool", name=pool_path)  # keep its version and image
                 self._wait(self._call(

@@ -18,7 +18,9 @@ from qhubctl.errors import ClusterError
 from qhubctl.providers.base import Log
 
 
-def release_cloud_resources(kubeconfig: dict[str, Any], log: Log, timeout: float = 900) -> list[str]:
+def release_cloud_resources(kubeconfig: dict[str, Any], log: Log, timeout: float = 900,
+                            namespace: str | None = None) -> list[str]:
+    """Release what the cluster's (or one namespace's) Services and claims hold in the cloud; the names released."""
     from kubernetes import client, config
 
     with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig") as fh:
@@ -26,14 +28,20 @@ def release_cloud_resources(kubeconfig: dict[str, Any], log: Log, timeout: float
         fh.flush()
         api = client.CoreV1Api(config.new_client_from_config(fh.name))
     released: list[str] = []
-    services = [s for s in api.list_service_for_all_namespaces().items if s.spec.type == "LoadBalancer"]
+    def all_services() -> list[Any]:
+        found = (api.list_namespaced_service(namespace) if namespace else api.list_service_for_all_namespaces())
+        return [s for s in found.items if s.spec.type == "LoadBalancer"]
+
+    services = all_services()
     for svc in services:
         log(f"  - service {svc.metadata.namespace}/{svc.metadata.name} (its cloud load balancer)")
         api.delete_namespaced_service(svc.metadata.name, svc.metadata.namespace)
         released.append(f"service/{svc.metadata.namespace}/{svc.metadata.name}")
     volumes = {pv.metadata.name: pv for pv in api.list_persistent_volume().items}
     waiting: set[str] = set()
-    for pvc in api.list_persistent_volume_claim_for_all_namespaces().items:
+    claims = (api.list_namespaced_persistent_volume_claim(namespace) if namespace
+              else api.list_persistent_volume_claim_for_all_namespaces())
+    for pvc in claims.items:
         pv = volumes.get(pvc.spec.volume_name or "")
         if pv is not None and pv.spec.persistent_volume_reclaim_policy == "Retain":
             log(f"  kept volume {pv.metadata.name} of {pvc.metadata.namespace}/{pvc.metadata.name} (reclaimPolicy "
@@ -46,8 +54,7 @@ def release_cloud_resources(kubeconfig: dict[str, Any], log: Log, timeout: float
             waiting.add(pv.metadata.name)
     deadline = time.monotonic() + timeout
     while True:
-        left_svc = [s.metadata.name for s in api.list_service_for_all_namespaces().items
-                    if s.spec.type == "LoadBalancer"]
+        left_svc = [s.metadata.name for s in all_services()]
         left_pv = sorted(waiting & {pv.metadata.name for pv in api.list_persistent_volume().items})
         if not left_svc and not left_pv:
             return released

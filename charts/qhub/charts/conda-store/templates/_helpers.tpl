@@ -25,7 +25,7 @@
   "build" .Values.build
   "storage" $storage
   "worker" (dict "concurrency" .Values.worker.concurrency)
-  "hub" (dict "clientId" "service-conda-store" "authorizeUrl" "/hub/api/oauth2/authorize" "oauthCallbackUrl" "/conda-store/oauth_callback/")
+  "hub" (dict "clientId" "service-conda-store" "authorizeUrl" (printf "%s/hub/api/oauth2/authorize" (include "qhub.publicUrl" .)) "oauthCallbackUrl" (printf "%s/conda-store/oauth_callback/" (include "qhub.publicUrl" .)))
 -}}
 {{- toPrettyJson $settings -}}
 {{- end -}}

@@ -1,0 +1,269 @@
+"""The SSH (shell, exec, SFTP) and SFTP-only listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import logging
+import os
+from pathlib import Path
+
+import aiohttp
+import asyncssh
+
+from .config import Settings
+from .hub import Hub, HubError, size_message, stdin_message
+from .relay import Relay
+
+log = logging.getLogger("qhub_ssh")
+
+
+class ConfinedSFTP(asyncssh.SFTPServer):
+    """SFTP confined to one home directory: no path, symlink or `..` leads outside it."""
+
+    def __init__(self, chan, root: str):
+        self._root = os.path.realpath(root)
+        super().__init__(chan, chroot=self._root.encode())
+
+    def map_path(self, path: bytes) -> bytes:
+        mapped = super().map_path(path)
+        real = os.path.realpath(os.fsdecode(mapped))
+        if real != self._root and not real.startswith(self._root + os.sep):
+            raise asyncssh.SFTPPermissionDenied("outside your home directory")
+        return mapped
+
+
+class _Forward(asyncssh.SSHTCPSession):
+    """One forwarded TCP connection, relayed into the user's server."""
+
+    def __init__(self, gateway: "Gateway", username: str, port: int):
+        self.gateway, self.username, self.port = gateway, username, port
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.chan = None
+        self.task = None
+
+    def connection_made(self, chan):
+        self.chan = chan
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self):
+        try:
+            await self.gateway.forward(self.username, self.port, self)
+        except Exception as e:  # noqa: BLE001 - any failure closes this one channel
+            log.info("forward to localhost:%s for %s ended: %s", self.port, self.username, e)
+            self.chan.close()
+
+    # what Gateway.forward uses
+    def write(self, data: bytes):
+        self.chan.write(data)
+
+    def write_eof(self):
+        self.chan.write_eof()
+
+    def close(self):
+        self.chan.close()
+
+    def data_received(self, data, datatype):
+        self.queue.put_nowait(data)
+
+    def eof_received(self):
+        self.queue.put_nowait(None)
+        return True  # keep our side open until the relay's socket closes
+
+    async def pump(self, relay: Relay):
+        """Client bytes to the relay, in order, then end of input."""
+        while (data := await self.queue.get()) is not None:
+            await relay.send(data)
+        await relay.eof()
+
+    def connection_lost(self, exc):
+        if self.task and not self.task.done():
+            self.task.cancel()
+
+
+class Gateway:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.hub = Hub(settings.hub_api_url, settings.proxy_url, settings.api_token)
+        self.acceptors: list[asyncssh.SSHAcceptor] = []
+
+    # -- authentication ----------------------------------------------------------------------------------------
+    def server_factory(self, shell: bool):
+        gateway = self
+
+        class _Server(asyncssh.SSHServer):
+            def connection_made(self, conn):
+                self.conn = conn
+
+            def begin_auth(self, username):
+                return True
+
+            def password_auth_supported(self):
+                return True
+
+            def public_key_auth_supported(self):
+                return False
+
+            def kbdint_auth_supported(self):
+                return False
+
+            async def validate_password(self, username, password):
+                try:
+                    ok = await gateway.hub.identify(username, password)
+                except aiohttp.ClientError as e:
+                    log.warning("hub unreachable while authenticating %s: %s", username, e)
+                    return False
+                log.info("login %s for %s from %s", "accepted" if ok else "refused", username,
+                         self.conn.get_extra_info("peername"))
+                return ok
+
+            def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
+                # Only to the user's own server (what VS Code Remote-SSH needs); never to other hosts.
+                if not shell or dest_host not in ("localhost", "127.0.0.1", "::1"):
+                    raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                                    "only forwards to localhost are allowed")
+                return _Forward(gateway, self.conn.get_extra_info("username"), dest_port)
+
+        return _Server
+
+    # -- homes -------------------------------------------------------------------------------------------------
+    def home_of(self, username: str) -> str:
+        if not username or "/" in username or username in (".", ".."):
+            raise PermissionError(f"bad user name {username!r}")
+        home = Path(self.settings.home_root) / username
+        if not home.exists():
+            home.mkdir(mode=0o755)
+            try:
+                os.chown(home, self.settings.home_uid, self.settings.home_gid)
+            except PermissionError:  # not root: the directory already belongs to the gateway's own uid
+                pass
+        return str(home)
+
+    def sftp_factory(self, chan):
+        return ConfinedSFTP(chan, self.home_of(chan.get_extra_info("username")))
+
+    # -- terminal sessions -------------------------------------------------------------------------------------
+    async def handle_process(self, process: asyncssh.SSHServerProcess) -> None:
+        username = process.get_extra_info("username")
+        try:
+            server_path = await self.hub.ensure_server(username, self.settings.server_start_timeout)
+            if process.command is None:
+                status = await self._interactive(process, server_path)
+            else:
+                status = await self._exec(process, server_path, process.command)
+        except (HubError, aiohttp.ClientError, ConnectionError) as e:
+            process.stderr.write(f"qhub-ssh: {e}\r\n".encode())
+            status = 1
+        process.exit(status)
+
+    async def _interactive(self, process, server_path: str) -> int:
+        """A shell: the SSH session bridged to a JupyterLab terminal (a real pty in the user's server)."""
+        term = await self.hub.new_terminal(server_path)
+        try:
+            ws = await self.hub.connect_terminal(server_path, term)
+            async with ws:
+                cols, rows, *_ = process.get_terminal_size()
+                await ws.send_str(size_message(cols, rows))
+
+                async def pump():
+                    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+                    while True:
+                        try:
+                            data = await process.stdin.read(4096)
+                        except asyncssh.TerminalSizeChanged as e:
+                            await ws.send_str(size_message(e.width, e.height))
+                            continue
+                        except (asyncssh.BreakReceived, asyncssh.SignalReceived):
+                            data = b"\x03"
+                        except (ConnectionError, asyncssh.Error):
+                            return
+                        if not data:
+                            await ws.send_str(stdin_message("\x04"))
+                            return
+                        await ws.send_str(stdin_message(decoder.decode(data)))
+
+                task = asyncio.create_task(pump())
+                try:
+                    async for msg in ws:
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        kind, *args = json.loads(msg.data)
+                        if kind == "stdout":
+                            process.stdout.write(args[0].encode())
+                        elif kind == "disconnect":
+                            break
+                finally:
+                    task.cancel()
+        finally:
+            await self.hub.close_terminal(server_path, term)
+        return 0
+
+    async def _exec(self, process, server_path: str, command: str) -> int:
+        """`ssh host command`: run through a relay, with separate stdout/stderr, stdin and the exit status."""
+        relay = Relay(self.hub, server_path)
+        try:
+            await relay.open("x", command)
+
+            async def pump():
+                try:
+                    while data := await process.stdin.read(32768):
+                        await relay.send(data)
+                    await relay.eof()
+                except (asyncssh.BreakReceived, asyncssh.SignalReceived):
+                    await relay.kill()
+                except (ConnectionError, asyncssh.Error, aiohttp.ClientError):
+                    pass
+
+            task = asyncio.create_task(pump())
+            status = 255
+            try:
+                async for tag, payload in relay.frames():
+                    if tag == "O":
+                        process.stdout.write(payload)
+                    elif tag == "E":
+                        process.stderr.write(payload)
+                    elif tag == "X":
+                        status = payload
+            finally:
+                task.cancel()
+            return status
+        finally:
+            await relay.close()
+
+    async def forward(self, username: str, port: int, chan) -> None:
+        """direct-tcpip to localhost:<port>: a socket opened by a relay inside the user's own server."""
+        server_path = await self.hub.ensure_server(username, self.settings.server_start_timeout)
+        relay = Relay(self.hub, server_path)
+        try:
+            await relay.open("t", str(port))
+            pump = asyncio.create_task(chan.pump(relay))
+            try:
+                async for tag, payload in relay.frames():
+                    if tag == "O":
+                        chan.write(payload)
+                chan.write_eof()
+            finally:
+                pump.cancel()
+        finally:
+            await relay.close()
+            chan.close()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        key = asyncssh.read_private_key(self.settings.host_key_path)
+        common = dict(server_host_keys=[key], login_timeout=self.settings.login_timeout,
+                      allow_scp=False, agent_forwarding=False, x11_forwarding=False)
+        self.acceptors.append(await asyncssh.create_server(
+            self.server_factory(shell=True), self.settings.bind, self.settings.ssh_port,
+            process_factory=self.handle_process, sftp_factory=self.sftp_factory, encoding=None, **common))
+        self.acceptors.append(await asyncssh.create_server(
+            self.server_factory(shell=False), self.settings.bind, self.settings.sftp_port,
+            sftp_factory=self.sftp_factory, encoding=None, **common))
+        log.info("qhub-ssh listening: ssh %s, sftp %s", self.settings.ssh_port, self.settings.sftp_port)
+
+    async def stop(self) -> None:
+        for acceptor in self.acceptors:
+            acceptor.close()
+            await acceptor.wait_closed()
+        await self.hub.close()

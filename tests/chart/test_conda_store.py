@@ -1,0 +1,159 @@
+"""conda-store subchart: what it renders inside the umbrella (defaults and the ci/values conda-store-* files);
+lint, manifest validation and Pod Security over the whole matrix are in test_matrix.py."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+import yaml
+
+from .addons import VALUES, assert_hardened, env, get, has, objects, pod, render, render_error
+
+pytestmark = pytest.mark.chart
+EXTERNAL = VALUES / "conda-store-external-values.yaml"
+MINIO = VALUES / "conda-store-minio-values.yaml"
+
+
+def test_defaults_render_server_worker_database_and_redis():
+    docs = objects(render(), "conda-store")
+    for kind, name in [("Deployment", "qhub-conda-store"), ("Deployment", "qhub-conda-store-worker"),
+                       ("StatefulSet", "qhub-conda-store-postgresql"), ("Deployment", "qhub-conda-store-redis"),
+                       ("Service", "qhub-conda-store"), ("Secret", "qhub-conda-store")]:
+        assert has(docs, kind, name), (kind, name)
+    assert not has(docs, "StatefulSet", "qhub-conda-store-minio"), "artifacts on the shared filesystem by default"
+    assert get(docs, "Service", "qhub-conda-store")["spec"]["ports"][0]["port"] == 8080
+    assert_hardened(docs)
+    for name in ("qhub-conda-store", "qhub-conda-store-worker"):
+        spec = pod(get(docs, "Deployment", name))
+        mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+        assert mounts["store"] == {"name": "store", "mountPath": "/opt/conda-store", "subPath": "conda-store"}
+        assert {v["name"]: v for v in spec["volumes"]}["store"]["persistentVolumeClaim"]["claimName"] == "qhub-shared"
+        e = env(spec["containers"][0])
+        assert e["JUPYTERHUB_API_URL"] == "http://qhub-hub:8081/hub/api"
+        assert e["JUPYTERHUB_API_TOKEN"] == {"secretKeyRef": {"name": "qhub-hub", "key": "token-conda-store"}}
+        assert "$(POSTGRES_PASSWORD)@qhub-conda-store-postgresql:5432" in e["CONDA_STORE_DATABASE_URL"]
+        assert spec["nodeSelector"] == {"qhub.dev/node-group": "general"}
+
+
+def test_config_is_python_and_policy_is_json_without_secrets():
+    docs = render(values={"conda-store": {"environments": {"e": {"dependencies": ["python"]}}}})
+    data = get(docs, "ConfigMap", "qhub-conda-store-config")["data"]
+    ast.parse(data["conda_store_config.py"])
+    settings = json.loads(data["settings.json"])
+    assert settings["urlPrefix"] == "/conda-store" and settings["hub"]["clientId"] == "service-conda-store"
+    assert settings["hub"]["oauthCallbackUrl"] == "/conda-store/oauth_callback/"
+    secret = get(docs, "Secret", "qhub-conda-store")["data"]
+    assert set(secret) == {"token-secret", "postgresql-password", "redis-password"}
+    configmaps = json.dumps([d["data"] for d in docs if d["kind"] == "ConfigMap"])
+    import base64
+    for value in secret.values():
+        assert base64.b64decode(value).decode() not in configmaps, "a generated secret leaked into a ConfigMap"
+
+
+def test_prebuilt_environments_and_rebuild_on_change():
+    env_a = {"dask": {"channels": ["conda-forge"], "dependencies": ["python=3.12", "dask", {"pip": ["rich"]}]}}
+    docs = render(values={"conda-store": {"environments": env_a}})
+    files = get(docs, "ConfigMap", "qhub-conda-store-environments")["data"]
+    assert yaml.safe_load(files["dask.yaml"]) == {"name": "dask", "channels": ["conda-forge"],
+                                                   "dependencies": ["python=3.12", "dask", {"pip": ["rich"]}]}
+    worker = pod(get(docs, "Deployment", "qhub-conda-store-worker"))
+    assert {"name": "environments", "mountPath": "/opt/environments", "readOnly": True} in \
+        worker["containers"][0]["volumeMounts"]
+    changed = {"dask": {**env_a["dask"], "dependencies": ["python=3.12", "dask", "numpy"]}}
+    docs2 = render(values={"conda-store": {"environments": changed}})
+    a = get(docs, "Deployment", "qhub-conda-store-worker")["spec"]["template"]["metadata"]["annotations"]
+    b = get(docs2, "Deployment", "qhub-conda-store-worker")["spec"]["template"]["metadata"]["annotations"]
+    assert a["checksum/environments"] != b["checksum/environments"], "a spec change restarts the worker"
+    assert a["checksum/config"] == b["checksum/config"]
+
+
+def test_external_services_and_worker_placement():
+    docs = objects(render(EXTERNAL), "conda-store")
+    assert not any(d["kind"] == "StatefulSet" for d in docs) and not has(docs, "Deployment", "qhub-conda-store-redis")
+    worker = pod(get(docs, "Deployment", "qhub-conda-store-worker"))
+    e = env(worker["containers"][0])
+    assert e["CONDA_STORE_DATABASE_URL"] == {"secretKeyRef": {"name": "conda-store-db", "key": "url"}}
+    assert e["CONDA_STORE_REDIS_URL"] == {"secretKeyRef": {"name": "conda-store-redis", "key": "url"}}
+    assert e["CONDA_STORE_S3_SECRET_KEY"] == {"secretKeyRef": {"name": "conda-store-s3", "key": "secret-key"}}
+    assert worker["nodeSelector"] == {"qhub.dev/node-group": "worker"}
+    assert worker["tolerations"][0]["value"] == "worker"
+    assert worker["containers"][0]["resources"]["limits"] == {"cpu": "4", "memory": "8Gi"}
+    assert get(docs, "Deployment", "qhub-conda-store-worker")["spec"]["replicas"] == 2
+    settings = json.loads(get(docs, "ConfigMap", "qhub-conda-store-config")["data"]["settings.json"])
+    assert settings["worker"]["concurrency"] == 1 and settings["storage"]["type"] == "s3"
+    assert settings["permissions"]["groupRoles"] == {"data-team": "admin", "analysts": "editor"}
+    assert set(get(docs, "Secret", "qhub-conda-store")["data"]) == {"token-secret"}
+
+
+def test_minio_storage():
+    docs = objects(render(MINIO), "conda-store")
+    minio = get(docs, "StatefulSet", "qhub-conda-store-minio")
+    assert minio["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    server = pod(get(docs, "Deployment", "qhub-conda-store"))["containers"][0]
+    assert server["image"] == "registry.internal:5000/mirror/conda-store-server:2025.2.2"
+    ref = {"secretKeyRef": {"name": "qhub-conda-store", "key": "minio-user"}}
+    assert env(server)["CONDA_STORE_S3_ACCESS_KEY"] == ref
+    settings = json.loads(get(docs, "ConfigMap", "qhub-conda-store-config")["data"]["settings.json"])
+    assert settings["storage"]["endpoint"] == "qhub-conda-store-minio:9000"
+
+
+def test_network_policies_are_exact():
+    docs = objects(render(), "conda-store")
+    pols = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    assert set(pols) == {"qhub-conda-store", "qhub-conda-store-worker", "qhub-conda-store-postgresql",
+                         "qhub-conda-store-redis"}
+    server_in = pols["qhub-conda-store"]["ingress"][0]
+    assert {"podSelector": {"matchLabels": {"qhub.dev/access-conda-store": "true"}}} in server_in["from"]
+    assert server_in["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert pols["qhub-conda-store-worker"]["ingress"] == []
+    assert pols["qhub-conda-store-postgresql"]["egress"] == []
+    db_from = [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+               for p in pols["qhub-conda-store-postgresql"]["ingress"][0]["from"]]
+    assert db_from == ["conda-store", "conda-store-worker"]
+    off = render(values={"global": {"networkPolicy": {"enabled": False}}})
+    assert not [d for d in objects(off, "conda-store") if d["kind"] == "NetworkPolicy"]
+
+
+def test_ingress_serves_conda_store_path():
+    ingress = next(d for d in render() if d["kind"] == "Ingress")
+    paths = {p["path"]: p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+    assert paths["/conda-store"] == {"name": "qhub-conda-store", "port": {"number": 8080}}
+    disabled = render(VALUES / "minimal-values.yaml")
+    assert not objects(disabled, "conda-store")
+
+
+@pytest.mark.parametrize("values, needle", [
+    ({"conda-store": {"sever": {"replicas": 2}}}, "sever"),
+    ({"conda-store": {"storage": {"type": "gcs"}}}, "/storage/type"),
+    ({"conda-store": {"permissions": {"defaultGroupRole": "owner"}}}, "/permissions/defaultGroupRole"),
+    ({"conda-store": {"worker": {"concurency": 3}}}, "concurency"),
+    ({"conda-store": {"environments": {"x": {"channels": ["conda-forge"]}}}}, "dependencies"),
+])
+def test_schema_rejects_typos(values, needle):
+    assert needle in render_error(values)
+
+
+def test_required_settings_are_named():
+    err = render_error({"conda-store": {"postgresql": {"internal": False}}})
+    assert "conda-store.postgresql.externalSecret.name is required" in err
+    err = render_error({"conda-store": {"storage": {"type": "s3"}}})
+    assert "conda-store.storage.s3.endpoint is required" in err
+
+
+@pytest.mark.parametrize("domain", ["", "qhub.example.org"])
+def test_oauth_client_matches_the_hub_registration(domain):
+    """conda-store's OAuth client settings equal what the jupyterhub subchart registers in the hub (JupyterHub
+    compares redirect URIs exactly), with and without a public domain."""
+    import base64 as b64
+
+    docs = render(VALUES / "defaults-values.yaml", values={"global": {"domain": domain}})
+    hub_values = yaml.safe_load(b64.b64decode(get(docs, "Secret", "qhub-hub")["data"]["values.yaml"]))
+    registered = hub_values["hub"]["services"]["conda-store"]
+    settings = json.loads(get(docs, "ConfigMap", "qhub-conda-store-config")["data"]["settings.json"])
+    assert settings["hub"]["oauthCallbackUrl"] == registered["oauthRedirectUri"]
+    assert registered["url"] == "http://qhub-conda-store:8080/conda-store" and registered["enabled"] is True
+    assert settings["hub"]["authorizeUrl"].endswith("/hub/api/oauth2/authorize")
+    scopes = hub_values["hub"]["services"]["kubessh"]["scopes"]
+    assert {"servers", "access:servers"} <= set(scopes), "the SSH gateway can start and reach servers"

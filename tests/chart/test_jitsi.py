@@ -1,0 +1,65 @@
+"""jitsi subchart: off by default; when on, its components, generated secrets, media Service and JWT wiring."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from .addons import VALUES, assert_hardened, env, get, objects, pod, render, render_error
+
+pytestmark = pytest.mark.chart
+ON = VALUES / "jitsi-values.yaml"
+
+
+def test_off_by_default():
+    assert not objects(render(), "jitsi")
+
+
+def test_components_and_hardening():
+    docs = objects(render(ON), "jitsi")
+    deployments = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
+    assert deployments == {f"qhub-jitsi-{c}" for c in ("web", "prosody", "jicofo", "jvb", "token")}
+    assert_hardened(docs)
+    pols = {d["metadata"]["name"] for d in docs if d["kind"] == "NetworkPolicy"}
+    assert pols == deployments
+
+
+def test_generated_secrets_and_jwt_wiring():
+    docs = objects(render(ON), "jitsi")
+    secret = get(docs, "Secret", "qhub-jitsi")["data"]
+    assert set(secret) == {"jicofo-auth-password", "jvb-auth-password", "jwt-app-secret", "cookie-secret"}
+    assert len(base64.b64decode(secret["jwt-app-secret"])) == 64
+    prosody = env(pod(get(docs, "Deployment", "qhub-jitsi-prosody"))["containers"][0])
+    token = env(pod(get(docs, "Deployment", "qhub-jitsi-token"))["containers"][0])
+    ref = {"secretKeyRef": {"name": "qhub-jitsi", "key": "jwt-app-secret"}}
+    assert prosody["JWT_APP_SECRET"] == token["JITSI_APP_SECRET"] == ref
+    assert prosody["AUTH_TYPE"] == "jwt" and prosody["ENABLE_GUESTS"] == "0" and prosody["ENABLE_AUTH"] == "1"
+    assert token["JITSI_PUBLIC_URL"] == "https://meet.qhub.example.org"
+    assert token["JITSI_ALLOWED_GROUPS"] == "staff,students" and token["JITSI_TOKEN_LIFETIME"] == "1800"
+    assert token["JUPYTERHUB_API_TOKEN"] == {"secretKeyRef": {"name": "qhub-hub", "key": "token-jitsi"}}
+
+
+def test_media_service_and_public_address():
+    docs = objects(render(ON), "jitsi")
+    svc = get(docs, "Service", "qhub-jitsi-jvb")["spec"]
+    assert svc["type"] == "NodePort" and svc["ports"] == [
+        {"name": "media", "port": 30300, "targetPort": "media", "protocol": "UDP", "nodePort": 30300}]
+    jvb = env(pod(get(docs, "Deployment", "qhub-jitsi-jvb"))["containers"][0])
+    assert jvb["JVB_ADVERTISE_IPS"] == "203.0.113.10" and jvb["JVB_PORT"] == "30300"
+    default = objects(render(values={"jitsi": {"enabled": True, "host": "meet.example.org"},
+                                     "jupyterhub": {"hub": {"services": {"jitsi": {"enabled": True}}}}}), "jitsi")
+    svc = get(default, "Service", "qhub-jitsi-jvb")["spec"]
+    assert svc["type"] == "LoadBalancer" and svc["ports"][0]["port"] == 10000 and svc["ports"][0]["protocol"] == "UDP"
+    ingress = get(docs, "Ingress", "qhub-jitsi-web")["spec"]
+    assert ingress["rules"][0]["host"] == "meet.qhub.example.org" and ingress["tls"][0]["secretName"] == "meet-tls"
+
+
+def test_host_is_required_and_schema_rejects_typos():
+    on = {"jitsi": {"enabled": True}, "jupyterhub": {"hub": {"services": {"jitsi": {"enabled": True}}}}}
+    assert "jitsi.host is required" in render_error(on)
+    for bad, needle in [({"jvb": {"service": {"prot": 1}}}, "prot"),
+                        ({"jvb": {"service": {"type": "ClusterIP"}}}, "/jvb/service/type"),
+                        ({"token": {"lifetime": 5}}, "lifetime"), ({"host": "https://meet.example.org"}, "host")]:
+        values = {**on, "jitsi": {**on["jitsi"], "host": "meet.example.org", **bad}}
+        assert needle in render_error(values), bad
