@@ -182,7 +182,9 @@ def up(name: str = DEFAULT_NAME, groups: tuple[NodeGroup, ...] | list[NodeGroup]
         config_file.write_text(_kwokctl_config(_kube_version()))
         run(["kwokctl", "--name", name, "--config", str(config_file), "create", "cluster", "--wait", "180s"],
             env=_kwok_env(), timeout=300)
-    kubeconfig.write_text(run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env()).stdout)
+    fresh = kubeconfig.with_suffix(".new")  # replaced atomically: other sessions may be reading it
+    fresh.write_text(run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env()).stdout)
+    fresh.replace(kubeconfig)
     cluster = LocalCluster(name=name, kubeconfig=kubeconfig, workdir=work, groups=list(groups))
     cluster.kubectl("apply", "-f", "-", input=json.dumps(STORAGE_CLASS))
     for group in groups:
@@ -236,7 +238,13 @@ def _stop_pid(pid_file: Path) -> None:
     if not pid_file.exists():
         return
     try:
-        os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        pgid = int(pid_file.read_text())
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # a lingering autoscaler must never act on the next cluster
+            os.killpg(pgid, 0)
+            time.sleep(0.2)
+        os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, ValueError, PermissionError):
         pass
     pid_file.unlink(missing_ok=True)

@@ -235,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.groups) as fh:
         groups = [NodeGroup(**g) for g in json.load(fh)]
     api = client.CoreV1Api(config.new_client_from_config(args.kubeconfig))
+    # The cluster's identity: a cluster started later on the same address is a different cluster, and this
+    # autoscaler must not add nodes to it.
+    identity = api.read_namespace("kube-system").metadata.uid
     scaler = Autoscaler(api, groups, args.scale_down_after)
+    failures = 0
     stop = False
 
     def _stop(*_: object) -> None:
@@ -246,9 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     log.info("managing groups %s", ", ".join(f"{g.name}[{g.min_nodes}..{g.max_nodes}]" for g in groups))
     while not stop:
         try:
+            if api.read_namespace("kube-system").metadata.uid != identity:
+                log.info("the cluster was replaced; stopping")
+                break
             scaler.step()
+            failures = 0
         except Exception as err:  # keep running across API hiccups, as a controller does
-            log.warning("autoscaler step failed: %s", err)
+            failures += 1
+            log.warning("autoscaler step failed (%d in a row): %s", failures, err)
+            if failures >= 30:
+                log.info("the API server has been unreachable for a minute; stopping")
+                break
         time.sleep(args.interval)
     return 0
 
