@@ -78,10 +78,12 @@ class Helm:
     async def upgrade(self, release: str, namespace: str, values: dict[str, Any], *, timeout: str = "10m",
                       dry_run: bool = False) -> int:
         """`helm upgrade --install --wait` (CRDs are skipped: qhubctl applies them server-side first)."""
-        rev = await _call(self.client.install_or_upgrade_release(
-            release, self.chart, values, namespace=namespace, create_namespace=True, wait=not dry_run,
+        # pyhelm3's command layer directly: the client layer would parse every object of the returned manifest
+        # into models (half a second on a big chart) only for qhubctl to read the revision number.
+        release_json = await _call(self.client._command.install_or_upgrade(
+            release, self.chart.ref, values, namespace=namespace, create_namespace=True, wait=not dry_run,
             timeout=timeout, skip_crds=True, dry_run=dry_run, description="qhubctl deploy"))
-        return int(rev.revision)
+        return int(release_json["version"])
 
     async def uninstall(self, release: str, namespace: str, *, timeout: str = "5m") -> None:
         await _call(self.client.uninstall_release(release, namespace=namespace, wait=True, timeout=timeout))

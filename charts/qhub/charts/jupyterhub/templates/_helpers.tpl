@@ -35,6 +35,8 @@ two groups never share a folder owner. Call with the subchart's root context.
 http://{{ include "qhub.gatewayProxyName" .root }}:80
 {{- else if eq .name "conda-store" -}}
 http://{{ include "qhub.condaStoreName" .root }}:8080/conda-store
+{{- else if eq .name "jitsi" -}}
+http://{{ include "qhub.jitsiTokenName" .root }}:8000
 {{- end -}}
 {{- end -}}
 
@@ -42,6 +44,8 @@ http://{{ include "qhub.condaStoreName" .root }}:8080/conda-store
 {{- define "jupyterhub.defaultServiceRedirect" -}}
 {{- if eq .name "conda-store" -}}
 {{ include "qhub.publicUrl" .root }}/conda-store/oauth_callback/
+{{- else if eq .name "jitsi" -}}
+{{ include "qhub.publicUrl" .root }}/services/jitsi/oauth_callback
 {{- end -}}
 {{- end -}}
 
