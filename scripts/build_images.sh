@@ -17,7 +17,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-ALL="jupyterhub jupyterlab jupyterlab-gpu dask-worker dask-worker-gpu dask-gateway-server"
+ALL="jupyterhub jupyterlab jupyterlab-gpu dask-worker dask-worker-gpu dask-gateway-server kubessh jitsi-token"
 IMAGES=${IMAGES:-$ALL}
 OUT=${OUT:-build/images}
 if [[ -z "${TAG:-}" ]]; then

@@ -16,7 +16,8 @@ from qhubctl.proc import run
 pytestmark = pytest.mark.unit
 
 IMAGES = Path(__file__).resolve().parents[2] / "images"
-PLATFORM = ["jupyterhub", "jupyterlab", "jupyterlab-gpu", "dask-worker", "dask-worker-gpu", "dask-gateway-server"]
+PLATFORM = ["jupyterhub", "jupyterlab", "jupyterlab-gpu", "dask-worker", "dask-worker-gpu", "dask-gateway-server",
+            "kubessh", "jitsi-token"]
 
 
 def pins(name: str) -> dict[str, str]:
