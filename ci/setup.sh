@@ -26,14 +26,25 @@ fi
 phase apt $((SECONDS - start))
 
 start=$SECONDS
+# The virtualenv lives in the cache, one per content of pyproject.toml, and .venv links to it: a fresh clone on
+# a machine that ran the tests before reuses it (only the editable link to this checkout is renewed).
 PYTHON=${PYTHON:-python3}
-[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
-stamp=.venv/.qhub-installed
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-  .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test]'
-  touch "$stamp"
+QHUB_CACHE=${QHUB_CACHE:-$HOME/.cache/qhub}
+key=$({ "$PYTHON" --version; cat pyproject.toml; } | sha256sum | cut -c1-16)
+venv=${QHUB_VENV:-$QHUB_CACHE/venvs/qhub-$key}
+if [[ ! -f $venv/.qhub-complete ]]; then
+  echo "[setup] creating $venv (pip install -e '.[test]')" >&2
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip >/dev/null
+  "$venv/bin/pip" install -q -e '.[test]'
+  touch "$venv/.qhub-complete"
 fi
+if [[ -L .venv || ! -e .venv ]]; then
+  ln -sfn "$venv" .venv
+fi
+# point the venv's qhubctl at this checkout (fast: every dependency is already there)
+.venv/bin/pip install -q --no-deps -e . >/dev/null
 phase python $((SECONDS - start))
 
 start=$SECONDS

@@ -65,9 +65,10 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def qhub_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private cache for the session; Debian packages for the base come from the user's cache if present."""
+    """A private cache for the module's tests; Debian packages for the base come from the user's cache if present.
+    Module-scoped: QHUB_CACHE is process-wide, and later tests (the local cluster's tools) need the real one."""
     cache = tmp_path_factory.mktemp("qhub-cache")
     old = os.environ.get("QHUB_CACHE")
     user_debs = Path(old or Path.home() / ".cache" / "qhub") / "images" / "debs"
