@@ -139,3 +139,20 @@ def test_pod_security_admission_and_rbac_are_enforced(cluster: LocalCluster) -> 
               env=cluster.env, check=False)
     assert can.stdout.strip() == "no"
     cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_another_local_cluster_leaves_this_ones_kubeconfig_alone(cluster: LocalCluster, monkeypatch) -> None:
+    """kwokctl merges each cluster it creates into $KUBECONFIG and takes it out on delete; starting and deleting a
+    second cluster while KUBECONFIG names this one's file must not touch that file."""
+    from qhubctl import localcluster
+
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    before = cluster.kubeconfig.read_text()
+    other = localcluster.up("qhub-other", groups=[localcluster.NodeGroup("general", 1, 1)], log=lambda _: None)
+    try:
+        assert other.kubeconfig != cluster.kubeconfig
+        assert json.loads(other.kubectl("get", "--raw", "/version"))["gitVersion"] == pinned("KUBE_VERSION")
+    finally:
+        localcluster.down("qhub-other", log=lambda _: None)
+    assert cluster.kubeconfig.read_text() == before
+    assert group_nodes(cluster, "general"), "this cluster still answers with its own nodes"

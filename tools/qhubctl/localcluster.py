@@ -113,8 +113,12 @@ def cluster_dir(name: str) -> Path:
     return cache_dir() / "clusters" / name
 
 
-def _kwok_env() -> dict[str, str]:
+def _kwok_env(name: str) -> dict[str, str]:
     env = dict(os.environ)
+    # kwokctl merges every cluster it creates into $KUBECONFIG and takes it out again on delete, switching the
+    # current context: give it a file of its own so neither the user's kubeconfig nor another cluster's changes.
+    cluster_dir(name).mkdir(parents=True, exist_ok=True)
+    env["KUBECONFIG"] = str(cluster_dir(name) / "kwokctl-merged.kubeconfig")
     env["KWOK_WORKDIR"] = str(cache_dir() / "kwok")
     env["KWOK_RUNTIME"] = "binary"
     env["PATH"] = f"{bin_dir()}{os.pathsep}{env.get('PATH', '')}"
@@ -181,9 +185,9 @@ def up(name: str = DEFAULT_NAME, groups: tuple[NodeGroup, ...] | list[NodeGroup]
         config_file = work / "kwokctl.yaml"
         config_file.write_text(_kwokctl_config(_kube_version()))
         run(["kwokctl", "--name", name, "--config", str(config_file), "create", "cluster", "--wait", "180s"],
-            env=_kwok_env(), timeout=300)
+            env=_kwok_env(name), timeout=300)
     fresh = kubeconfig.with_suffix(".new")  # replaced atomically: other sessions may be reading it
-    fresh.write_text(run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env()).stdout)
+    fresh.write_text(run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env(name)).stdout)
     fresh.replace(kubeconfig)
     cluster = LocalCluster(name=name, kubeconfig=kubeconfig, workdir=work, groups=list(groups))
     cluster.kubectl("apply", "-f", "-", input=json.dumps(STORAGE_CLASS))
@@ -239,21 +243,39 @@ def _stop_pid(pid_file: Path) -> None:
         return
     try:
         pgid = int(pid_file.read_text())
+        cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
+        if b"qhubctl.simautoscaler" not in cmdline:  # gone, and its pid perhaps reused by another process
+            raise ProcessLookupError
         os.killpg(pgid, signal.SIGTERM)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:  # a lingering autoscaler must never act on the next cluster
-            os.killpg(pgid, 0)
+        while _alive(pgid):  # a lingering autoscaler must never act on the next cluster
+            if time.monotonic() > deadline:
+                os.killpg(pgid, signal.SIGKILL)
+                break
             time.sleep(0.2)
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, ValueError, PermissionError):
+    except (ProcessLookupError, ValueError, PermissionError, FileNotFoundError):
         pass
     pid_file.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process still runs; an exited child of this process is reaped (not counted as alive)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not our child: look it up
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def is_running(name: str = DEFAULT_NAME) -> bool:
     if not (cache_dir() / "kwok" / "clusters" / name).exists():
         return False
-    result = run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env(), check=False)
+    result = run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env(name), check=False)
     if result.returncode != 0:
         return False
     probe = run([str(bin_dir() / "kubectl"), "--kubeconfig", "/dev/stdin", "get", "--raw", "/readyz"],
@@ -264,7 +286,7 @@ def is_running(name: str = DEFAULT_NAME) -> bool:
 def down(name: str = DEFAULT_NAME, log=print) -> None:
     _stop_pid(cluster_dir(name) / "autoscaler.pid")
     if (cache_dir() / "kwok" / "clusters" / name).exists():
-        run(["kwokctl", "--name", name, "delete", "cluster"], env=_kwok_env(), timeout=120)
+        run(["kwokctl", "--name", name, "delete", "cluster"], env=_kwok_env(name), timeout=120)
         log(f"cluster {name} deleted")
     else:
         log(f"cluster {name} is not running")

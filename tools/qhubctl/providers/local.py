@@ -8,9 +8,6 @@ localcluster.DEFAULT_GROUPS for the standard names (4 CPU / 16 GiB otherwise).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 from typing import Any
 
 import yaml
@@ -34,41 +31,10 @@ def local_groups(cfg: QHubConfig) -> list[localcluster.NodeGroup]:
     return groups
 
 
-def stop_cluster(name: str, log: Any = print, grace: float = 15.0) -> None:
-    """localcluster.down, then wait until the cluster's autoscaler process has really exited. A SIGTERMed autoscaler
-    can sit in API retries for seconds; a cluster created again under the same name (same ports) would otherwise get
-    a node from it before its own min nodes exist."""
-    pid_file = localcluster.cluster_dir(name) / "autoscaler.pid"
-    try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):
-        pid = 0
+def stop_cluster(name: str, log: Any = print) -> None:
+    """Delete the cluster; localcluster.down waits until its autoscaler has exited, so a cluster created again
+    under the same name (same ports) never gets a node from the old one."""
     localcluster.down(name, log=log)
-    if not pid:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _alive(pid: int) -> bool:
-    """Whether the process still runs; an exited child of this process is reaped (not counted as alive)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:  # not our child: look it up
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _spec(group: localcluster.NodeGroup) -> GroupSpec:
