@@ -88,13 +88,14 @@ def test_config_checksums_follow_values() -> None:
 
 def test_generated_secrets_owned_once_and_never_leak(objs: list[dict[str, Any]]) -> None:
     data = secret_text(find(objs, "Secret", "qhub-hub"))
-    assert set(TOKEN_KEYS) | {"values.yaml"} == set(data)
+    assert set(TOKEN_KEYS) | {"values.yaml", "dummy-password"} == set(data)
     tokens = [data[k] for k in TOKEN_KEYS]
     assert all(re.fullmatch(r"[A-Za-z0-9]{64}", t) for t in tokens) and len(set(tokens)) == len(tokens)
     others = yaml.safe_dump_all([o for o in objs if o["kind"] != "Secret"])
     assert not [t for t in tokens if t in others or t in data["values.yaml"]]
     template = (Path(__file__).parents[2] / "charts/qhub/charts/jupyterhub/templates/hub/secret.yaml").read_text()
-    assert template.count('include "qhub.generatedSecret"') == 3, "every generated value goes through lookup"
+    assert template.count('include "qhub.generatedSecret"') == 4, "every generated value goes through lookup"
+    assert re.fullmatch(r"[A-Za-z0-9]{24}", data["dummy-password"]) and data["dummy-password"] not in others
     refs = [
         e["valueFrom"]["secretKeyRef"]
         for d in pod_specs(objs).values()
@@ -103,6 +104,7 @@ def test_generated_secrets_owned_once_and_never_leak(objs: list[dict[str, Any]])
         if "secretKeyRef" in e.get("valueFrom", {})
     ]
     assert {"name": "qhub-hub", "key": "proxy-token"} in refs
+    assert {"name": "qhub-hub", "key": "dummy-password"} in refs, "trial mode never accepts any password"
 
 
 def test_rbac_is_namespaced_least_privilege(objs: list[dict[str, Any]]) -> None:
@@ -182,15 +184,17 @@ def test_hub_config_file_loads(objs: list[dict[str, Any]], tmp_path: Path, monke
     config_dir, secret_dir = write_hub_files(objs, tmp_path)
     monkeypatch.setenv("QHUB_HUB_SECRET_DIR", str(secret_dir))
     monkeypatch.setenv("POD_NAMESPACE", "qhub")
+    tokens = secret_text(find(objs, "Secret", "qhub-hub"))
+    monkeypatch.setenv("QHUB_DUMMY_PASSWORD", tokens["dummy-password"])  # as the hub Deployment passes it
     for mod in ("qhub_hub_values", "qhub_hub_setup", "qhub_hub_spawner"):
         monkeypatch.delitem(__import__("sys").modules, mod, raising=False)
     c = PyFileConfigLoader("jupyterhub_config.py", path=str(config_dir)).load_config()
-    tokens = secret_text(find(objs, "Secret", "qhub-hub"))
     assert c.ConfigurableHTTPProxy.api_url == "http://qhub-proxy-api.qhub:8001"
     assert c.ConfigurableHTTPProxy.auth_token == tokens["proxy-token"]
     assert c.ConfigurableHTTPProxy.should_start is False
     assert c.JupyterHub.spawner_class == "kubespawner.KubeSpawner"
     assert c.JupyterHub.authenticator_class == "jupyterhub.auth.DummyAuthenticator"
+    assert c.DummyAuthenticator.password == tokens["dummy-password"], "trial mode has one generated password"
     assert c.KubeSpawner.hub_connect_url == "http://qhub-proxy-public.qhub:80"
     assert c.JupyterHub.load_groups["analysts"] == {"users": ["alice"], "properties": {"gid": 3001}}
     assert c.Authenticator.allowed_users == {"alice", "bob"}

@@ -102,7 +102,8 @@ c.JupyterHub.load_roles.append({{"name": "pytest", "scopes": ["admin:users", "ad
 class Hub:
     """The hub's REST API through the proxy, as an admin service."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, dummy_password: str = "") -> None:
+        self.dummy_password = dummy_password
         self.base = f"http://127.0.0.1:{port}/hub/api"
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {TEST_TOKEN}"
@@ -151,7 +152,8 @@ def hub(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[tuple
     shared = tmp_path / "shared"
     shared.mkdir()
     ports = {"hub": free_port(), "public": free_port(), "api": free_port()}
-    proxy_token = secret_text(find(objs, "Secret", f"{RELEASE}-hub"))["proxy-token"]
+    hub_secret = secret_text(find(objs, "Secret", f"{RELEASE}-hub"))
+    proxy_token = hub_secret["proxy-token"]
     logs = tmp_path / "chp.log", tmp_path / "hub.log"
     chp = subprocess.Popen(
         [chp_binary(), "--ip", "127.0.0.1", "--port", str(ports["public"]), "--api-ip", "127.0.0.1",
@@ -165,6 +167,7 @@ def hub(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[tuple
         "POD_NAMESPACE": namespace,
         "QHUB_HUB_SECRET_DIR": str(secret_dir),
         "QHUB_SHARED_DIR": str(shared),
+        "QHUB_DUMMY_PASSWORD": hub_secret["dummy-password"],  # as the hub Deployment passes it
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     jupyterhub = Path(sys.executable).parent / "jupyterhub"
@@ -172,7 +175,7 @@ def hub(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[tuple
         [str(jupyterhub), "-f", str(wrapper_config(config_dir, tmp_path, ports))],
         cwd=tmp_path, env=env, stdout=logs[1].open("wb"), stderr=subprocess.STDOUT,
     )
-    client = Hub(ports["public"])
+    client = Hub(ports["public"], hub_secret["dummy-password"])
     try:
         client.wait_up(proc, logs[1])
         yield client, shared
@@ -275,3 +278,18 @@ def test_subchart_installs_and_keeps_its_secrets(cluster: LocalCluster, namespac
     hub = json.loads(cluster.kubectl("get", "deploy", f"{RELEASE}-hub", "-n", namespace, "-o", "json"))
     assert hub["metadata"]["generation"] == 2, "the config change rolled the hub (checksum/values)"
     run(["helm", "uninstall", RELEASE, "-n", namespace, "--wait"], env=cluster.env, timeout=180)
+
+
+def test_trial_login_needs_the_generated_password(hub: tuple[Hub, Path]) -> None:
+    """auth.type dummy (the default) accepts only the shared password generated into the hub Secret."""
+    api, _ = hub
+    site = api.base.rsplit("/api", 1)[0]
+
+    def login(password: str) -> requests.Response:
+        browser = requests.Session()
+        browser.get(f"{site}/login", timeout=30)
+        form = {"username": "dora", "password": password, "_xsrf": browser.cookies.get("_xsrf", "")}
+        return browser.post(f"{site}/login", data=form, allow_redirects=False, timeout=30)
+
+    assert login("anything-at-all").status_code == 403
+    assert login(api.dummy_password).status_code == 302

@@ -53,10 +53,8 @@ def configure_auth(c: Any, s: HubSettings) -> None:
     members = {u for g in (s.get("groupMembers") or {}).values() for u in ((g or {}).get("users") or [])}
     c.Authenticator.allowed_users = set(auth.get("allowedUsers") or []) | members
     c.Authenticator.allow_all = bool(auth.get("allowAll", False))
-    if kind == "dummy":
-        password = os.environ.get("QHUB_DUMMY_PASSWORD")
-        if password:
-            c.DummyAuthenticator.password = password
+    if kind == "dummy":  # never open to any password: the chart always passes the shared trial password
+        c.DummyAuthenticator.password = os.environ["QHUB_DUMMY_PASSWORD"]
     elif kind == "native":
         native = auth.get("native") or {}
         c.NativeAuthenticator.open_signup = bool(native.get("openSignup"))
