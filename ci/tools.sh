@@ -21,6 +21,14 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
+# first_line CMD...: the first line of a command's output (no `| head`: with pipefail, the writer's SIGPIPE
+# would fail the build).
+first_line() {
+  local out
+  out=$("$@")
+  printf '%s\n' "${out%%$'\n'*}"
+}
+
 # up_to_date TOOL VERSION: true when the stamp says TOOL was built at VERSION.
 up_to_date() {
   [[ -f "$BIN/.$1.version" && "$(cat "$BIN/.$1.version")" == "$2" ]]
@@ -79,7 +87,7 @@ build_etcd() {
   (cd "$SRC/etcd" && go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION")
   (cd "$SRC/etcd" && go build -mod=mod -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3 &&
     go build -mod=mod -trimpath -ldflags "-s -w" -o "$BIN/etcdctl" go.etcd.io/etcd/etcdctl/v3)
-  "$BIN/etcd" --version | head -1
+  first_line "$BIN/etcd" --version
 }
 
 build_kwok() {
@@ -102,7 +110,7 @@ build_ct() {
   mkdir -p "$QHUB_CACHE/ct"
   cp "$etc/lintconf.yaml" "$etc/chart_schema.yaml" "$QHUB_CACHE/ct/"
   chmod u+w "$QHUB_CACHE/ct/"*
-  "$BIN/ct" version | head -1
+  first_line "$BIN/ct" version
 }
 
 version_of() {
