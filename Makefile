@@ -1,6 +1,6 @@
 # QHub developer entry points. On a fresh Debian 12 machine:
 #   make demo   install everything, start the local test cluster, install charts/qhub on it, show what runs
-#   make test   install everything and run every test (unit, chart, cluster)
+#   make test   install everything and run every test (unit, chart, cluster, node, images, cloud)
 SHELL := /bin/bash
 QHUB_CACHE ?= $(HOME)/.cache/qhub
 export QHUB_CACHE
@@ -10,7 +10,7 @@ CLUSTER ?= qhub-local
 KUBECONFIG_LOCAL := $(QHUB_CACHE)/clusters/$(CLUSTER)/kubeconfig
 CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/qhub/Chart.yaml)
 
-.PHONY: setup tools cluster-up cluster-down demo test test-unit test-chart test-cluster package bench images schema clean
+.PHONY: setup tools cluster-up cluster-down demo test test-unit test-chart test-cluster test-node package bench images schema clean
 
 setup:  ## Debian packages, .venv with qhubctl, and the pinned Go toolchain
 	@bash ci/setup.sh
@@ -18,7 +18,7 @@ setup:  ## Debian packages, .venv with qhubctl, and the pinned Go toolchain
 tools:  ## build the pinned Go tools into $(QHUB_CACHE)/bin (cached per version)
 	@bash ci/tools.sh
 
-cluster-up: setup  ## start the local test cluster and print its kubeconfig
+cluster-up: setup  ## start the local cluster (control plane, real node, simulated groups; as root)
 	@$(PY) -m qhubctl.localcluster up --name $(CLUSTER)
 
 cluster-down:  ## stop and delete the local test cluster
@@ -47,6 +47,9 @@ test-chart: setup
 
 test-cluster: setup
 	@$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
+test-node: setup  ## containers on the local cluster's real node
+	@$(PY) -m pytest -m node $(PYTEST_ARGS)
 
 package: setup  ## the chart archive with its subcharts, in dist/
 	@mkdir -p dist && helm package charts/qhub --destination dist && ls -l dist/qhub-$(CHART_VERSION).tgz

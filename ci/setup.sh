@@ -26,11 +26,17 @@ fi
 phase apt $((SECONDS - start))
 
 start=$SECONDS
-# The virtualenv lives in the cache, one per content of pyproject.toml, and .venv links to it: a fresh clone on
+# The virtualenv lives in the cache, one per set of dependencies in pyproject.toml, and .venv links to it: a fresh clone on
 # a machine that ran the tests before reuses it (only the editable link to this checkout is renewed).
 PYTHON=${PYTHON:-python3}
 QHUB_CACHE=${QHUB_CACHE:-$HOME/.cache/qhub}
-key=$({ "$PYTHON" --version; cat pyproject.toml; } | sha256sum | cut -c1-16)
+# keyed by what decides the venv's content (Python, build system, dependencies), not by pytest or lint settings
+key=$({ "$PYTHON" --version; "$PYTHON" -c '
+import json, tomllib
+data = tomllib.load(open("pyproject.toml", "rb"))
+project = data.get("project", {})
+print(json.dumps([data.get("build-system"), project.get("dependencies"), project.get("optional-dependencies")],
+                 sort_keys=True))'; } | sha256sum | cut -c1-16)
 venv=${QHUB_VENV:-$QHUB_CACHE/venvs/qhub-$key}
 if [[ ! -f $venv/.qhub-complete ]]; then
   echo "[setup] creating $venv (pip install -e '.[test]')" >&2

@@ -70,7 +70,7 @@ for r in json.load(sys.stdin).get("Replace") or []:
         print(r["Old"]["Path"])'); do
     (cd "$SRC/k8s" && go mod edit -replace "$m=$m@$staging")
   done
-  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
   local pkgs=() c
   for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   (cd "$SRC/k8s" && go get -tool "${pkgs[@]/%/@$KUBE_VERSION}")
@@ -96,6 +96,16 @@ build_kwok() {
   "$BIN/kwokctl" --version
 }
 
+build_crictl() {
+  # the CRI client: lists and removes the real node's pod sandboxes (cluster-down tears them down through CRI so
+  # that the CNI plugins release their addresses and iptables rules).
+  wrapper_module crictl crictlbins
+  (cd "$SRC/crictl" && go get -tool "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" &&
+    go build -mod=mod -trimpath -o "$BIN/crictl" \
+      -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl)
+  "$BIN/crictl" --version
+}
+
 build_ct() {
   # `go install ct@version` asks the proxy for ct's version list (deprecation check), which it refuses;
   # a wrapper module pinned to the exact version avoids that query.
@@ -116,16 +126,18 @@ build_ct() {
 version_of() {
   case $1 in
     helm) echo "$HELM_VERSION" ;;
-    kube) echo "$KUBE_VERSION" ;;
+    # the suffix names the recipe: a cache built before the node binaries joined the list is rebuilt
+    kube) echo "$KUBE_VERSION+node" ;;
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     ct) echo "$CHART_TESTING_VERSION" ;;
-    *) log "unknown tool '$1' (known: helm kube etcd kwok ct)"; exit 2 ;;
+    crictl) echo "$CRICTL_VERSION" ;;
+    *) log "unknown tool '$1' (known: helm kube etcd kwok ct crictl)"; exit 2 ;;
   esac
 }
 
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(helm kube etcd kwok ct)
+[[ ${#tools[@]} -gt 0 ]] || tools=(helm kube etcd kwok ct crictl)
 total_start=$SECONDS
 for t in "${tools[@]}"; do
   t=${t//-/_}

@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
-# Build QHub's platform images (images/<name>/) with `qhubctl images build`; `make images` runs this.
+# Build QHub's images (images/<name>/) with `qhubctl images build`; `make images` runs this.
 #
-#   REGISTRY=host[:port][/namespace]  push each image there as qhub/<name>:$TAG (default: no push; each image is
+#   REGISTRY=host[:port][/namespace]  push each image there as qhub/<name>:<tag> (default: no push; each image is
 #                                     written as an OCI layout under $OUT/<name>)
-#   TAG=...                           image tag (default: appVersion of charts/qhub/Chart.yaml)
-#   IMAGES="jupyterlab dask-worker"   which images (default: all platform images)
+#   TAG=...                           tag of the conda (platform) images (default: appVersion of
+#                                     charts/qhub/Chart.yaml); system images always use the `version:` of their
+#                                     image.yaml (`qhubctl images tag images/<name>`)
+#   IMAGES="jupyterlab dask-worker"   which images; the words `platform` and `node` stand for the two sets below
+#                                     (default: platform)
 #   OUT=build/images                  where OCI layouts go without REGISTRY
 #   QHUB_CHANNEL_ALIAS=URL|DIR        where named channels (conda-forge) are read from: a mirror URL or a
 #                                     directory with one folder per channel; default https://conda.anaconda.org/
 #   QHUBCTL=path                      the qhubctl to run (default: .venv/bin/qhubctl, else qhubctl on PATH)
 #
-# Specs with an up-to-date environment.lock build from the lock (no solve); others are solved and their lock
-# files are written next to them. A channel that cannot be reached stops the build with a message naming it.
+# Two kinds of spec: conda specs (environment.yaml) are solved or built from their environment.lock; system specs
+# (image.yaml with `kind: system`, no environment.yaml) are built from Debian packages and Go modules pinned in
+# image.yaml and system.lock.json. Each image's build time and size are printed at the end.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-ALL="jupyterhub jupyterlab jupyterlab-gpu dask-worker dask-worker-gpu dask-gateway-server kubessh jitsi-token"
-IMAGES=${IMAGES:-$ALL}
+PLATFORM_IMAGES="jupyterhub jupyterlab jupyterlab-gpu dask-worker dask-worker-gpu dask-gateway-server kubessh jitsi-token"
+# What a real Kubernetes node needs besides the platform: the pod sandbox, cluster DNS, local volumes and the
+# volume helper.
+NODE_IMAGES="pause coredns local-path-provisioner busybox"
+IMAGES=${IMAGES:-platform}
+IMAGES=${IMAGES//platform/$PLATFORM_IMAGES}
+IMAGES=${IMAGES//node/$NODE_IMAGES}
 OUT=${OUT:-build/images}
 if [[ -z "${TAG:-}" ]]; then
   TAG=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' charts/qhub/Chart.yaml)
@@ -28,22 +37,49 @@ if [[ -z "${QHUBCTL:-}" ]]; then
   if [[ -x .venv/bin/qhubctl ]]; then QHUBCTL=.venv/bin/qhubctl; else QHUBCTL=qhubctl; fi
 fi
 
+is_system() {
+  [[ ! -f "images/$1/environment.yaml" && -f "images/$1/image.yaml" ]] &&
+    grep -Eq '^kind: *"?system"?[[:space:]]*(#.*)?$' "images/$1/image.yaml"
+}
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 failed=()
+summary=()
 for name in $IMAGES; do
-  [[ -f "images/$name/environment.yaml" ]] || { echo "build_images: images/$name is not an image spec" >&2; exit 1; }
-  echo "== qhub/$name:$TAG" >&2
+  if is_system "$name"; then
+    ref=$("$QHUBCTL" images tag "images/$name")
+  elif [[ -f "images/$name/environment.yaml" ]]; then
+    ref="qhub/$name:$TAG"
+  else
+    echo "build_images: images/$name is not an image spec" >&2
+    exit 1
+  fi
+  echo "== $ref" >&2
   if [[ -n "${REGISTRY:-}" ]]; then
     args=(--push "$REGISTRY")
   else
     args=(--oci-layout "$OUT/$name")
   fi
-  if ! "$QHUBCTL" images build "images/$name" --tag "qhub/$name:$TAG" "${args[@]}"; then
+  start=$(date +%s%N)
+  # stderr (progress and the "built" line) goes to the terminal and to $log; stdout stays stdout
+  if ! { "$QHUBCTL" images build "images/$name" --tag "$ref" "${args[@]}" 2>&1 1>&3 | tee "$log" >&2; } 3>&1; then
     failed+=("$name")
-    # every image reads the same channels: when one is unreachable the others fail the same way
-    break
+    # conda images all read the same channels: when one is unreachable the others fail the same way
+    is_system "$name" || break
+    continue
   fi
+  ms=$((($(date +%s%N) - start) / 1000000))
+  # qhubctl reports "built <ref> <digest> (<n> layers, <bytes> bytes, <s>s)" on standard error
+  bytes=$(sed -n 's/^built .*, \([0-9]*\) bytes, .*/\1/p' "$log" | tail -1)
+  summary+=("$(awk -v r="$ref" -v ms="$ms" -v b="${bytes:-0}" \
+    'BEGIN { printf "%-40s %8.1f s %9.1f MB", r, ms / 1000, b / 1000000 }')")
 done
 
+if ((${#summary[@]})); then
+  echo "== built (wall time, compressed size)" >&2
+  printf '%s\n' "${summary[@]}" >&2
+fi
 if ((${#failed[@]})); then
   echo "build_images: failed: ${failed[*]} (see the error above)" >&2
   exit 1

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "qhub"
 
 
-TIERS = ("unit", "chart", "cluster", "images", "cloud")
+TIERS = ("unit", "chart", "cluster", "node", "images", "cloud")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -23,6 +23,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
     if untiered:
         raise pytest.UsageError("tests without a tier marker (" + ", ".join(TIERS) + "): " + ", ".join(untiered))
+    # a test that stops and restarts the shared cluster runs after every other test
+    items.sort(key=lambda item: item.get_closest_marker("restarts_cluster") is not None)
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +47,8 @@ def tool_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[localcluster.LocalCluster]:
-    """The local test cluster (real kube-apiserver, etcd, controller-manager, scheduler; simulated nodes).
+    """The local test cluster (real kube-apiserver, etcd, controller-manager, scheduler; one real node running
+    containers; simulated node groups).
 
     Started once per session, or reused when already running. Under CI (CI set) it is deleted at the end of the
     session; on a workstation it is kept for the next run (`make cluster-down` deletes it). A missing tool is a

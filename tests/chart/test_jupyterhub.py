@@ -15,7 +15,8 @@ from jhrender import HUB_ONLY, find, helm_template, import_hub_modules, merge, r
 pytestmark = pytest.mark.chart
 
 GROUPS = {"analysts": {"gid": 3001, "users": ["alice"]}, "gpu-team": {"users": ["bob"]}}
-TOKEN_KEYS = ["proxy-token", "cookie-secret", "token-dask-gateway", "token-conda-store", "token-kubessh", "token-jitsi"]
+TOKEN_KEYS = ["proxy-token", "token-dask-gateway", "token-conda-store", "token-kubessh", "token-jitsi"]
+PASSWORD_KEYS = ["dummy-password", "dummy-admin-password"]
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +89,18 @@ def test_config_checksums_follow_values() -> None:
 
 def test_generated_secrets_owned_once_and_never_leak(objs: list[dict[str, Any]]) -> None:
     data = secret_text(find(objs, "Secret", "qhub-hub"))
-    assert set(TOKEN_KEYS) | {"values.yaml", "dummy-password"} == set(data)
+    assert set(TOKEN_KEYS) | set(PASSWORD_KEYS) | {"values.yaml", "cookie-secret"} == set(data)
     tokens = [data[k] for k in TOKEN_KEYS]
     assert all(re.fullmatch(r"[A-Za-z0-9]{64}", t) for t in tokens) and len(set(tokens)) == len(tokens)
+    tokens += [data["cookie-secret"], *(data[k] for k in PASSWORD_KEYS)]
     others = yaml.safe_dump_all([o for o in objs if o["kind"] != "Secret"])
     assert not [t for t in tokens if t in others or t in data["values.yaml"]]
     template = (Path(__file__).parents[2] / "charts/qhub/charts/jupyterhub/templates/hub/secret.yaml").read_text()
-    assert template.count('include "qhub.generatedSecret"') == 4, "every generated value goes through lookup"
+    assert template.count('include "qhub.generatedSecret"') == 5, "every generated value goes through lookup"
     assert re.fullmatch(r"[A-Za-z0-9]{24}", data["dummy-password"]) and data["dummy-password"] not in others
+    # SharedPasswordAuthenticator: admin password >= 32 characters and different from the users' one
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", data["dummy-admin-password"])
+    assert data["dummy-admin-password"] != data["dummy-password"]
     refs = [
         e["valueFrom"]["secretKeyRef"]
         for d in pod_specs(objs).values()
@@ -105,6 +110,33 @@ def test_generated_secrets_owned_once_and_never_leak(objs: list[dict[str, Any]])
     ]
     assert {"name": "qhub-hub", "key": "proxy-token"} in refs
     assert {"name": "qhub-hub", "key": "dummy-password"} in refs, "trial mode never accepts any password"
+    assert {"name": "qhub-hub", "key": "dummy-admin-password"} in refs
+
+
+def test_cookie_secret_is_32_bytes_as_hex(objs: list[dict[str, Any]]) -> None:
+    """JupyterHub decodes a hex cookie secret and warns "Cookie secret is 64 bytes. It should be 32." otherwise."""
+    first = secret_text(find(objs, "Secret", "qhub-hub"))["cookie-secret"]
+    again = secret_text(find(render({}), "Secret", "qhub-hub"))["cookie-secret"]
+    for value in (first, again):
+        assert re.fullmatch(r"[0-9a-f]{64}", value), value
+        assert len(bytes.fromhex(value)) == 32
+    assert first != again, "random per install"
+
+
+def test_cookie_secret_kept_only_when_well_formed() -> None:
+    """The helper keeps a stored hex secret across upgrades and replaces one of the old 64-letter form."""
+    helpers = (Path(__file__).parents[2] / "charts/qhub/templates/_helpers.tpl").read_text()
+    body = helpers[helpers.index('define "qhub.generatedSecret"'):]
+    body = body[: body.index("{{- end -}}\n\n")]
+    assert 'regexMatch "^[0-9a-f]{64}$" $stored' in body and "sha256sum" in body
+
+
+def test_existing_trial_secret_supplies_both_passwords() -> None:
+    values = {"jupyterhub": {"auth": {"dummy": {"existingSecret": "trial", "key": "pw", "adminKey": "admin-pw"}}}}
+    hub = find(render(values), "Deployment", "qhub-hub")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in hub["env"]}
+    assert env["QHUB_DUMMY_PASSWORD"] == {"name": "trial", "key": "pw"}
+    assert env["QHUB_DUMMY_ADMIN_PASSWORD"] == {"name": "trial", "key": "admin-pw", "optional": True}
 
 
 def test_rbac_is_namespaced_least_privilege(objs: list[dict[str, Any]]) -> None:
@@ -186,6 +218,7 @@ def test_hub_config_file_loads(objs: list[dict[str, Any]], tmp_path: Path, monke
     monkeypatch.setenv("POD_NAMESPACE", "qhub")
     tokens = secret_text(find(objs, "Secret", "qhub-hub"))
     monkeypatch.setenv("QHUB_DUMMY_PASSWORD", tokens["dummy-password"])  # as the hub Deployment passes it
+    monkeypatch.setenv("QHUB_DUMMY_ADMIN_PASSWORD", tokens["dummy-admin-password"])
     for mod in ("qhub_hub_values", "qhub_hub_setup", "qhub_hub_spawner"):
         monkeypatch.delitem(__import__("sys").modules, mod, raising=False)
     c = PyFileConfigLoader("jupyterhub_config.py", path=str(config_dir)).load_config()
@@ -193,14 +226,20 @@ def test_hub_config_file_loads(objs: list[dict[str, Any]], tmp_path: Path, monke
     assert c.ConfigurableHTTPProxy.auth_token == tokens["proxy-token"]
     assert c.ConfigurableHTTPProxy.should_start is False
     assert c.JupyterHub.spawner_class == "kubespawner.KubeSpawner"
-    assert c.JupyterHub.authenticator_class == "jupyterhub.auth.DummyAuthenticator"
-    assert c.DummyAuthenticator.password == tokens["dummy-password"], "trial mode has one generated password"
+    assert c.JupyterHub.authenticator_class == "jupyterhub.authenticators.shared.SharedPasswordAuthenticator"
+    assert "DummyAuthenticator" not in c, "DummyAuthenticator.password is deprecated since JupyterHub 5.3"
+    assert c.SharedPasswordAuthenticator.user_password == tokens["dummy-password"], "one generated password"
+    assert c.SharedPasswordAuthenticator.admin_password == tokens["dummy-admin-password"]
+    assert c.JupyterHub.cookie_secret == bytes.fromhex(tokens["cookie-secret"])
+    assert len(c.JupyterHub.cookie_secret) == 32
     assert c.KubeSpawner.hub_connect_url == "http://qhub-proxy-public.qhub:80"
     assert c.JupyterHub.load_groups["analysts"] == {"users": ["alice"], "properties": {"gid": 3001}}
     assert c.Authenticator.allowed_users == {"alice", "bob"}
     services = {s["name"]: s for s in c.JupyterHub.services}
     assert set(services) == {"idle-culler"}  # every QHub service is off in HUB_ONLY
     assert "--timeout=3600" in services["idle-culler"]["command"]
+    # the culler's first call comes before the hub pod is Ready (its Service has no endpoint yet): localhost
+    assert "--url=http://127.0.0.1:8081/hub/api" in services["idle-culler"]["command"]
     assert "DASK_GATEWAY__ADDRESS" not in c.KubeSpawner.environment
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from pathlib import Path
@@ -45,6 +46,8 @@ def test_install_test_upgrade_rollback_uninstall(cluster: LocalCluster) -> None:
     assert "Phase:" in tested and "Failed" not in tested
 
     hub_secret = secret_data(cluster, ns, f"{release}-hub")
+    cookie = base64.b64decode(hub_secret["cookie-secret"]).decode()
+    assert len(bytes.fromhex(cookie)) == 32, "JupyterHub wants 32 bytes, hex-encoded"
     helm(cluster, "upgrade", release, chart, *base, "--set", "jupyterhub.cull.timeout=7200",
          "--wait", "--timeout", "5m")
     assert json.loads(helm(cluster, "status", release, "-n", ns, "-o", "json"))["version"] == 2

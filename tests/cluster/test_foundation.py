@@ -115,10 +115,12 @@ def test_group_never_exceeds_its_max(cluster: LocalCluster) -> None:
     wait_for("gpu group back to 0 nodes", lambda: not group_nodes(cluster, "gpu"), timeout=150)
 
 
-def test_default_storage_class_binds_claims(cluster: LocalCluster) -> None:
+def test_simulated_storage_class_binds_claims(cluster: LocalCluster) -> None:
+    """The kwok nodes' `standard` class (not the default: that is the real node's local-path class)."""
     ns = namespace(cluster)
     pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": ns},
-           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}
+           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}},
+                    "storageClassName": "standard"}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(pvc))
     claim = wait_for("the claim to bind", lambda: (c := json.loads(cluster.kubectl(
         "get", "pvc", "data", "-n", ns, "-o", "json")))["status"].get("phase") == "Bound" and c)
@@ -148,7 +150,8 @@ def test_another_local_cluster_leaves_this_ones_kubeconfig_alone(cluster: LocalC
 
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     before = cluster.kubeconfig.read_text()
-    other = localcluster.up("qhub-other", groups=[localcluster.NodeGroup("general", 1, 1)], log=lambda _: None)
+    other = localcluster.up("qhub-other", groups=[localcluster.NodeGroup("general", 1, 1)], log=lambda _: None,
+                            with_real_node=False)
     try:
         assert other.kubeconfig != cluster.kubeconfig
         assert json.loads(other.kubectl("get", "--raw", "/version"))["gitVersion"] == pinned("KUBE_VERSION")

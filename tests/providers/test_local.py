@@ -23,7 +23,7 @@ def run(*args: str):
 def test_create_deploy_plan_destroy(tmp_path: Path) -> None:
     config = tmp_path / "qhub-config.yaml"
     config.write_text(yaml.safe_dump({"schema_version": 2, "project_name": "localprov",
-                                      "cluster": {"provider": "local"},
+                                      "cluster": {"provider": "local", "real_node": False},
                                       "node_groups": {"worker": {"max_nodes": 3}}}))
     kubeconfig = tmp_path / "kubeconfig"
     try:

@@ -7,7 +7,7 @@ import difflib
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,10 +157,9 @@ async def _upgrade_watching(cfg: QHubConfig, helm: Helm, api: Any, plan: Plan, t
     try:
         revision = await task
     except HelmError as exc:
-        reasons = await asyncio.to_thread(kube.diagnose, api, cfg.namespace)
+        report = await asyncio.to_thread(rollout_report, api, cfg.namespace)
         raise ClusterError(
-            f"{exc.message}\n" + ("why workloads are not ready:\n  " + "\n  ".join(reasons) if reasons
-                                  else "no failing pods or warning events found"),
+            f"{exc.message}\n" + (report or "every workload is ready; helm failed for the reason above"),
             hint="fix the cause above and run `qhubctl deploy` again (it resumes where it stopped)",
         ) from exc
     if progress is not None:
@@ -185,3 +184,187 @@ def destroy(cfg: QHubConfig, helm: Helm, api: Any, *, delete_data: bool = False)
     if delete_data:
         return Destroyed(deployed is not None, [], kube.delete_pvcs(api, cfg.namespace))
     return Destroyed(deployed is not None, kube.pvcs(api, cfg.namespace), [])
+
+
+# --- Why a rollout did not finish ------------------------------------------------------------------------------
+# Built from what the Kubernetes API says about pods (status, conditions, container states) and their events, so
+# a failed or timed-out deploy names the workload, the container and the cause instead of "timed out".
+
+PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable")
+CONFIG_ERRORS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+LOG_LINES = 10
+
+LogTail = Callable[[str, str, bool], str]  # (pod, container, previous) -> the last lines of its log
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a workload is not ready."""
+
+    workload: str  # "Deployment/qhub-hub"
+    pod: str
+    container: str | None
+    reason: str  # ImagePullBackOff, CrashLoopBackOff, Unschedulable, ReadinessProbeFailed, ...
+    detail: str
+    log: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        where = f"pod {self.pod}" + (f", container {self.container}" if self.container else "")
+        text = f"{self.workload} ({where}): {self.reason}: {self.detail}"
+        if self.log:
+            text += "\n    last log lines:\n" + "\n".join(f"      {line}" for line in self.log)
+        return text
+
+
+def pod_workload(pod: dict[str, Any]) -> str:
+    """Kind/name of the workload that owns a pod (a Deployment through its ReplicaSet)."""
+    meta = pod.get("metadata", {})
+    for ref in meta.get("ownerReferences") or []:
+        kind, name = ref.get("kind"), ref.get("name", "")
+        if kind == "ReplicaSet":
+            template_hash = (meta.get("labels") or {}).get("pod-template-hash")
+            if template_hash and name.endswith(f"-{template_hash}"):
+                return f"Deployment/{name[: -len(template_hash) - 1]}"
+            return f"Deployment/{name.rsplit('-', 1)[0]}"
+        if kind:
+            return f"{kind}/{name}"
+    return f"Pod/{meta.get('name', '?')}"
+
+
+def _pod_events(events: Iterable[dict[str, Any]], pod: str) -> list[dict[str, Any]]:
+    mine = [e for e in events if (e.get("involvedObject") or {}).get("kind") == "Pod"
+            and (e.get("involvedObject") or {}).get("name") == pod]
+    return sorted(mine, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+
+def _lines(text: str) -> tuple[str, ...]:
+    return tuple(line for line in text.rstrip("\n").splitlines()[-LOG_LINES:])
+
+
+def _terminated(cs: dict[str, Any]) -> str:
+    last = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("terminated") or {}
+    if not last:
+        return ""
+    parts = [f"exit code {last.get('exitCode')}"]
+    if last.get("reason"):
+        parts.append(str(last["reason"]))
+    if last.get("message"):
+        parts.append(str(last["message"]).strip())
+    return ", ".join(parts)
+
+
+def diagnose_pod(pod: dict[str, Any], events: Iterable[dict[str, Any]],
+                 log_tail: LogTail | None = None) -> list[Problem]:
+    """Why one pod is not ready, most specific cause first. Empty when it is ready (or finished)."""
+    meta, status = pod.get("metadata", {}), pod.get("status", {})
+    name, workload = meta.get("name", "?"), pod_workload(pod)
+    if status.get("phase") == "Succeeded":
+        return []
+    conds = {c.get("type"): c for c in status.get("conditions") or []}
+    problems: list[Problem] = []
+    sched = conds.get("PodScheduled")
+    if sched and sched.get("status") == "False":
+        return [Problem(workload, name, None, sched.get("reason") or "Unschedulable",
+                        sched.get("message") or "the scheduler found no node for it")]
+    pod_events = _pod_events(events, name)
+    statuses = [(cs, True) for cs in status.get("initContainerStatuses") or []]
+    statuses += [(cs, False) for cs in status.get("containerStatuses") or []]
+    for cs, init in statuses:
+        cname = cs.get("name", "?") + (" (init)" if init else "")
+        state = cs.get("state") or {}
+        waiting = state.get("waiting") or {}
+        reason = waiting.get("reason") or ""
+        if reason in PULL_ERRORS:
+            detail = f"cannot pull image {cs.get('image')}"
+            if waiting.get("message"):
+                detail += f": {waiting['message']}"
+            problems.append(Problem(workload, name, cname, reason, detail))
+        elif reason == "CrashLoopBackOff":
+            detail = f"restarted {cs.get('restartCount', 0)} times"
+            if _terminated(cs):
+                detail += f"; last exit: {_terminated(cs)}"
+            log = _lines(log_tail(name, cs.get("name", ""), True)) if log_tail else ()
+            problems.append(Problem(workload, name, cname, reason, detail, log))
+        elif reason in CONFIG_ERRORS:
+            problems.append(Problem(workload, name, cname, reason, waiting.get("message") or reason))
+        elif (state.get("terminated") or {}).get("exitCode", 0) != 0:  # exited, not restarted yet
+            log = _lines(log_tail(name, cs.get("name", ""), False)) if log_tail else ()
+            problems.append(Problem(workload, name, cname, "Terminated", _terminated(cs), log))
+        elif not init and state.get("running") and not cs.get("ready"):
+            field_path = f"{{{cs.get('name')}}}"  # events name the container as spec.containers{<name>}
+            failing = [e for e in pod_events if e.get("reason") == "Unhealthy"
+                       and field_path in str((e.get("involvedObject") or {}).get("fieldPath") or field_path)
+                       and str(e.get("message", "")).startswith(("Readiness", "Liveness", "Startup"))]
+            if failing:
+                last = failing[-1]
+                kind = str(last.get("message", "")).split(" ", 1)[0]  # Readiness / Liveness / Startup
+                count = f" ({last['count']} times)" if (last.get("count") or 0) > 1 else ""
+                problems.append(Problem(workload, name, cname, f"{kind}ProbeFailed",
+                                        f"{last.get('message', '').strip()}{count}"))
+            else:
+                problems.append(Problem(workload, name, cname, "NotReady",
+                                        "running but not ready yet (no failed probe reported)"))
+    if not problems and status.get("phase") == "Pending":
+        warn = [e for e in pod_events if e.get("type") == "Warning"]
+        if warn:  # e.g. FailedMount (missing Secret/PVC), FailedCreatePodSandBox
+            problems.append(Problem(workload, name, None, warn[-1].get("reason") or "Pending",
+                                    str(warn[-1].get("message", "")).strip()))
+    return problems
+
+
+def diagnose_rollout(workloads: Iterable[kube.Workload], pods: Iterable[dict[str, Any]],
+                     events: Iterable[dict[str, Any]], log_tail: LogTail | None = None) -> list[str]:
+    """One line (plus log lines) per reason a workload is not ready; only workloads that are not done."""
+    events = list(events)
+    by_workload: dict[str, list[dict[str, Any]]] = {}
+    for pod in pods:
+        if not (pod.get("metadata") or {}).get("deletionTimestamp"):
+            by_workload.setdefault(pod_workload(pod), []).append(pod)
+    out: list[str] = []
+    for w in workloads:
+        if w.done:
+            continue
+        key = f"{w.kind}/{w.name}"
+        found = [p for pod in by_workload.get(key, []) for p in diagnose_pod(pod, events, log_tail)]
+        if found:
+            out += [str(p) for p in found]
+            continue
+        # no pod explains it: the controller may not create pods at all (quota, admission, missing service account)
+        owner_names = {w.name} | {(p.get("metadata") or {}).get("name") for p in by_workload.get(key, [])}
+        warn = [e for e in events if e.get("type") == "Warning"
+                and (e.get("involvedObject") or {}).get("name", "").startswith(tuple(n for n in owner_names if n))]
+        if warn:
+            e = warn[-1]
+            out.append(f"{key}: {e.get('reason')}: {str(e.get('message', '')).strip()}")
+        else:
+            out.append(f"{key}: {w.ready}/{w.desired} ready; no pod reports an error yet (still starting?)")
+    return out
+
+
+def rollout_report(api: Any, namespace: str) -> str:
+    """Text for a failed or timed-out deploy: which workloads are not ready and why (empty if all are)."""
+    try:
+        workloads = kube.workloads(api, namespace)
+        pending = [w for w in workloads if not w.done]
+        if not pending:
+            return ""
+        pods = kube._items(api, f"/api/v1/namespaces/{namespace}/pods")
+        events = kube._items(api, f"/api/v1/namespaces/{namespace}/events")
+    except ClusterError as exc:
+        return f"(could not read the workloads to say why: {exc.message})"
+
+    def log_tail(pod: str, container: str, previous: bool) -> str:
+        query: dict[str, Any] = {"container": container, "tailLines": LOG_LINES}
+        for prev in ((True, False) if previous else (False,)):
+            try:
+                text = kube._rest(api, "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                                  query={**query, **({"previous": "true"} if prev else {})}, raw=True)
+            except ClusterError:
+                continue
+            if text:
+                return text
+        return ""
+
+    lines = diagnose_rollout(pending, pods, events, log_tail)
+    names = ", ".join(f"{w.kind}/{w.name} ({w.ready}/{w.desired} ready)" for w in pending)
+    return f"not ready: {names}\nwhy:\n  " + "\n  ".join(lines)

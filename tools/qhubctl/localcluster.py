@@ -1,12 +1,16 @@
-"""The local test cluster: a real Kubernetes control plane on loopback with simulated nodes.
+"""The local test cluster: a real Kubernetes control plane, one real node, and simulated node groups.
 
 kwokctl starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok controller as host
-processes from the binaries `make tools` built into $QHUB_CACHE/bin; nothing is downloaded. Nodes are fake: the
-kwok controller plays their lifecycle (tools/qhubctl/data/kwok-stages.yaml), so no container ever runs, but
-everything the API server, scheduler, controllers, RBAC and Pod Security admission do is real.
+processes from the binaries `make tools` built into $QHUB_CACHE/bin; nothing is downloaded.
 
-Node groups are labelled and tainted as cloud node groups are (design.md), and the simulated autoscaler
-(qhubctl.simautoscaler) scales them between their min and max as pods come and go.
+- The real node `real-0` (qhubctl.realnode) runs containers: containerd, kubelet and kube-proxy on this machine,
+  pods on a bridge, CoreDNS and a local-path volume provisioner (the default StorageClass) in pods. Pods get there
+  with a nodeSelector and a toleration for `qhub.dev/real-node`.
+- The simulated node groups (general, user, worker, gpu) are kwok nodes: the kwok controller plays their lifecycle
+  (tools/qhubctl/data/kwok-stages.yaml) and manages only nodes annotated `kwok.x-k8s.io/node=fake`, so no
+  container runs there, but everything the API server, scheduler, controllers, RBAC and Pod Security admission do
+  is real. They are labelled and tainted as cloud node groups are (design.md), and the simulated autoscaler
+  (qhubctl.simautoscaler) scales them between their min and max as pods come and go.
 
 Used by `make cluster-up`/`make cluster-down` (python -m qhubctl.localcluster up|down), the pytest session
 fixture and the `local` provider.
@@ -16,13 +20,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import yaml
+
+from qhubctl import daemons, realnode
 from qhubctl.errors import QHubError
 from qhubctl.nodegroups import GPU_RESOURCE, group_taints
 from qhubctl.nodegroups import LABEL as NODE_GROUP_LABEL
@@ -30,6 +36,7 @@ from qhubctl.proc import run
 
 DEFAULT_NAME = "qhub-local"
 KUBE_TOOLS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok", "kwokctl")
+FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class NodeGroup:
             "metadata": {
                 "name": node_name,
                 "labels": {**self.labels(), "kubernetes.io/hostname": node_name},
-                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "annotations": {FAKE_NODE_ANNOTATION[0]: FAKE_NODE_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
             },
             "spec": {"taints": self.taints(), "providerID": f"qhub-local://{self.name}/{node_name}"},
             "status": {"capacity": self.capacity(), "allocatable": self.capacity()},
@@ -134,8 +141,14 @@ def check_tools() -> None:
         )
 
 
-def _kwokctl_config(kube_version: str) -> str:
+def pki_dir(name: str) -> Path:
+    """kwokctl's certificates of the cluster: ca.crt, admin.crt, admin.key."""
+    return cache_dir() / "kwok" / "clusters" / name / "pki"
+
+
+def _kwokctl_config(name: str, kube_version: str, with_real_node: bool = True) -> str:
     b = bin_dir()
+    pki = pki_dir(name)
     options = {
         "runtime": "binary",
         "kubeVersion": kube_version,
@@ -149,8 +162,36 @@ def _kwokctl_config(kube_version: str) -> str:
         "kwokControllerBinary": str(b / "kwok"),
         "kubeAuthorization": True,
         "kubeAdmission": True,
+        # in-cluster clients dial the `kubernetes` Service address and the node address
+        "kubeApiserverCertSANs": [] if not with_real_node else [realnode.API_SERVICE_IP, realnode.NODE_IP, "kubernetes", "kubernetes.default",
+                                  "kubernetes.default.svc", f"kubernetes.default.svc.{realnode.CLUSTER_DOMAIN}"],
     }
-    head = json.dumps({"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1", "options": options})
+
+    def args(*pairs: tuple[str, str], override: tuple[str, ...] = ()) -> list[dict]:
+        return [{"key": k, "value": v, "override": k in override} for k, v in pairs]
+
+    patches = [
+        # kwok plays the simulated nodes only; the real node's kubelet owns its node and pods
+        {"name": "kwok-controller", "extraArgs": args(
+            ("manage-all-nodes", "false"),
+            ("manage-nodes-with-annotation-selector", "=".join(FAKE_NODE_ANNOTATION)),
+            override=("manage-all-nodes",))},
+    ]
+    if with_real_node:
+        # pods reach the API server on the bridge address (kube-proxy sends the `kubernetes` Service there);
+        # realnode.guard_apiserver drops connections from anywhere but loopback and the bridge
+        patches.append({"name": "kube-apiserver", "extraArgs": args(
+            ("bind-address", "0.0.0.0"),
+            ("advertise-address", realnode.NODE_IP),
+            ("service-cluster-ip-range", realnode.SERVICE_CIDR),
+            ("kubelet-client-certificate", str(pki / "admin.crt")),
+            ("kubelet-client-key", str(pki / "admin.key")),
+            ("kubelet-preferred-address-types", "InternalIP"),
+            override=("bind-address",))})
+        patches.append({"name": "kube-controller-manager",
+                        "extraArgs": args(("service-cluster-ip-range", realnode.SERVICE_CIDR))})
+    head = json.dumps({"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+                       "options": options, "componentsPatches": patches})
     stages = resources.files("qhubctl").joinpath("data/kwok-stages.yaml").read_text()
     return f"{head}\n---\n{stages}"
 
@@ -160,10 +201,12 @@ def _kube_version() -> str:
     return out.split()[-1]  # "Kubernetes v1.36.3"
 
 
+# The simulated nodes' class: kwok's Stages give its claims a volume that nothing can mount. The real node's
+# `local-path` class (qhubctl.realnode) is the default.
 STORAGE_CLASS = {
     "apiVersion": "storage.k8s.io/v1",
     "kind": "StorageClass",
-    "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+    "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "false"}},
     "provisioner": "qhub.dev/local-volume",
     "reclaimPolicy": "Delete",
     "volumeBindingMode": "Immediate",
@@ -171,21 +214,38 @@ STORAGE_CLASS = {
 }
 
 
+def real_node(name: str) -> realnode.RealNode:
+    return realnode.RealNode(workdir=cluster_dir(name), bin_dir=bin_dir(), registry_dir=cache_dir() / "registry")
+
+
+def _api_port(kubeconfig: Path) -> int:
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    return int(server.rsplit(":", 1)[1])
+
+
 def up(name: str = DEFAULT_NAME, groups: tuple[NodeGroup, ...] | list[NodeGroup] = DEFAULT_GROUPS,
-       scale_down_after: float = 30.0, log=print) -> LocalCluster:
-    """Start (or reuse) the cluster, create the min nodes of every group and start the autoscaler."""
+       scale_down_after: float = 30.0, log=print, with_real_node: bool = True) -> LocalCluster:
+    """Start (or reuse) the cluster: control plane, real node with its add-ons, the min nodes of every simulated
+    group, and the autoscaler. `with_real_node=False` gives a control plane with simulated nodes only (the machine
+    has room for one real node, which another cluster may hold)."""
     check_tools()
+    node = real_node(name)
+    if with_real_node:
+        node.check_host()
     started = time.monotonic()
     work = cluster_dir(name)
     work.mkdir(parents=True, exist_ok=True)
     kubeconfig = work / "kubeconfig"
+    if with_real_node:
+        node.prepare_network()
     if is_running(name):
         log(f"cluster {name} is already running")
     else:
         config_file = work / "kwokctl.yaml"
-        config_file.write_text(_kwokctl_config(_kube_version()))
+        config_file.write_text(_kwokctl_config(name, _kube_version(), with_real_node))
         run(["kwokctl", "--name", name, "--config", str(config_file), "create", "cluster", "--wait", "180s"],
             env=_kwok_env(name), timeout=300)
+        log(f"control plane up in {time.monotonic() - started:.1f}s")
     fresh = kubeconfig.with_suffix(".new")  # replaced atomically: other sessions may be reading it
     fresh.write_text(run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env(name)).stdout)
     fresh.replace(kubeconfig)
@@ -197,9 +257,40 @@ def up(name: str = DEFAULT_NAME, groups: tuple[NodeGroup, ...] | list[NodeGroup]
             manifest["metadata"]["annotations"]["qhub.dev/autoscaler"] = "managed"
             cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     _start_autoscaler(cluster, scale_down_after)
-    wait_nodes_ready(cluster, sum(g.min_nodes for g in groups))
+    if with_real_node:
+        _start_real_node(cluster, node, log)
+    wait_nodes_ready(cluster, sum(g.min_nodes for g in groups) + (1 if with_real_node else 0))
     log(f"cluster {name} ready in {time.monotonic() - started:.1f}s; KUBECONFIG={kubeconfig}")
     return cluster
+
+
+def _start_real_node(cluster: LocalCluster, node: realnode.RealNode, log) -> None:  # noqa: ANN001
+    node.guard_apiserver(_api_port(cluster.kubeconfig))
+    mark = time.monotonic()
+    node.start(cluster.kubeconfig, pki_dir(cluster.name), log)
+    realnode.wait_ready(cluster.kubectl)
+    log(f"real node {realnode.NODE_NAME} Ready in {time.monotonic() - mark:.1f}s")
+    mark = time.monotonic()
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                    input=json.dumps({"apiVersion": "v1", "kind": "List", "items": node.addon_manifests()}))
+    for namespace, deployment in (("kube-system", "coredns"), ("local-path-storage", "local-path-provisioner")):
+        try:
+            cluster.kubectl("rollout", "status", "-n", namespace, f"deployment/{deployment}", "--timeout=180s",
+                            timeout=200)
+        except QHubError as err:
+            raise QHubError(f"the add-on {namespace}/{deployment} did not become ready on {realnode.NODE_NAME}",
+                            hint=f"{err}\n{_pod_report(cluster, namespace)}") from None
+    log(f"add-ons (CoreDNS, local-path storage) ready in {time.monotonic() - mark:.1f}s")
+
+
+def _pod_report(cluster: LocalCluster, namespace: str) -> str:
+    """What a person needs to see why pods of a namespace did not start: their states and recent events."""
+    pods = run([str(bin_dir() / "kubectl"), "get", "pods", "-n", namespace, "-o", "wide"], env=cluster.env,
+               check=False).stdout
+    events = run([str(bin_dir() / "kubectl"), "get", "events", "-n", namespace, "--sort-by=.lastTimestamp"],
+                 env=cluster.env, check=False).stdout
+    recent = "\n".join(events.splitlines()[-15:])
+    return f"pods:\n{pods}\nevents:\n{recent}"
 
 
 def node_schedulable(node: dict) -> bool:
@@ -222,54 +313,20 @@ def wait_nodes_ready(cluster: LocalCluster, count: int, timeout: float = 120) ->
         time.sleep(0.5)
 
 
+AUTOSCALER_MARKER = "qhubctl.simautoscaler"
+
+
 def _start_autoscaler(cluster: LocalCluster, scale_down_after: float) -> None:
     pid_file = cluster.workdir / "autoscaler.pid"
-    _stop_pid(pid_file)
+    daemons.stop(pid_file, AUTOSCALER_MARKER)  # a lingering autoscaler must never act on the next cluster
     groups_file = cluster.workdir / "nodegroups.json"
     groups_file.write_text(json.dumps([asdict(g) for g in cluster.groups]))
-    log_file = open(cluster.workdir / "autoscaler.log", "ab")
-    import subprocess  # the autoscaler is a long-lived daemon, not a command: proc.run does not fit
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qhubctl.simautoscaler", "--kubeconfig", str(cluster.kubeconfig),
+    daemons.start(
+        pid_file,
+        [sys.executable, "-m", AUTOSCALER_MARKER, "--kubeconfig", str(cluster.kubeconfig),
          "--groups", str(groups_file), "--scale-down-after", str(scale_down_after)],
-        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, env=cluster.env,
+        log_file=cluster.workdir / "autoscaler.log", env=cluster.env,
     )
-    pid_file.write_text(str(proc.pid))
-
-
-def _stop_pid(pid_file: Path) -> None:
-    if not pid_file.exists():
-        return
-    try:
-        pgid = int(pid_file.read_text())
-        cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
-        if b"qhubctl.simautoscaler" not in cmdline:  # gone, and its pid perhaps reused by another process
-            raise ProcessLookupError
-        os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while _alive(pgid):  # a lingering autoscaler must never act on the next cluster
-            if time.monotonic() > deadline:
-                os.killpg(pgid, signal.SIGKILL)
-                break
-            time.sleep(0.2)
-    except (ProcessLookupError, ValueError, PermissionError, FileNotFoundError):
-        pass
-    pid_file.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    """Whether the process still runs; an exited child of this process is reaped (not counted as alive)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:  # not our child: look it up
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def is_running(name: str = DEFAULT_NAME) -> bool:
@@ -284,7 +341,11 @@ def is_running(name: str = DEFAULT_NAME) -> bool:
 
 
 def down(name: str = DEFAULT_NAME, log=print) -> None:
-    _stop_pid(cluster_dir(name) / "autoscaler.pid")
+    """Stop the autoscaler, the real node (everything it set up on this machine) and the control plane."""
+    daemons.stop(cluster_dir(name) / "autoscaler.pid", AUTOSCALER_MARKER)
+    node = real_node(name)
+    if node.root.exists():  # this cluster has the real node (a cluster without one must not touch another's)
+        node.stop(log)
     if (cache_dir() / "kwok" / "clusters" / name).exists():
         run(["kwokctl", "--name", name, "delete", "cluster"], env=_kwok_env(name), timeout=120)
         log(f"cluster {name} deleted")

@@ -107,15 +107,29 @@ capabilities:
 {{- end -}}
 
 {{- /*
-A generated secret value that survives upgrades: the value already stored in the Secret if there is one,
-else a new random one. (dict "root" $ "secret" "<name>" "key" "<key>" "length" 64). Use it in exactly one
-template per value (the Secret that owns it); everyone else reads it with secretKeyRef.
+A generated secret value that survives upgrades: the value already stored in the Secret if there is one (and it
+has the right form), else a new random one. (dict "root" $ "secret" "<name>" "key" "<key>" "length" 64) gives
+`length` random letters and digits. (dict ... "format" "hex32") gives a 32-byte key as 64 lower-case hex
+characters - what JupyterHub expects of a cookie secret; a stored value of another form (from an older chart) is
+replaced. Use it in exactly one template per value (the Secret that owns it); everyone else reads it with
+secretKeyRef.
 */}}
 {{- define "qhub.generatedSecret" -}}
 {{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
 {{- $data := dig "data" dict ($existing | default dict) -}}
+{{- $stored := "" -}}
 {{- if hasKey $data .key -}}
-{{- index $data .key | b64dec -}}
+{{- $stored = index $data .key | b64dec -}}
+{{- end -}}
+{{- if eq (.format | default "alnum") "hex32" -}}
+{{- if regexMatch "^[0-9a-f]{64}$" $stored -}}
+{{- $stored -}}
+{{- else -}}
+{{- /* sha256 of ~380 random bits: 32 uniformly random bytes, hex-encoded (sprig has no hex encoder) */ -}}
+{{- randAlphaNum 64 | sha256sum -}}
+{{- end -}}
+{{- else if $stored -}}
+{{- $stored -}}
 {{- else -}}
 {{- randAlphaNum (.length | default 64) -}}
 {{- end -}}

@@ -10,7 +10,7 @@ from qhubctl.config.base import Base
 
 
 class LocalProvider(Base):
-    """A local test cluster on this machine (kwok-simulated nodes labelled like real node groups)."""
+    """A local test cluster on this machine: one real node beside kwok-simulated node groups."""
 
     default_instances: ClassVar[dict[str, str]] = {}
     gpu_type_required: ClassVar[bool] = False
@@ -18,3 +18,8 @@ class LocalProvider(Base):
 
     provider: Literal["local"] = Field(description="A local cluster for development and tests")
     kube_context: str | None = Field(None, description="kubeconfig context to use; empty: the current context")
+    real_node: bool = Field(
+        True,
+        description="Run a real node (containerd, kubelet, kube-proxy; needs root) beside the simulated groups; "
+        "a machine has room for one, so a second local cluster sets this to false",
+    )

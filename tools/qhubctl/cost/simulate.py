@@ -112,7 +112,7 @@ def simulate(cfg: QHubConfig, load: Load, *, seconds_per_hour: float = 10.0, log
     scale_down_after = seconds_per_hour / 6  # 10 simulated minutes
     log(f"simulating on local cluster {name}: 1 simulated hour = {seconds_per_hour:g} real seconds; "
         f"{load.users} user(s), {load.dask_workers} Dask worker(s) for {load.hours:g} h")
-    cluster = localcluster.up(name, groups, scale_down_after=scale_down_after, log=log)
+    cluster = localcluster.up(name, groups, scale_down_after=scale_down_after, log=log, with_real_node=False)
     usage = {g.name: Usage(g.name, g.min_nodes) for g in groups}
     pending_end = 0
     try:

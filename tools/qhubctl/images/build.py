@@ -26,7 +26,7 @@ from qhubctl.images import pip as pip_section
 from qhubctl.images import rootfs
 from qhubctl.images.oci import BlobStore, Image, ImageConfig, Layer, LayerBuilder, assemble, cache_root
 from qhubctl.images.solve import PLATFORM, solve
-from qhubctl.images.spec import IMAGE_FILE, ImageSpec, load_spec
+from qhubctl.images.spec import IMAGE_FILE, ImageSpec, load_spec, spec_kind
 
 LAYER_FORMAT = 1  # bump when the way package layers are laid out changes
 BUCKETS = 8
@@ -164,7 +164,15 @@ def image_config(spec: ImageSpec) -> ImageConfig:
 
 def build(spec_path: str | Path, *, relock: bool = False, store: BlobStore | None = None,
           log=lambda msg: None) -> BuildResult:  # noqa: ANN001 - a plain callable
-    """Build the image of a spec into the blob store; nothing leaves this machine here."""
+    """Build the image of a spec into the blob store; nothing leaves this machine here.
+
+    A system spec (image.yaml with `kind: system`) goes to `system.build_system`, which returns a
+    SystemBuildResult (it has `image` and `seconds` like BuildResult, and no conda records).
+    """
+    if spec_kind(spec_path) == "system":
+        from qhubctl.images.system import build_system
+
+        return build_system(spec_path, relock=relock, store=store, log=log)  # type: ignore[return-value]
     started = time.monotonic()
     spec = load_spec(spec_path)
     store = store or BlobStore()

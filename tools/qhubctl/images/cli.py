@@ -1,4 +1,4 @@
-"""`qhubctl images ...`: build images from conda specs, without a container daemon."""
+"""`qhubctl images ...`: build images from conda specs or system specs, without a container daemon."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from qhubctl.errors import UserError
 
 app = typer.Typer(
     name="images",
-    help="Build OCI images from conda environment specs and push them, without a container daemon.",
+    help="Build OCI images from conda or system (Debian, Go) specs and push them, without a container daemon.",
     no_args_is_help=True,
 )
 
@@ -23,14 +23,14 @@ def _say(msg: str) -> None:
 @app.command("build")
 @handles_errors
 def build_cmd(
-    spec: Path = typer.Argument(..., help="Spec directory (environment.yaml, optional image.yaml and rootfs/)."),
+    spec: Path = typer.Argument(..., help="Spec directory: environment.yaml or a `kind: system` image.yaml."),
     tag: str = typer.Option(..., "--tag", "-t", help="Image name and tag, e.g. qhub/jupyterlab:0.1.0."),
     push: str = typer.Option("", "--push", help="Registry to push to: HOST, HOST:PORT or HOST:PORT/NAMESPACE."),
     oci_layout: Path = typer.Option(None, "--oci-layout", help="Write the image into this OCI layout directory."),
     docker_archive: Path = typer.Option(None, "--docker-archive", help="Write a `docker load` archive here."),
     relock: bool = typer.Option(False, "--relock", help="Solve afresh even if the lock file still fits the spec."),
 ) -> None:
-    """Solve, install and lay out SPEC as an image; then push it or save it.
+    """Resolve, fetch and lay out SPEC as an image; then push it or save it.
 
     Prints REF@DIGEST on standard output; progress goes to standard error.
     """
@@ -72,13 +72,35 @@ def lock_cmd(
     spec: Path = typer.Argument(..., help="Spec directory."),
     relock: bool = typer.Option(False, "--relock", help="Solve afresh even if the lock file still fits the spec."),
 ) -> None:
-    """Solve SPEC and write its lock files (environment.lock, base.lock.json) without building."""
+    """Solve SPEC and write its lock files (environment.lock, base.lock.json; system.lock.json) without pushing."""
     from qhubctl.images import rootfs
     from qhubctl.images.solve import solve
-    from qhubctl.images.spec import load_spec
+    from qhubctl.images.spec import load_spec, spec_kind
 
+    if spec_kind(spec) == "system":
+        from qhubctl.images.system import build_system
+
+        result = build_system(spec, relock=relock, log=_say)  # Go binaries are locked by their sha256
+        for deb in result.debs:
+            typer.echo(f"debian {deb.name} {deb.version}")
+        for built in result.go:
+            typer.echo(f"go {built.binary.name} {built.binary.package}@{built.binary.version or 'spec'} {built.sha256}")
+        _say(f"{result.spec.lock_path}: {'written' if result.relocked else 'up to date'}")
+        return
     loaded = load_spec(spec)
     records, written = solve(loaded, glibc=lambda: rootfs.glibc_version(rootfs.fetch_base(loaded)), relock=relock)
     for record in records:
         typer.echo(f"{record.name.normalized} {record.version} {record.build}")
     _say(f"{loaded.lock_path}: {'written' if written else 'up to date'}")
+
+
+@app.command("tag")
+@handles_errors
+def tag_cmd(
+    spec: Path = typer.Argument(..., help="System spec directory."),
+    namespace: str = typer.Option("qhub", "--namespace", help="Repository namespace."),
+) -> None:
+    """Print the reference a system spec is published under: NAMESPACE/<name>:<version> from its image.yaml."""
+    from qhubctl.images.spec import published_tag
+
+    typer.echo(published_tag(spec, namespace))

@@ -279,7 +279,7 @@ def assemble(store: BlobStore, layers: list[Layer], config: ImageConfig) -> Imag
         "config": {
             "User": config.user,
             "Env": config.env,
-            "Entrypoint": config.entrypoint,
+            "Entrypoint": config.entrypoint or None,
             "Cmd": config.cmd or None,
             "WorkingDir": config.workdir,
             "Labels": config.labels or None,

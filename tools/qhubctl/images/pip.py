@@ -46,6 +46,12 @@ def install(reqs: list[str], records: list[rattler.RepoDataRecord], staging: Pat
     """Install `reqs` into `staging` laid out like the prefix (lib/pythonX.Y/site-packages, bin) and return it."""
     version = python_version(records)
     assert version is not None
+    return install_into(staging, version, f"{spec.image.prefix}/bin/python", spec.directory, reqs)
+
+
+def install_into(staging: Path, version: str, interpreter: str, cwd: Path, req_args: list[str]) -> Path:
+    """pip-install wheels for CPython `version` into `staging` (lib/pythonX.Y/site-packages, bin); console
+    scripts get `interpreter` (the image's Python) as their `#!` line. `req_args` are pip's requirement arguments."""
     site = staging / "lib" / f"python{version}" / "site-packages"
     site.mkdir(parents=True, exist_ok=True)
     args: list[str] = [
@@ -55,7 +61,7 @@ def install(reqs: list[str], records: list[rattler.RepoDataRecord], staging: Pat
     ]
     for platform in PLATFORMS:
         args += ["--platform", platform]
-    run([*args, *reqs], cwd=spec.directory, timeout=900)
+    run([*args, *req_args], cwd=cwd, timeout=900)
     # pip --target puts console scripts in site/bin, pointing at this machine's Python: move them to bin/
     # and point them at the image's.
     scripts = site / "bin"
@@ -66,7 +72,7 @@ def install(reqs: list[str], records: list[rattler.RepoDataRecord], staging: Pat
             data = script.read_bytes()
             if data.startswith(b"#!"):
                 _, _, rest = data.partition(b"\n")
-                data = f"#!{spec.image.prefix}/bin/python\n".encode() + rest
+                data = f"#!{interpreter}\n".encode() + rest
             target = bin_dir / script.name
             target.write_bytes(data)
             target.chmod(0o755)

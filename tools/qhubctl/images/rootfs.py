@@ -32,13 +32,13 @@ class Deb:
     sha256: str
 
 
-def _deb_dir() -> Path:
+def deb_dir() -> Path:
     path = cache_root() / "debs"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -46,9 +46,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _download(name: str, version: str | None) -> Path:
+def download(name: str, version: str | None, lock_name: str = "base.lock.json") -> Path:
     """`apt-get download` one package into the deb cache and return the file."""
-    target = _deb_dir()
+    target = deb_dir()
     work = Path(tempfile.mkdtemp(dir=target, prefix=".dl-"))
     try:
         arg = f"{name}={version}" if version else name
@@ -56,9 +56,9 @@ def _download(name: str, version: str | None) -> Path:
             run(["apt-get", "download", "-q", arg], cwd=work, timeout=300)
         except CommandError as exc:
             raise UserError(
-                f"cannot download the Debian package {arg} for the base image",
-                hint="run `apt-get update` first; a locked version gone from the archive needs "
-                "deleting base.lock.json to pick the current one\n" + exc.stderr_tail,
+                f"cannot download the Debian package {arg}",
+                hint=f"run `apt-get update` first; a locked version gone from the archive needs "
+                f"deleting {lock_name} to pick the current one\n" + exc.stderr_tail,
             ) from None
         files = sorted(work.glob("*.deb"))
         if len(files) != 1:
@@ -86,10 +86,10 @@ def fetch_base(spec: ImageSpec) -> list[Deb]:
     for name in wanted:
         if name in locked:
             want = locked[name]
-            path = _deb_dir() / want.filename
+            path = deb_dir() / want.filename
             if not path.is_file():
-                path = _download(name, want.version)
-            digest = _sha256(path)
+                path = download(name, want.version)
+            digest = sha256_file(path)
             if digest != want.sha256:
                 raise UserError(
                     f"{path.name}: sha256 {digest} differs from base.lock.json ({want.sha256})",
@@ -97,8 +97,8 @@ def fetch_base(spec: ImageSpec) -> list[Deb]:
                 )
             debs.append(Deb(name, want.version, path.name, digest))
         else:
-            path = _download(name, None)
-            debs.append(Deb(name, _field(path, "Version"), path.name, _sha256(path)))
+            path = download(name, None)
+            debs.append(Deb(name, _field(path, "Version"), path.name, sha256_file(path)))
     record = {"base": spec.image.base, "packages": [d.__dict__ for d in debs]}
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     if not spec.base_lock_path.is_file() or spec.base_lock_path.read_text() != text:
@@ -149,24 +149,34 @@ def base_layer(spec: ImageSpec, debs: list[Deb], store: BlobStore) -> Layer:
     with tempfile.TemporaryDirectory(prefix="qhub-base-") as tmp:
         root = Path(tmp)
         for deb in debs:
-            run(["dpkg-deb", "-x", _deb_dir() / deb.filename, root])
+            run(["dpkg-deb", "-x", deb_dir() / deb.filename, root])
         # Debian ships docs we do not need in an image.
         for path in ("usr/share/doc", "usr/share/man", "usr/share/lintian", "usr/share/bug"):
             shutil.rmtree(root / path, ignore_errors=True)
         builder.add_tree(root, "/")
-        busybox = next((p for p in (root / "bin/busybox", root / "usr/bin/busybox") if p.is_file()), None)
-        if busybox is None:
+        if not add_busybox_applets(builder, root):
             raise UserError(f"base {spec.image.base!r}: no busybox binary in {[d.name for d in debs]}")
-        busybox_at = "/" + str(busybox.relative_to(root))
-        applets = run([busybox, "--list-full"]).stdout.split()
-        for applet in sorted(applets):
-            if applet and not (root / applet).exists():
-                builder.add_symlink(applet, busybox_at)
         _add_system_files(builder, spec)
         layer = builder.write(store)  # inside the block: file entries are read from `root` here
     index.parent.mkdir(parents=True, exist_ok=True)
     index.write_text(json.dumps(layer.to_json()))
     return layer
+
+
+def add_busybox_applets(builder: LayerBuilder, root: Path) -> bool:
+    """Link every busybox applet that no package provides (sh, ls, wget, ...) to the busybox binary under `root`.
+
+    Returns False when `root` has no busybox. The applet list comes from running that (static) binary.
+    """
+    busybox = next((p for p in (root / "bin/busybox", root / "usr/bin/busybox") if p.is_file()), None)
+    if busybox is None:
+        return False
+    busybox_at = "/" + str(busybox.relative_to(root))
+    applets = run([busybox, "--list-full"]).stdout.split()
+    for applet in sorted(applets):
+        if applet and not (root / applet).exists():
+            builder.add_symlink(applet, busybox_at)
+    return True
 
 
 def _add_system_files(builder: LayerBuilder, spec: ImageSpec) -> None:

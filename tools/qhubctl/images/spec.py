@@ -32,7 +32,9 @@ BASES: dict[str, list[str]] = {
     "glibc": ["busybox-static", "libc6", "libgcc-s1"],
 }
 
-_IMAGE_KEYS = {"base", "prefix", "user", "home", "workdir", "entrypoint", "cmd", "env", "labels", "cuda", "max_layers"}
+_IMAGE_KEYS = {
+    "kind", "base", "prefix", "user", "home", "workdir", "entrypoint", "cmd", "env", "labels", "cuda", "max_layers",
+}
 
 
 @dataclass
@@ -100,7 +102,10 @@ def load_spec(path: str | Path) -> ImageSpec:
     else:
         directory, env_file = path.parent, path
     if not env_file.is_file():
-        raise UserError(f"no conda environment file at {env_file}", hint=f"a spec is a directory with {SPEC_FILE}")
+        raise UserError(
+            f"no conda environment file at {env_file}",
+            hint=f"a spec is a directory with {SPEC_FILE}, or with an {IMAGE_FILE} saying `kind: system`",
+        )
     data = _read_yaml(env_file)
     if not isinstance(data, dict):
         raise UserError(f"{env_file}: expected a mapping with name, channels and dependencies")
@@ -130,6 +135,9 @@ def load_spec(path: str | Path) -> ImageSpec:
         if not isinstance(raw, dict):
             raise UserError(f"{image_file}: expected a mapping")
         bad = set(raw) - _IMAGE_KEYS
+        if raw.get("kind", "conda") != "conda":
+            raise UserError(f"{image_file}: kind {raw['kind']!r} with an {SPEC_FILE}",
+                            hint=f"a conda spec has `kind: conda` or no kind; `kind: system` specs have no {SPEC_FILE}")
         if bad:
             raise UserError(f"{image_file}: unknown keys {sorted(bad)}", hint=f"known: {sorted(_IMAGE_KEYS)}")
         for key in ("entrypoint", "cmd"):
@@ -156,3 +164,26 @@ def load_spec(path: str | Path) -> ImageSpec:
         raise UserError(f"{image_file}: max_layers must be at least 4")
     name = str(data.get("name") or directory.resolve().name)
     return ImageSpec(directory, name, channels, deps, pip, image)
+
+
+def spec_kind(path: str | Path) -> str:
+    """"system" for a spec whose image.yaml says `kind: system`, else "conda"."""
+    from qhubctl.images.sysspec import KIND, read_image_yaml
+
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    return KIND if read_image_yaml(directory).get("kind") == KIND else "conda"
+
+
+def published_tag(path: str | Path, namespace: str = "qhub") -> str:
+    """The reference a spec is published under, `<namespace>/<name>:<version>`, from its image.yaml.
+
+    The version lives only in image.yaml (`version:`); for conda specs, which have none, this is a UserError.
+    """
+    from qhubctl.images.sysspec import load_system_spec
+
+    if spec_kind(path) != "system":
+        raise UserError(f"{path}: only system specs carry their version in image.yaml",
+                        hint="pass the tag explicitly for conda specs (scripts/build_images.sh uses TAG)")
+    spec = load_system_spec(path)
+    return f"{namespace}/{spec.name}:{spec.version}"

@@ -72,7 +72,8 @@ class Local(Provider):
     def apply(self, plan: Plan) -> None:
         if not plan.actions:
             return
-        cluster = localcluster.up(self.cluster_name, local_groups(self.cfg), log=self.log)
+        cluster = localcluster.up(self.cluster_name, local_groups(self.cfg), log=self.log,
+                                  with_real_node=self.cfg.cluster.real_node)
         for action in plan.of("nodegroup"):
             if action.op == "delete":  # nodes of a removed group go with it
                 cluster.kubectl("delete", "nodes", "-l", f"{localcluster.NODE_GROUP_LABEL}={action.name}",

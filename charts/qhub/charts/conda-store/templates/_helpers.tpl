@@ -159,3 +159,13 @@
 - {name: tmp, mountPath: /tmp}
 - {name: home, mountPath: /home/conda}
 {{- end -}}
+
+{{- /*
+Probe command of the worker (a JSON list): Celery's remote-control ping, sent through the Redis broker
+(CONDA_STORE_REDIS_URL, set on the container) to this pod's worker node celery@<hostname>. Succeeds only when the
+worker process is consuming from the broker.
+*/}}
+{{- define "condaStore.workerPing" -}}
+{{- $script := "import os, socket, sys; from celery import Celery; app = Celery(broker=os.environ['CONDA_STORE_REDIS_URL']); sys.exit(0 if app.control.ping(destination=['celery@' + socket.gethostname()], timeout=10) else 1)" -}}
+{{- list "python" "-c" $script | toJson -}}
+{{- end -}}

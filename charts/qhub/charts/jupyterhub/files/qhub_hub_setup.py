@@ -9,7 +9,8 @@ from typing import Any
 from qhub_hub_values import SERVICES, HubSettings
 
 AUTHENTICATORS = {
-    "dummy": "jupyterhub.auth.DummyAuthenticator",
+    # one shared password (DummyAuthenticator.password is deprecated since JupyterHub 5.3)
+    "dummy": "jupyterhub.authenticators.shared.SharedPasswordAuthenticator",
     "native": "nativeauthenticator.NativeAuthenticator",
     "github": "oauthenticator.github.GitHubOAuthenticator",
     "generic-oauth": "oauthenticator.generic.GenericOAuthenticator",
@@ -23,7 +24,7 @@ def configure_hub(c: Any, s: HubSettings) -> None:
     c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"
     c.JupyterHub.hub_connect_url = f"http://{s.name('hub')}.{ns}:8081"
     c.JupyterHub.cleanup_servers = False  # user servers keep running across hub restarts
-    c.JupyterHub.cookie_secret = s.secret("cookie-secret").encode()
+    c.JupyterHub.cookie_secret = cookie_secret(s.secret("cookie-secret"))
     c.ConfigurableHTTPProxy.should_start = False  # the proxy is its own Deployment
     c.ConfigurableHTTPProxy.api_url = f"http://{s.name('proxyApi')}.{ns}:8001"
     c.ConfigurableHTTPProxy.auth_token = s.secret("proxy-token")
@@ -34,6 +35,21 @@ def configure_hub(c: Any, s: HubSettings) -> None:
         c.JupyterHub.db_url = os.environ["QHUB_HUB_DB_URL"]
     else:
         c.JupyterHub.db_url = "sqlite:///jupyterhub.sqlite"  # relative to the working dir on the hub's PVC
+
+
+COOKIE_SECRET_BYTES = 32  # what JupyterHub generates and expects
+
+
+def cookie_secret(text: str) -> bytes:
+    """The hub Secret's cookie-secret (64 hex characters, as the chart generates it) as the 32 bytes it encodes."""
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != COOKIE_SECRET_BYTES:
+        raise ValueError(f"the hub Secret's cookie-secret must be {2 * COOKIE_SECRET_BYTES} hex characters "
+                         f"({COOKIE_SECRET_BYTES} bytes); delete the key and upgrade to generate a new one")
+    return key
 
 
 def _oauth_common(c: Any, cls: Any, cfg: dict[str, Any], s: HubSettings) -> None:
@@ -54,7 +70,11 @@ def configure_auth(c: Any, s: HubSettings) -> None:
     c.Authenticator.allowed_users = set(auth.get("allowedUsers") or []) | members
     c.Authenticator.allow_all = bool(auth.get("allowAll", False))
     if kind == "dummy":  # never open to any password: the chart always passes the shared trial password
-        c.DummyAuthenticator.password = os.environ["QHUB_DUMMY_PASSWORD"]
+        shared = c.SharedPasswordAuthenticator
+        shared.user_password = os.environ["QHUB_DUMMY_PASSWORD"]
+        # admins must use their own password (>= 32 characters); without one they cannot log in
+        if os.environ.get("QHUB_DUMMY_ADMIN_PASSWORD"):
+            shared.admin_password = os.environ["QHUB_DUMMY_ADMIN_PASSWORD"]
     elif kind == "native":
         native = auth.get("native") or {}
         c.NativeAuthenticator.open_signup = bool(native.get("openSignup"))
@@ -128,12 +148,20 @@ def configure_services(c: Any, s: HubSettings) -> None:
     c.JupyterHub.load_roles = roles
 
 
+# The hub API as the culler reaches it: the hub's own port inside the pod. The hub's Service URL (what JupyterHub
+# hands to services) has no endpoint until the pod is Ready, so the culler's first call - made as soon as the hub
+# starts it, before the readiness probe passed - was refused and the culler exited.
+CULLER_HUB_API = "http://127.0.0.1:8081/hub/api"
+
+
 def culler_command(cull: dict[str, Any]) -> list[str]:
-    """jupyterhub-idle-culler, run by the hub as a managed service (it inherits the hub's API URL and a token)."""
+    """jupyterhub-idle-culler, run by the hub as a managed service (it gets a token; the hub restarts it if it
+    exits). It talks to the hub on localhost, which listens before the hub starts its managed services."""
     cmd = [
         sys.executable,
         "-m",
         "jupyterhub_idle_culler",
+        f"--url={CULLER_HUB_API}",
         f"--timeout={int(cull.get('timeout', 3600))}",
         f"--cull-every={int(cull.get('every', 300))}",
     ]

@@ -1,0 +1,3 @@
+module qhub.local/pause
+
+go 1.22

@@ -1,0 +1,173 @@
+"""System image specs (`kind: system`): parsing, validation messages, the published tag, the image config.
+Pure Python: nothing here runs apt, Go or a registry."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from qhubctl.errors import UserError
+from qhubctl.images.spec import load_spec, published_tag, spec_kind
+from qhubctl.images.sysspec import DEFAULT_UID, load_system_spec
+from qhubctl.images.system import image_config
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_IMAGES = ("pause", "coredns", "local-path-provisioner", "busybox")
+
+
+def spec_dir(tmp_path: Path, image_yaml: str, name: str = "demo") -> Path:
+    directory = tmp_path / name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "image.yaml").write_text(image_yaml)
+    return directory
+
+
+MINIMAL = "kind: system\nversion: 1.0.0\nentrypoint: [/bin/x]\n"
+
+
+def test_minimal_spec_defaults(tmp_path: Path) -> None:
+    spec = load_system_spec(spec_dir(tmp_path, MINIMAL + "debian: [busybox-static]\n"))
+    assert (spec.name, spec.version, spec.user, spec.username, spec.home) == (
+        "demo", "1.0.0", DEFAULT_UID, "nonroot", "/home/nonroot")
+    assert spec.debian == ["busybox-static"] and spec.go == [] and spec.pip is None and spec.npm is None
+    cfg = image_config(spec)
+    assert cfg.user == "65532:65532"
+    assert cfg.workdir == "/home/nonroot"
+    assert cfg.env[0] == "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert cfg.labels["org.opencontainers.image.version"] == "1.0.0"
+
+
+def test_go_entries_default_version_dest_and_ldflags(tmp_path: Path) -> None:
+    directory = spec_dir(tmp_path, "kind: system\nname: dns\nversion: 1.15.0\nentrypoint: [/usr/local/bin/coredns]\n"
+                         "go:\n  - name: coredns\n    module: github.com/coredns/coredns\n"
+                         "    ldflags: -X main.v={version}\n"
+                         "  - name: tool\n    source: src\n    dest: /tool\n")
+    (directory / "src").mkdir()
+    (directory / "src" / "go.mod").write_text("module qhub.local/tool\n\ngo 1.22\n")
+    spec = load_system_spec(directory)
+    coredns, tool = spec.go
+    assert (coredns.version, coredns.package, coredns.dest, coredns.ldflags) == (
+        "v1.15.0", "github.com/coredns/coredns", "/usr/local/bin/coredns", "-X main.v=v1.15.0")
+    assert tool.source == (directory / "src").resolve() and tool.package == "." and tool.dest == "/tool"
+    assert published_tag(directory) == "qhub/dns:1.15.0"
+    assert published_tag(directory, "example") == "example/dns:1.15.0"
+
+
+@pytest.mark.parametrize(
+    ("image_yaml", "message", "hint"),
+    [
+        ("kind: system\nentrypoint: [/x]\ndebian: [a1]\n", "version: missing", "version: 1.0.0"),
+        ("kind: system\nversion: 'v1:2'\nentrypoint: [/x]\ndebian: [a1]\n", "version: 'v1:2' is not allowed",
+         "an image tag"),
+        ("kind: system\nversion: 1.10\nentrypoint: [/x]\ndebian: [a1]\n", "version: 1.1 is a YAML number",
+         'version: "1.10"'),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ndebian: [a1]\ncolour: red\n", "unknown keys ['colour']",
+         "known keys"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ndebian: [a1]\nuser: 0\n", "user: 0 is not a non-root uid",
+         "never run as root"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ndebian: [a1]\nuser: nobody\n", "user: 'nobody' is not",
+         "user: 65532"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ndebian: [a1]\nusername: root\n", "username: 'root' is taken",
+         "username: nonroot"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ndebian: [a1]\nhome: relative\n",
+         "home: 'relative' is not an absolute path", "absolute directory"),
+        ("kind: system\nversion: 1\ndebian: [a1]\n", "neither entrypoint nor cmd", "entrypoint: ["),
+        ("kind: system\nversion: 1\nentrypoint: /x\ndebian: [a1]\n", "entrypoint: expected a list of strings",
+         "entrypoint: [first, second]"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ndebian: [Busybox=1.0]\n",
+         "debian: 'Busybox=1.0' is not a Debian package name", "system.lock.json"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\nenv: [A=b]\ndebian: [a1]\n", "env: expected a mapping",
+         "{NAME: value}"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\n", "the image has no content", "debian:"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ngo: {name: x}\n", "go: expected a list", "go: [{"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ngo: [x]\n", "go[0]: expected a mapping", "go: [{"),
+        ("kind: system\nversion: 1.2.3\nentrypoint: [/x]\ngo: [{module: a.b/c}]\n", "go[0].name: missing",
+         "name: coredns"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ngo: [{name: c}]\n", "give exactly one of `module:` and `source:`",
+         "Go module proxy"),
+        ("kind: system\nversion: 1.2.3\nentrypoint: [/x]\ngo: [{name: c, module: a.b/c, source: s}]\n",
+         "give exactly one of", "inside the spec directory"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ngo: [{name: c, source: nowhere}]\n",
+         "go[0].source: no go.mod in 'nowhere'", "holding go.mod"),
+        ("kind: system\nversion: 1.2.3\nentrypoint: [/x]\ngo: [{name: c, module: a.b/c, version: latest}]\n",
+         "go[0].version: 'latest' is not a Go module version", "version: v1.15.0"),
+        ("kind: system\nversion: 1.2.3\nentrypoint: [/x]\ngo: [{name: c, module: a.b/c, package: x.y/z}]\n",
+         "go[0].package: 'x.y/z' is not inside module 'a.b/c'", "a.b/c/cmd/<name>"),
+        ("kind: system\nversion: 1.2.3\nentrypoint: [/x]\ngo: [{name: c, module: a.b/c, flags: -v}]\n",
+         "go[0].unknown keys ['flags']", "ldflags"),
+        ("kind: system\nversion: 1.2.3\nentrypoint: [/x]\ngo: [{name: c, module: a.b/c}, {name: c, module: a.b/d}]\n",
+         "binary names repeat", "its own `name:`"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\npip: {}\n", "pip.requirements: no file requirements.lock",
+         "--generate-hashes"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\nnpm: {prefix: /opt/n}\n",
+         "npm.directory: ", "package-lock-only"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\nnpm: [x]\n", "npm: expected a mapping", "npm:"),
+        ("kind: system\nversion: 1\nentrypoint: [/x\n", "not valid YAML", ""),
+        ("kind: sytem\nversion: 1\nentrypoint: [/x]\n", "kind: 'sytem' is not a system image", "kind: system"),
+    ],
+)
+def test_spec_errors_name_the_field_and_the_fix(tmp_path: Path, image_yaml: str, message: str, hint: str) -> None:
+    with pytest.raises(UserError, match=re.escape(message)) as err:
+        load_system_spec(spec_dir(tmp_path, image_yaml))
+    assert hint in err.value.hint
+    assert "image.yaml" in err.value.message
+
+
+def test_kind_routes_specs(tmp_path: Path) -> None:
+    system = spec_dir(tmp_path, MINIMAL + "debian: [busybox-static]\n", "sys")
+    assert spec_kind(system) == "system"
+    conda = spec_dir(tmp_path, "base: busybox\n", "conda")
+    (conda / "environment.yaml").write_text("channels: [c]\ndependencies: [a]\n")
+    assert spec_kind(conda) == "conda"
+    assert load_spec(conda).image.base == "busybox"
+    with pytest.raises(UserError, match="only system specs carry their version"):
+        published_tag(conda)
+    (conda / "image.yaml").write_text("kind: system\n")
+    with pytest.raises(UserError, match="kind 'system' with an environment.yaml"):
+        load_spec(conda)
+
+
+@pytest.mark.parametrize("name", NODE_IMAGES)
+def test_node_image_specs_load_and_run_non_root(name: str) -> None:
+    directory = REPO / "images" / name
+    spec = load_system_spec(directory)
+    assert spec_kind(directory) == "system"
+    assert published_tag(directory) == f"qhub/{name}:{spec.version}"
+    assert spec.user != 0 and image_config(spec).user == f"{spec.user}:{spec.user}"
+    binaries = {b.dest for b in spec.go}
+    assert spec.entrypoint[:1] or spec.cmd
+    if spec.go:
+        assert spec.entrypoint[0] in binaries
+
+
+def test_go_modules_pin_the_image_version() -> None:
+    """The version lives once, in image.yaml's `version:`; the Go module versions follow it."""
+    coredns = load_system_spec(REPO / "images" / "coredns")
+    assert coredns.go[0].version == f"v{coredns.version}" == "v1.15.0"
+    lpp = load_system_spec(REPO / "images" / "local-path-provisioner")
+    assert lpp.go[0].version == lpp.version == "v0.0.30"
+    assert lpp.go[0].ldflags == "-X main.VERSION=v0.0.30"
+
+
+def test_unhashed_requirements_are_refused(tmp_path: Path) -> None:
+    directory = spec_dir(tmp_path, MINIMAL + "debian: [python3-minimal]\npip: {}\n")
+    (directory / "requirements.lock").write_text("# pinned\nsix==1.16.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    assert load_system_spec(directory).pip.prefix == "/opt/venv"
+    (directory / "requirements.lock").write_text("six==1.16.0  # no hash\n")
+    with pytest.raises(UserError, match=re.escape("`six==1.16.0` has no --hash=sha256:")):
+        load_system_spec(directory)
+
+
+def test_cli_reports_bad_specs_without_a_traceback(tmp_path: Path) -> None:
+    from qhubctl.images.cli import app
+    from typer.testing import CliRunner
+
+    directory = spec_dir(tmp_path, "kind: system\nversion: 1.0.0\nentrypoint: [/x]\nuser: 0\ndebian: [a1]\n")
+    result = CliRunner().invoke(app, ["build", str(directory), "--tag", "x/demo:1"])
+    assert result.exit_code == 1
+    assert "user: 0 is not a non-root uid" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["tag", str(directory.parent / "nowhere")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
