@@ -3,31 +3,42 @@
 #
 #   REGISTRY=host[:port][/namespace]  push each image there as qhub/<name>:<tag> (default: no push; each image is
 #                                     written as an OCI layout under $OUT/<name>)
-#   TAG=...                           tag of the conda (platform) images (default: appVersion of
-#                                     charts/qhub/Chart.yaml); system images always use the `version:` of their
-#                                     image.yaml (`qhubctl images tag images/<name>`)
-#   IMAGES="jupyterlab dask-worker"   which images; the words `platform` and `node` stand for the two sets below
-#                                     (default: platform)
+#   TAG=...                           tag of the platform images (default: appVersion of charts/qhub/Chart.yaml);
+#                                     specs with a `version:` in image.yaml (node images, upstream programs) keep
+#                                     theirs (`qhubctl images tag images/<name> --app-version $TAG` decides)
+#   IMAGES="jupyterlab dask-worker"   which images; the words `platform`, `node` and `gpu` stand for the sets
+#                                     below (default: platform)
 #   OUT=build/images                  where OCI layouts go without REGISTRY
 #   QHUB_CHANNEL_ALIAS=URL|DIR        where named channels (conda-forge) are read from: a mirror URL or a
 #                                     directory with one folder per channel; default https://conda.anaconda.org/
 #   QHUBCTL=path                      the qhubctl to run (default: .venv/bin/qhubctl, else qhubctl on PATH)
 #
 # Two kinds of spec: conda specs (environment.yaml) are solved or built from their environment.lock; system specs
-# (image.yaml with `kind: system`, no environment.yaml) are built from Debian packages and Go modules pinned in
-# image.yaml and system.lock.json. Each image's build time and size are printed at the end.
+# (image.yaml with `kind: system`, no environment.yaml) are built from Debian packages, PyPI and npm lock files and
+# Go modules, pinned in the spec directory and its system.lock.json. Each image's build time, size and digest
+# are printed at the end.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-PLATFORM_IMAGES="jupyterhub jupyterlab jupyterlab-gpu dask-worker dask-worker-gpu dask-gateway-server kubessh jitsi-token"
+# The images the chart's values name by default. The GPU variants are conda specs (conda-forge's CUDA builds):
+# they build only where conda-forge or a mirror of it is reachable, so they are not in the default set.
+PLATFORM_IMAGES="jupyterhub jupyterlab dask-worker dask-gateway-server kubessh jitsi-token"
+GPU_IMAGES="jupyterlab-gpu dask-worker-gpu"
 # What a real Kubernetes node needs besides the platform: the pod sandbox, cluster DNS, local volumes and the
 # volume helper.
 NODE_IMAGES="pause coredns local-path-provisioner busybox"
-IMAGES=${IMAGES:-platform}
-IMAGES=${IMAGES//platform/$PLATFORM_IMAGES}
-IMAGES=${IMAGES//node/$NODE_IMAGES}
+words=${IMAGES:-platform}
+IMAGES=""
+for word in $words; do
+  case $word in
+    platform) IMAGES+=" $PLATFORM_IMAGES" ;;
+    node) IMAGES+=" $NODE_IMAGES" ;;
+    gpu) IMAGES+=" $GPU_IMAGES" ;;
+    *) IMAGES+=" $word" ;;
+  esac
+done
 OUT=${OUT:-build/images}
 if [[ -z "${TAG:-}" ]]; then
   TAG=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' charts/qhub/Chart.yaml)
@@ -48,7 +59,7 @@ failed=()
 summary=()
 for name in $IMAGES; do
   if is_system "$name"; then
-    ref=$("$QHUBCTL" images tag "images/$name")
+    ref=$("$QHUBCTL" images tag "images/$name" --app-version "$TAG")
   elif [[ -f "images/$name/environment.yaml" ]]; then
     ref="qhub/$name:$TAG"
   else
@@ -72,12 +83,13 @@ for name in $IMAGES; do
   ms=$((($(date +%s%N) - start) / 1000000))
   # qhubctl reports "built <ref> <digest> (<n> layers, <bytes> bytes, <s>s)" on standard error
   bytes=$(sed -n 's/^built .*, \([0-9]*\) bytes, .*/\1/p' "$log" | tail -1)
-  summary+=("$(awk -v r="$ref" -v ms="$ms" -v b="${bytes:-0}" \
-    'BEGIN { printf "%-40s %8.1f s %9.1f MB", r, ms / 1000, b / 1000000 }')")
+  digest=$(sed -n 's/^built [^ ]* \(sha256:[0-9a-f]*\) .*/\1/p' "$log" | tail -1)
+  summary+=("$(awk -v r="$ref" -v ms="$ms" -v b="${bytes:-0}" -v d="${digest:0:19}" \
+    'BEGIN { printf "%-40s %8.1f s %9.1f MB  %s", r, ms / 1000, b / 1000000, d }')")
 done
 
 if ((${#summary[@]})); then
-  echo "== built (wall time, compressed size)" >&2
+  echo "== built (wall time, compressed size, manifest digest)" >&2
   printf '%s\n' "${summary[@]}" >&2
 fi
 if ((${#failed[@]})); then

@@ -1,74 +1,194 @@
-"""The platform image specs under images/: they load, their pins parse, they carry what the chart expects, and the
-user image and the worker images agree on every package they share (Dask compares versions across them)."""
+"""The platform image specs under images/: system specs built from Debian, PyPI and npm (the GPU variants stay
+conda specs). They load, carry no version of their own (their tag is the chart's appVersion), pin every Python
+package with hashes, carry what the chart runs, and the user image and the worker image agree on every package
+they share (Dask compares versions across client, scheduler and workers)."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import re
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from qhubctl.images.solve import parse_specs
-from qhubctl.images.spec import load_spec
-from qhubctl.proc import run
+from qhubctl.images.spec import load_spec, published_tag, spec_kind
+from qhubctl.images.sysspec import load_system_spec
 
 pytestmark = pytest.mark.unit
 
-IMAGES = Path(__file__).resolve().parents[2] / "images"
-PLATFORM = ["jupyterhub", "jupyterlab", "jupyterlab-gpu", "dask-worker", "dask-worker-gpu", "dask-gateway-server",
-            "kubessh", "jitsi-token"]
+REPO = Path(__file__).resolve().parents[2]
+IMAGES = REPO / "images"
+PLATFORM = ["jupyterhub", "jupyterlab", "dask-worker", "dask-gateway-server", "kubessh", "jitsi-token"]
+GPU = ["jupyterlab-gpu", "dask-worker-gpu"]
+_PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)", re.M)
 
+
+def locked(name: str) -> dict[str, str]:
+    """{normalised name: version} of images/<name>/requirements.lock."""
+    text = (IMAGES / name / "requirements.lock").read_text()
+    return {re.sub(r"[-_.]+", "-", m.group(1)).lower(): m.group(2) for m in _PIN_RE.finditer(text)}
+
+
+def app_version() -> str:
+    return yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"]
+
+
+@pytest.mark.parametrize("name", PLATFORM)
+def test_platform_spec_is_a_system_spec_tagged_with_the_app_version(name: str) -> None:
+    directory = IMAGES / name
+    assert spec_kind(directory) == "system"
+    assert not (directory / "environment.yaml").exists()
+    spec = load_system_spec(directory)
+    assert spec.version == ""  # one place for the tag: the chart's appVersion
+    assert published_tag(directory, app_version=app_version()) == f"qhub/{name}:{app_version()}"
+    assert spec.user != 0 and spec.home == "/tmp"  # any uid can write its HOME
+    assert spec.entrypoint == ["/usr/bin/tini", "-g", "--"]
+    assert {"python3", "tini", "ca-certificates", "libstdc++6"} <= set(spec.debian)
+    assert spec.pip is not None and spec.pip.prefix == "/opt/venv"
+    assert locked(name), "requirements.lock pins nothing"
+    # the lock is the one the build recorded
+    lock = json.loads((directory / "system.lock.json").read_text())
+    assert lock["pip"]["python"] == "3.11"
+    assert lock["debian"]["request"] == sorted(spec.debian)
+
+
+def test_hub_image_has_what_the_chart_runs() -> None:
+    spec = load_system_spec(IMAGES / "jupyterhub")
+    assert spec.workdir == "/srv/jupyterhub" and spec.cmd == ["jupyterhub"]
+    assert "nodejs" in spec.debian and spec.npm is not None
+    have = locked("jupyterhub")
+    assert have["jupyterhub"] == "6.1.1"
+    for package in ("jupyterhub-kubespawner", "oauthenticator", "jupyterhub-nativeauthenticator",
+                    "jupyterhub-idle-culler", "psycopg2-binary", "pyyaml"):
+        assert package in have, package
+    # the authenticators the chart's hub config names come from these packages
+    setup = (REPO / "charts/qhub/charts/jupyterhub/files/qhub_hub_setup.py").read_text()
+    modules = set(re.findall(r'"(\w+)\.[\w.]*(?:Authenticator|OAuthenticator)"', setup))
+    assert modules <= {"jupyterhub", "nativeauthenticator", "oauthenticator"}, modules
+    package = json.loads((IMAGES / "jupyterhub" / "npm" / "package-lock.json").read_text())
+    chp = package["packages"]["node_modules/configurable-http-proxy"]["version"]
+    assert chp.startswith("4."), "configurable-http-proxy 5 needs Node.js >= 20; bookworm has 18"
+
+
+def test_lab_image_has_what_the_platform_needs() -> None:
+    spec = load_system_spec(IMAGES / "jupyterlab")
+    assert spec.cmd == ["jupyterhub-singleuser"]
+    assert spec.env["SHELL"] == "/bin/bash" and {"bash", "git"} <= set(spec.debian)
+    have = locked("jupyterlab")
+    assert have["jupyterlab"].startswith("4.")
+    for package in ("jupyterhub", "dask", "distributed", "dask-gateway", "dask-labextension", "ipykernel",
+                    "numpy", "pandas", "ipywidgets", "jupyter-videochat"):
+        assert package in have, package
+    assert (IMAGES / "jupyterlab" / "rootfs" / "bin" / "sh").readlink() == Path("bash")
+
+
+@pytest.mark.parametrize("name", ["jupyterlab", "jitsi-token"])
+def test_jupyterhub_is_the_hubs_version_everywhere(name: str) -> None:
+    assert locked(name)["jupyterhub"] == locked("jupyterhub")["jupyterhub"]
+
+
+def test_lab_and_worker_lock_shared_packages_identically() -> None:
+    lab, worker = locked("jupyterlab"), locked("dask-worker")
+    shared = set(lab) & set(worker)
+    assert {"dask", "distributed", "dask-gateway", "cloudpickle", "msgpack", "tornado", "toolz", "lz4", "numpy",
+            "pandas", "pyarrow", "bokeh"} <= shared
+    assert {n: lab[n] for n in shared} == {n: worker[n] for n in shared}
+    assert lab["dask"] == lab["distributed"]  # dask and distributed release together
+    # and the same Python: both from the same Debian release
+    py = {json.loads((IMAGES / n / "system.lock.json").read_text())["pip"]["python"] for n in ("jupyterlab",
+                                                                                                "dask-worker")}
+    assert len(py) == 1
+
+
+def test_worker_provides_the_commands_dask_gateway_runs() -> None:
+    bin_dir = IMAGES / "dask-worker" / "rootfs" / "usr" / "local" / "bin"
+    for command in ("dask-scheduler", "dask-worker"):  # KubeClusterConfig's default scheduler_cmd / worker_cmd
+        script = bin_dir / command
+        assert script.stat().st_mode & 0o111, command
+        assert script.read_text().startswith("#!/opt/venv/bin/python\n")
+
+
+def test_gateway_server_has_the_kubernetes_backend() -> None:
+    have = locked("dask-gateway-server")
+    assert have["dask-gateway-server"] == locked("jupyterlab")["dask-gateway"]
+    assert "kubernetes-asyncio" in have
+
+
+def test_lab_site_packages_match_the_image_python() -> None:
+    site = IMAGES / "jupyterlab" / "rootfs" / "opt" / "venv" / "lib"
+    assert [p.name for p in site.iterdir()] == ["python3.11"]
+
+
+def test_conda_store_kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """qhub_kernels lists every conda-store environment with Python and ipykernel as a kernel."""
+    site = IMAGES / "jupyterlab" / "rootfs" / "opt" / "venv" / "lib" / "python3.11" / "site-packages"
+    monkeypatch.syspath_prepend(str(site))
+    pytest.importorskip("jupyter_client", reason="needs jupyter_client (in the dev environment)")
+    import qhub_kernels
+
+    for ns, env, kernel in (("alice", "py", True), ("analysts", "ml", True), ("alice", "r-only", False)):
+        prefix = tmp_path / ns / "envs" / env
+        (prefix / "bin").mkdir(parents=True)
+        if kernel:
+            (prefix / "bin" / "python").symlink_to(sys.executable)
+            (prefix / "lib" / "python3.12" / "site-packages" / "ipykernel").mkdir(parents=True)
+    (tmp_path / "README").write_text("not a namespace")
+    manager = qhub_kernels.CondaStoreKernelSpecManager(conda_store_root=str(tmp_path))
+    specs = manager.get_all_specs()
+    assert {"conda-store-alice-py", "conda-store-analysts-ml"} <= set(specs)
+    assert "conda-store-alice-r-only" not in specs
+    spec = specs["conda-store-analysts-ml"]["spec"]
+    assert spec["argv"][0] == str(tmp_path / "analysts/envs/ml/bin/python")
+    assert spec["display_name"] == "ml (analysts)"
+    assert spec["env"]["CONDA_PREFIX"] == str(tmp_path / "analysts/envs/ml")
+    config = json.loads((site.parents[2] / "etc" / "jupyter" / "jupyter_server_config.json").read_text())
+    assert config["ServerApp"]["kernel_spec_manager_class"] == "qhub_kernels.CondaStoreKernelSpecManager"
+
+
+# --- GPU variants: conda specs (conda-forge's CUDA builds) ---------------------------------------------------------
 
 def pins(name: str) -> dict[str, str]:
     spec = load_spec(IMAGES / name)
     return {m.name.normalized: dep for m, dep in zip(parse_specs(spec.dependencies), spec.dependencies, strict=True)}
 
 
-@pytest.mark.parametrize("name", PLATFORM)
-def test_platform_spec_loads(name: str) -> None:
-    spec = load_spec(IMAGES / name)
-    assert spec.channels == ["conda-forge"]
-    assert spec.image.user == 1000 and spec.image.base == "glibc"
-    assert spec.image.entrypoint[:3] == ["/opt/conda/bin/tini", "-g", "--"]
-    assert "tini" in pins(name) and "python" in pins(name)
-
-
-@pytest.mark.parametrize("name", ["jupyterlab", "jupyterlab-gpu"])
-def test_lab_has_what_the_platform_needs(name: str) -> None:
-    have = pins(name)
-    for package in ("jupyterlab", "jupyterhub-base", "dask-gateway", "nb_conda_kernels", "conda", "jupyter-videochat"):
-        assert package in have, package
-    assert load_spec(IMAGES / name).image.cmd == ["jupyterhub-singleuser"]
-
-
-@pytest.mark.parametrize(("lab", "worker"), [("jupyterlab", "dask-worker"), ("jupyterlab-gpu", "dask-worker-gpu"),
-                                             ("jupyterlab", "dask-worker-gpu")])
-def test_lab_and_worker_pin_shared_packages_identically(lab: str, worker: str) -> None:
-    a, b = pins(lab), pins(worker)
-    shared = set(a) & set(b)
-    assert {"python", "dask", "distributed", "cloudpickle", "msgpack-python", "tornado"} <= shared
-    assert {n: a[n] for n in shared} == {n: b[n] for n in shared}
-    assert a["dask"].endswith("==" + a["distributed"].split("==")[1])  # dask and distributed release together
-
-
-@pytest.mark.parametrize("name", ["jupyterlab-gpu", "dask-worker-gpu"])
+@pytest.mark.parametrize("name", GPU)
 def test_gpu_variants(name: str) -> None:
     spec = load_spec(IMAGES / name)
-    assert spec.image.cuda
-    assert spec.image.env["NVIDIA_VISIBLE_DEVICES"] == "all"
+    assert spec.channels == ["conda-forge"]
+    assert spec.image.cuda and spec.image.env["NVIDIA_VISIBLE_DEVICES"] == "all"
     assert "cuda-version" in pins(name) and "cupy" in pins(name)
-    cpu = pins(name.removesuffix("-gpu"))
-    assert {n: d for n, d in pins(name).items() if n in cpu} == cpu  # the CPU image plus GPU packages
+    data = yaml.safe_load((IMAGES / name / "environment.yaml").read_text())
+    assert set(data) == {"name", "channels", "dependencies"} and data["name"] == f"qhub-{name}"
 
 
-def test_lab_kernel_config_and_conda_store_hook(tmp_path: Path) -> None:
-    rootfs = IMAGES / "jupyterlab" / "rootfs" / "opt" / "conda" / "etc"
+def test_gpu_lab_and_worker_pin_shared_packages_identically() -> None:
+    a, b = pins("jupyterlab-gpu"), pins("dask-worker-gpu")
+    shared = set(a) & set(b)
+    assert {"python", "dask", "distributed", "cloudpickle", "msgpack-python", "tornado", "cupy"} <= shared
+    assert {n: a[n] for n in shared} == {n: b[n] for n in shared}
+
+
+def test_docs_and_chart_name_every_platform_image(repo: Path) -> None:
+    docs = (repo / "docs" / "images.md").read_text()
+    values = "".join(p.read_text() for p in (repo / "charts" / "qhub").rglob("values.yaml"))
+    for name in PLATFORM + GPU:
+        assert f"| `qhub/{name}:<appVersion>` | `images/{name}/` |" in docs, name
+        assert f"repository: qhub/{name}" in values, name
+    script = (repo / "scripts" / "build_images.sh").read_text()
+    assert f'PLATFORM_IMAGES="{" ".join(PLATFORM)}"' in script
+
+
+def test_gpu_lab_kernel_config_and_conda_store_hook(tmp_path: Path) -> None:
+    import shutil
+
+    from qhubctl.proc import run
+
+    rootfs = IMAGES / "jupyterlab-gpu" / "rootfs" / "opt" / "conda" / "etc"
     config = json.loads((rootfs / "jupyter" / "jupyter_server_config.d" / "qhub-kernels.json").read_text())
     assert config["ServerApp"]["kernel_spec_manager_class"] == "nb_conda_kernels.CondaKernelSpecManager"
-    assert (IMAGES / "jupyterlab-gpu" / "rootfs").resolve() == (IMAGES / "jupyterlab" / "rootfs").resolve()
-
-    # The activation hook, pointed at a fake conda-store mount, lists every namespace's envs folder.
     store = tmp_path / "conda-store"
     for ns in ("alice", "analysts"):
         (store / ns / "envs" / "py").mkdir(parents=True)
@@ -78,20 +198,3 @@ def test_lab_kernel_config_and_conda_store_hook(tmp_path: Path) -> None:
     script.write_text(hook + '\nprintf "%s" "$CONDA_ENVS_PATH"\n')
     out = run([shutil.which("sh") or "/bin/sh", script], env={"CONDA_ENVS_PATH": "/pre"}).stdout
     assert out == f"/pre:{store}/alice/envs:{store}/analysts/envs"
-
-
-def test_environment_files_are_plain_conda_files() -> None:
-    """conda and mamba read these files too: only the keys they know."""
-    for name in PLATFORM:
-        data = yaml.safe_load((IMAGES / name / "environment.yaml").read_text())
-        assert set(data) == {"name", "channels", "dependencies"}, name
-        assert data["name"] == f"qhub-{name}"
-
-
-def test_docs_and_chart_name_every_platform_image(repo: Path) -> None:
-    docs = (repo / "docs" / "images.md").read_text()
-    values = "".join(p.read_text() for p in (repo / "charts" / "qhub").rglob("values.yaml"))
-    for name in PLATFORM:
-        assert f"| `qhub/{name}:<appVersion>` | `images/{name}/` |" in docs, name
-        assert f"repository: qhub/{name}" in values, name
-    assert "qhub/jupyterlab-gpu" in values

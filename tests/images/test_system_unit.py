@@ -59,7 +59,9 @@ def test_go_entries_default_version_dest_and_ldflags(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("image_yaml", "message", "hint"),
     [
-        ("kind: system\nentrypoint: [/x]\ndebian: [a1]\n", "version: missing", "version: 1.0.0"),
+        ("kind: system\nentrypoint: [/x]\ngo: [{name: c, module: a.b/c}]\n",
+         "go[0].version: missing (and the image has no `version:` to follow)", "version: v1.15.0"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\npip: {sdists: [a b]}\n", "no file requirements.lock", ""),
         ("kind: system\nversion: 'v1:2'\nentrypoint: [/x]\ndebian: [a1]\n", "version: 'v1:2' is not allowed",
          "an image tag"),
         ("kind: system\nversion: 1.10\nentrypoint: [/x]\ndebian: [a1]\n", "version: 1.1 is a YAML number",
@@ -123,7 +125,8 @@ def test_kind_routes_specs(tmp_path: Path) -> None:
     (conda / "environment.yaml").write_text("channels: [c]\ndependencies: [a]\n")
     assert spec_kind(conda) == "conda"
     assert load_spec(conda).image.base == "busybox"
-    with pytest.raises(UserError, match="only system specs carry their version"):
+    assert published_tag(conda, app_version="0.3.0") == "qhub/conda:0.3.0"  # conda specs: the chart's appVersion
+    with pytest.raises(UserError, match="no `version:`"):
         published_tag(conda)
     (conda / "image.yaml").write_text("kind: system\n")
     with pytest.raises(UserError, match="kind 'system' with an environment.yaml"):
@@ -158,6 +161,30 @@ def test_unhashed_requirements_are_refused(tmp_path: Path) -> None:
     assert load_system_spec(directory).pip.prefix == "/opt/venv"
     (directory / "requirements.lock").write_text("six==1.16.0  # no hash\n")
     with pytest.raises(UserError, match=re.escape("`six==1.16.0` has no --hash=sha256:")):
+        load_system_spec(directory)
+
+
+def test_version_is_optional_when_the_tag_gives_it(tmp_path: Path) -> None:
+    """Platform images carry no `version:`: their tag (the chart's appVersion) is given when they are built."""
+    directory = spec_dir(tmp_path, "kind: system\nentrypoint: [/x]\ndebian: [a1]\n", "hub")
+    spec = load_system_spec(directory)
+    assert spec.version == ""
+    assert published_tag(directory, app_version="0.2.0") == "qhub/hub:0.2.0"
+    assert published_tag(spec_dir(tmp_path, MINIMAL + "debian: [a1]\n", "own"), app_version="0.2.0") == "qhub/own:1.0.0"
+    with pytest.raises(UserError, match="no `version:`") as err:
+        published_tag(directory)
+    assert "--app-version" in err.value.hint
+    assert image_config(spec, version="0.2.0").labels["org.opencontainers.image.version"] == "0.2.0"
+    assert "org.opencontainers.image.version" not in image_config(spec).labels
+
+
+def test_pip_sdists_and_home_tmp(tmp_path: Path) -> None:
+    directory = spec_dir(tmp_path, MINIMAL + "home: /tmp\ndebian: [python3]\npip: {sdists: [onetimepass]}\n")
+    (directory / "requirements.lock").write_text("onetimepass==1.0.1 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    spec = load_system_spec(directory)
+    assert spec.pip.sdists == ("onetimepass",) and spec.home == "/tmp"
+    (directory / "image.yaml").write_text(MINIMAL + "debian: [python3]\npip: {sdists: ['a b']}\n")
+    with pytest.raises(UserError, match="'a b' is not a PyPI project name"):
         load_system_spec(directory)
 
 

@@ -201,8 +201,8 @@ def _kube_version() -> str:
     return out.split()[-1]  # "Kubernetes v1.36.3"
 
 
-# The simulated nodes' class: kwok's Stages give its claims a volume that nothing can mount. The real node's
-# `local-path` class (qhubctl.realnode) is the default.
+# The simulated nodes' class: kwok's Stages give its claims a volume that nothing can mount. With a real node,
+# its `local-path` class (qhubctl.realnode) is the default instead.
 STORAGE_CLASS = {
     "apiVersion": "storage.k8s.io/v1",
     "kind": "StorageClass",
@@ -250,7 +250,10 @@ def up(name: str = DEFAULT_NAME, groups: tuple[NodeGroup, ...] | list[NodeGroup]
     fresh.write_text(run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env(name)).stdout)
     fresh.replace(kubeconfig)
     cluster = LocalCluster(name=name, kubeconfig=kubeconfig, workdir=work, groups=list(groups))
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(STORAGE_CLASS))
+    simulated_class = json.loads(json.dumps(STORAGE_CLASS))
+    simulated_class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] = str(
+        not with_real_node).lower()
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(simulated_class))
     for group in groups:
         for i in range(group.min_nodes):
             manifest = group.node_manifest(f"{group.name}-{i}")

@@ -201,34 +201,38 @@ class RealNode:
         self.volume_dir.mkdir(parents=True, exist_ok=True)
         self.start_registry()
         self.push_images(log)
-        self._write_containerd_config()
+        changed = self._write_containerd_config()
         self._write_cni_config()
-        if not daemons.running(self._pid("containerd"), str(self.socket)):
-            daemons.start(self._pid("containerd"), ["containerd", "--config", self.root / "containerd.toml"],
-                          log_file=self._log("containerd"))
+        self._daemon("containerd", str(self.socket), ["containerd", "--config", self.root / "containerd.toml"], changed)
         daemons.wait_for("containerd did not open its socket", self.socket.exists, timeout=30,
                          log_file=self._log("containerd"))
-        self._write_kubelet_config(pki)
-        if not daemons.running(self._pid("kubelet"), "kubelet"):
-            daemons.start(self._pid("kubelet"), [
-                self.bin_dir / "kubelet", f"--config={self.root / 'kubelet.yaml'}", f"--kubeconfig={kubeconfig}",
-                f"--root-dir={self.root / 'kubelet'}", f"--cert-dir={self.root / 'kubelet' / 'pki'}",
-                f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",
-                f"--node-labels={REAL_LABEL}=true", "--v=1",
-            ], log_file=self._log("kubelet"))
-        self._write_proxy_config(kubeconfig)
-        if not daemons.running(self._pid("kube-proxy"), "kube-proxy"):
-            daemons.start(self._pid("kube-proxy"), [self.bin_dir / "kube-proxy", f"--config={self.root / 'kube-proxy.yaml'}",
-                                                    "--v=1"], log_file=self._log("kube-proxy"))
+        changed = self._write_kubelet_config(pki)
+        self._daemon("kubelet", "kubelet", [
+            self.bin_dir / "kubelet", f"--config={self.root / 'kubelet.yaml'}", f"--kubeconfig={kubeconfig}",
+            f"--root-dir={self.root / 'kubelet'}", f"--cert-dir={self.root / 'kubelet' / 'pki'}",
+            f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",
+            f"--node-labels={REAL_LABEL}=true", "--v=1",
+        ], changed)
+        # kube-proxy exits whenever its config file is written: it is only written when its content changes
+        changed = self._write_proxy_config(kubeconfig)
+        self._daemon("kube-proxy", "kube-proxy",
+                     [self.bin_dir / "kube-proxy", f"--config={self.root / 'kube-proxy.yaml'}", "--v=1"], changed)
 
-    def _write_containerd_config(self) -> None:
+    def _daemon(self, name: str, marker: str, args: list, config_changed: bool) -> None:
+        """Start a node daemon unless it runs already with an unchanged config."""
+        if config_changed:
+            daemons.stop(self._pid(name), marker)
+        if not daemons.running(self._pid(name), marker):
+            daemons.start(self._pid(name), args, log_file=self._log(name))
+
+    def _write_containerd_config(self) -> bool:
         c = self.root / "containerd"
         hosts = c / "certs.d" / REGISTRY
         hosts.mkdir(parents=True, exist_ok=True)
         (hosts / "hosts.toml").write_text(
             f'server = "http://{REGISTRY}"\n\n[host."http://{REGISTRY}"]\n  capabilities = ["pull", "resolve"]\n')
         cri = 'plugins."io.containerd.grpc.v1.cri"'
-        (self.root / "containerd.toml").write_text("\n".join([
+        return _write_if_changed(self.root / "containerd.toml", "\n".join([
             "version = 2",
             f'root = "{c / "root"}"',
             f'state = "{c / "state"}"',
@@ -254,7 +258,7 @@ class RealNode:
             "",
         ]))
 
-    def _write_cni_config(self) -> None:
+    def _write_cni_config(self) -> bool:
         conf = {
             "cniVersion": "1.0.0",
             "name": CNI_NETWORK,
@@ -264,9 +268,9 @@ class RealNode:
                          "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(self.root / "cni" / "ipam")},
             }],
         }
-        (self.root / "cni" / "net.d" / "10-qhub.conflist").write_text(json.dumps(conf, indent=2))
+        return _write_if_changed(self.root / "cni" / "net.d" / "10-qhub.conflist", json.dumps(conf, indent=2))
 
-    def _write_kubelet_config(self, pki: Path) -> None:
+    def _write_kubelet_config(self, pki: Path) -> bool:
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -299,9 +303,9 @@ class RealNode:
             "staticPodPath": "",
             "shutdownGracePeriod": "0s",
         }
-        (self.root / "kubelet.yaml").write_text(yaml.safe_dump(config))
+        return _write_if_changed(self.root / "kubelet.yaml", yaml.safe_dump(config))
 
-    def _write_proxy_config(self, kubeconfig: Path) -> None:
+    def _write_proxy_config(self, kubeconfig: Path) -> bool:
         config = {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
             "kind": "KubeProxyConfiguration",
@@ -316,7 +320,7 @@ class RealNode:
             # leave the host's conntrack table sizes and timeouts as they are
             "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
         }
-        (self.root / "kube-proxy.yaml").write_text(yaml.safe_dump(config))
+        return _write_if_changed(self.root / "kube-proxy.yaml", yaml.safe_dump(config))
 
     # ---- add-ons ------------------------------------------------------------------------------------------------
 
@@ -465,6 +469,14 @@ class RealNode:
             if (Path("/sys/fs/cgroup") / controller / "kubepods").exists():
                 left.append(f"cgroup {controller}/kubepods")
         return left
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` unless the file holds it already; whether it was written."""
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
 
 
 def _registry_up() -> bool:

@@ -163,16 +163,18 @@ def image_config(spec: ImageSpec) -> ImageConfig:
 
 
 def build(spec_path: str | Path, *, relock: bool = False, store: BlobStore | None = None,
-          log=lambda msg: None) -> BuildResult:  # noqa: ANN001 - a plain callable
+          log=lambda msg: None, version: str = "") -> BuildResult:  # noqa: ANN001 - a plain callable
     """Build the image of a spec into the blob store; nothing leaves this machine here.
 
     A system spec (image.yaml with `kind: system`) goes to `system.build_system`, which returns a
-    SystemBuildResult (it has `image` and `seconds` like BuildResult, and no conda records).
+    SystemBuildResult (it has `image` and `seconds` like BuildResult, and no conda records). `version` (the tag
+    being built) labels a system image whose spec has no `version:` of its own.
     """
     if spec_kind(spec_path) == "system":
         from qhubctl.images.system import build_system
 
-        return build_system(spec_path, relock=relock, store=store, log=log)  # type: ignore[return-value]
+        return build_system(spec_path, relock=relock, store=store, log=log,  # type: ignore[return-value]
+                            version=version)
     started = time.monotonic()
     spec = load_spec(spec_path)
     store = store or BlobStore()

@@ -42,7 +42,7 @@ def build_cmd(
         raise UserError("give at most one of --push, --oci-layout, --docker-archive")
     # Check the destination before the (possibly long) build, so a typo fails at once.
     target = registry.parse_target(push or "localhost", tag)
-    result = build(spec, relock=relock, log=_say)
+    result = build(spec, relock=relock, log=_say, version=target.tag)
     image = result.image
     _say(
         f"built {target.repository}:{target.tag} {image.manifest_digest} "
@@ -97,10 +97,13 @@ def lock_cmd(
 @app.command("tag")
 @handles_errors
 def tag_cmd(
-    spec: Path = typer.Argument(..., help="System spec directory."),
+    spec: Path = typer.Argument(..., help="Spec directory."),
     namespace: str = typer.Option("qhub", "--namespace", help="Repository namespace."),
+    app_version: str = typer.Option("", "--app-version", help="Tag of specs without `version:` (the chart's "
+                                    "appVersion)."),
 ) -> None:
-    """Print the reference a system spec is published under: NAMESPACE/<name>:<version> from its image.yaml."""
+    """Print the reference SPEC is published under: NAMESPACE/<name>:<version>, the version from image.yaml or,
+    for specs without one, --app-version."""
     from qhubctl.images.spec import published_tag
 
-    typer.echo(published_tag(spec, namespace))
+    typer.echo(published_tag(spec, namespace, app_version))

@@ -9,6 +9,7 @@ reproducible image. Paths in entries are relative to the spec directory.
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -49,9 +50,17 @@ def install(reqs: list[str], records: list[rattler.RepoDataRecord], staging: Pat
     return install_into(staging, version, f"{spec.image.prefix}/bin/python", spec.directory, reqs)
 
 
-def install_into(staging: Path, version: str, interpreter: str, cwd: Path, req_args: list[str]) -> Path:
-    """pip-install wheels for CPython `version` into `staging` (lib/pythonX.Y/site-packages, bin); console
-    scripts get `interpreter` (the image's Python) as their `#!` line. `req_args` are pip's requirement arguments."""
+# Wheel data directories (`<name>.data/data/...`) that pip --target leaves inside site-packages but that belong at
+# the prefix: Jupyter's share/jupyter (lab assets, extensions, kernels) and etc/jupyter (server extension config),
+# JupyterHub's share/jupyterhub (templates, static files), headers.
+_DATA_DIRS = ("share", "etc", "include")
+
+
+def install_into(staging: Path, version: str, interpreter: str, cwd: Path, req_args: list[str],
+                 sdists: tuple[str, ...] = ()) -> Path:
+    """pip-install wheels for CPython `version` into `staging` (lib/pythonX.Y/site-packages, bin, share, etc);
+    console scripts get `interpreter` (the image's Python) as their `#!` line. `req_args` are pip's requirement
+    arguments; `sdists` names pure-Python packages that may be built from source (they have no wheel)."""
     site = staging / "lib" / f"python{version}" / "site-packages"
     site.mkdir(parents=True, exist_ok=True)
     args: list[str] = [
@@ -61,7 +70,10 @@ def install_into(staging: Path, version: str, interpreter: str, cwd: Path, req_a
     ]
     for platform in PLATFORMS:
         args += ["--platform", platform]
+    for name in sdists:
+        args += ["--no-binary", name]
     run([*args, *req_args], cwd=cwd, timeout=900)
+    _move_data_dirs(site, staging)
     # pip --target puts console scripts in site/bin, pointing at this machine's Python: move them to bin/
     # and point them at the image's.
     scripts = site / "bin"
@@ -79,3 +91,19 @@ def install_into(staging: Path, version: str, interpreter: str, cwd: Path, req_a
             script.unlink()
         scripts.rmdir()
     return staging
+
+
+def _move_data_dirs(site: Path, staging: Path) -> None:
+    """Merge wheel data directories out of site-packages into the prefix (see _DATA_DIRS)."""
+    for name in _DATA_DIRS:
+        source = site / name
+        if not source.is_dir() or (source / "__init__.py").exists():  # a package of that name stays
+            continue
+        for path in sorted(source.rglob("*")):
+            target = staging / name / path.relative_to(source)
+            if path.is_dir() and not path.is_symlink():
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                path.replace(target)
+        shutil.rmtree(source)

@@ -45,7 +45,9 @@ def layer(spec: SystemSpec, deb_list: list[Deb], store: BlobStore,
     version = image_python(spec, deb_list)
     req = spec.pip.requirements
     req_sha = hashlib.sha256(req.read_bytes()).hexdigest()
-    entry = {"requirements": req.name, "requirements_sha256": req_sha, "python": version}
+    entry: dict[str, Any] = {"requirements": req.name, "requirements_sha256": req_sha, "python": version}
+    if spec.pip.sdists:
+        entry["sdists"] = list(spec.pip.sdists)
     key = hashlib.sha256(json.dumps({"format": LAYER_FORMAT, "prefix": spec.pip.prefix, **entry},
                                     sort_keys=True).encode()).hexdigest()
     index = cache_root() / "layers" / f"pip-{key}.json"
@@ -59,7 +61,7 @@ def layer(spec: SystemSpec, deb_list: list[Deb], store: BlobStore,
         staging = Path(tmp) / "venv"
         try:
             install_into(staging, version, f"{prefix}/bin/python", spec.directory,
-                         ["--require-hashes", "-r", str(req)])
+                         ["--require-hashes", "-r", str(req.resolve())], spec.pip.sdists)
         except CommandError as exc:
             raise UserError(f"pip could not install {req}", hint=exc.stderr_tail) from None
         builder = LayerBuilder(f"qhubctl images: pip {req.name} ({req_sha[:12]}) for Python {version}")

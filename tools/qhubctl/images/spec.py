@@ -175,15 +175,22 @@ def spec_kind(path: str | Path) -> str:
     return KIND if read_image_yaml(directory).get("kind") == KIND else "conda"
 
 
-def published_tag(path: str | Path, namespace: str = "qhub") -> str:
-    """The reference a spec is published under, `<namespace>/<name>:<version>`, from its image.yaml.
+def published_tag(path: str | Path, namespace: str = "qhub", app_version: str = "") -> str:
+    """The reference a spec is published under, `<namespace>/<name>:<version>`.
 
-    The version lives only in image.yaml (`version:`); for conda specs, which have none, this is a UserError.
+    The version is the spec's own `version:` in image.yaml (node images, upstream programs such as Traefik) or,
+    for specs without one (the platform images), `app_version`: the chart's appVersion. Conda specs carry no
+    version; they always take `app_version`.
     """
     from qhubctl.images.sysspec import load_system_spec
 
-    if spec_kind(path) != "system":
-        raise UserError(f"{path}: only system specs carry their version in image.yaml",
-                        hint="pass the tag explicitly for conda specs (scripts/build_images.sh uses TAG)")
-    spec = load_system_spec(path)
-    return f"{namespace}/{spec.name}:{spec.version}"
+    if spec_kind(path) == "system":
+        spec = load_system_spec(path)
+        name, version = spec.name, spec.version or app_version
+    else:
+        path = Path(path)
+        name, version = (path if path.is_dir() else path.parent).resolve().name, app_version
+    if not version:
+        raise UserError(f"{path}: the spec has no `version:`; its tag is the chart's appVersion",
+                        hint="pass --app-version (scripts/build_images.sh passes charts/qhub/Chart.yaml's appVersion)")
+    return f"{namespace}/{name}:{version}"

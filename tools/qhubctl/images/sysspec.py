@@ -14,10 +14,13 @@ directory holds:
 
     kind: system                  # required: marks the spec as a system image
     name: coredns                 # optional: the image name (default: the directory name)
-    version: 1.15.0               # required: the tag the image is published under (qhub/<name>:<version>)
+    version: 1.15.0               # the tag the image is published under (qhub/<name>:<version>); leave it out
+                                  # for images published under the chart's appVersion (the platform images): their
+                                  # tag is given on the command line (`images tag --app-version`, `build --tag`)
     user: 65532                   # optional: uid and gid the image runs as (not 0; default 65532)
     username: nonroot             # optional: its /etc/passwd name (default nonroot)
-    home: /home/nonroot           # optional: its home directory (default /home/<username>)
+    home: /home/nonroot           # optional: its home directory (default /home/<username>); `/tmp` (world-
+                                  # writable, sticky) suits images that run under any uid
     workdir: /                    # optional: default the home directory
     entrypoint: [/usr/local/bin/coredns]
     cmd: []
@@ -39,6 +42,8 @@ directory holds:
                                   # the image's Debian Python (needs python3 or python3-minimal in `debian:`)
       requirements: requirements.lock
       prefix: /opt/venv
+      sdists: [onetimepass]       # optional: pure-Python packages PyPI has no wheel for, built here from their
+                                  # hash-pinned sdist (everything else must be a wheel)
     npm:                          # `npm ci` of package.json + package-lock.json (needs nodejs in `debian:`)
       directory: npm              # the spec sub-directory holding package.json and package-lock.json
       prefix: /opt/npm
@@ -64,13 +69,14 @@ DEFAULT_UID = 65532
 _KEYS = {"kind", "name", "version", "user", "username", "home", "workdir", "entrypoint", "cmd", "env", "labels",
          "debian", "go", "pip", "npm"}
 _GO_KEYS = {"name", "module", "version", "package", "ldflags", "dest", "source"}
-_PIP_KEYS = {"requirements", "prefix"}
+_PIP_KEYS = {"requirements", "prefix", "sdists"}
 _NPM_KEYS = {"directory", "prefix"}
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _DEB_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _MODULE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~/-]*$")
+_PYPI_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _BINARY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -91,6 +97,7 @@ class GoBinary:
 class PipSection:
     requirements: Path
     prefix: str
+    sdists: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -229,7 +236,11 @@ def _go_binary(path: Path, directory: Path, item: Any, index: int, image_version
             raise f.fail("version", "not used with source:", "remove `version:`; the source is in the spec")
         package = f.string("package", ".")
         return GoBinary(name, package, dest, ldflags.replace("{version}", image_version), source=source)
-    version = f.string("version") or (image_version if image_version.startswith("v") else f"v{image_version}")
+    version = f.string("version")
+    if not version and not image_version:
+        raise f.fail("version", "missing (and the image has no `version:` to follow)",
+                     "write the module version, e.g. `version: v1.15.0`")
+    version = version or (image_version if image_version.startswith("v") else f"v{image_version}")
     if not re.match(r"^v\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?$", version):
         raise f.fail("version", f"{version!r} is not a Go module version",
                      "write a semantic version with a leading v, e.g. `version: v1.15.0`")
@@ -264,7 +275,11 @@ def _optional_section(path: Path, directory: Path, raw: Any, key: str) -> PipSec
             raise f.fail("requirements", f"no file {req.name} beside the spec",
                          "write a hash-pinned requirements file (`pip-compile --generate-hashes`) there")
         _check_hashed(req)
-        return PipSection(req, f.path_in_image("prefix", "/opt/venv"))
+        sdists = f.str_list("sdists")
+        for name in sdists:
+            if not _PYPI_RE.match(name):
+                raise f.fail("sdists", f"{name!r} is not a PyPI project name", "list bare names, e.g. [onetimepass]")
+        return PipSection(req, f.path_in_image("prefix", "/opt/venv"), tuple(sorted(sdists)))
     f.unknown(_NPM_KEYS)
     npm_dir = directory / f.string("directory", "npm")
     if not (npm_dir / "package.json").is_file() or not (npm_dir / "package-lock.json").is_file():
@@ -290,8 +305,6 @@ def load_system_spec(path: str | Path) -> SystemSpec:
     if isinstance(data.get("version"), float):  # 1.10 would silently become "1.1"
         raise f.fail("version", f"{data['version']!r} is a YAML number", "quote it, e.g. `version: \"1.10\"`")
     version = f.string("version", pattern=_TAG_RE, hint="an image tag: letters, digits, . _ -, e.g. `version: 1.0.0`")
-    if not version:
-        raise f.fail("version", "missing", "write the tag the image is published under, e.g. `version: 1.0.0`")
     spec = SystemSpec(directory, name, version)
     spec.user = f.uid("user", DEFAULT_UID)
     spec.username = f.string("username", "nonroot", pattern=_USERNAME_RE,

@@ -136,7 +136,8 @@ def _top_layer(spec: SystemSpec, store: BlobStore) -> Layer:
     builder.add_bytes("etc/nsswitch.conf", b"passwd: files\ngroup: files\nhosts: files dns\n")
     builder.add_dir("tmp", 0o1777)
     builder.add_dir("root", 0o700)
-    builder.add_dir(spec.home, 0o755, uid=uid, gid=uid)
+    if spec.home != "/tmp":  # /tmp as home: writable by any uid the image is run as
+        builder.add_dir(spec.home, 0o755, uid=uid, gid=uid)
     for source in (spec.image_file, spec.lock_path):
         if source.is_file():
             builder.add_bytes(f"{SPEC_COPY_DIR}/{source.name}", source.read_bytes())
@@ -145,15 +146,14 @@ def _top_layer(spec: SystemSpec, store: BlobStore) -> Layer:
     return builder.write(store)
 
 
-def image_config(spec: SystemSpec, extra_path: list[str] | None = None) -> ImageConfig:
+def image_config(spec: SystemSpec, extra_path: list[str] | None = None, version: str = "") -> ImageConfig:
+    """The image's config; `version` labels an image whose spec has no `version:` (the tag it is built under)."""
     env = {"PATH": ":".join([*(extra_path or []), DEFAULT_PATH]), "HOME": spec.home}
     env.update(spec.env)
-    labels = {
-        "org.opencontainers.image.title": spec.name,
-        "org.opencontainers.image.version": spec.version,
-        "dev.qhub.spec": spec.name,
-        **spec.labels,
-    }
+    labels = {"org.opencontainers.image.title": spec.name, "dev.qhub.spec": spec.name}
+    if spec.version or version:
+        labels["org.opencontainers.image.version"] = spec.version or version
+    labels.update(spec.labels)
     return ImageConfig(
         user=f"{spec.user}:{spec.user}",
         env=[f"{k}={v}" for k, v in env.items()],
@@ -165,8 +165,9 @@ def image_config(spec: SystemSpec, extra_path: list[str] | None = None) -> Image
 
 
 def build_system(spec_path: str | Path, *, relock: bool = False, store: BlobStore | None = None,
-                 log: Log = lambda msg: None) -> SystemBuildResult:
-    """Build the image of a system spec into the blob store; nothing leaves this machine here."""
+                 log: Log = lambda msg: None, version: str = "") -> SystemBuildResult:
+    """Build the image of a system spec into the blob store; nothing leaves this machine here. `version` labels
+    an image whose spec has no `version:` (see image_config)."""
     started = time.monotonic()
     spec = load_system_spec(spec_path)
     store = store or BlobStore()
@@ -187,7 +188,7 @@ def build_system(spec_path: str | Path, *, relock: bool = False, store: BlobStor
     extra_lock, extra_path = _language_layers(spec, lock, relock, deb_list, store, layers, log)
     relocked = _write_lock(spec, deb_list, go_built, extra_lock)
     layers.append(_top_layer(spec, store))
-    image = assemble(store, layers, image_config(spec, extra_path))
+    image = assemble(store, layers, image_config(spec, extra_path, version))
     return SystemBuildResult(spec, image, relocked, time.monotonic() - started, deb_list, go_built)
 
 
