@@ -298,14 +298,15 @@ def test_pip_section_without_python_is_refused(make_spec, qhub_cache) -> None:  
 
 
 def test_make_images_fails_clearly_without_a_reachable_channel(repo, qhub_cache, tmp_path) -> None:  # noqa: ANN001
-    env = {"QHUB_CHANNEL_ALIAS": "http://127.0.0.1:9/", "IMAGES": "dask-worker", "OUT": str(tmp_path / "out"),
+    # the GPU variants are the conda specs among the platform images
+    env = {"QHUB_CHANNEL_ALIAS": "http://127.0.0.1:9/", "IMAGES": "dask-worker-gpu", "OUT": str(tmp_path / "out"),
            "QHUBCTL": str(Path(sys.executable).with_name("qhubctl"))}
-    spec = repo / "images" / "dask-worker"
+    spec = repo / "images" / "dask-worker-gpu"
     before = sorted((p.name, p.stat().st_mtime_ns) for p in spec.iterdir())
     result = run(["bash", repo / "scripts" / "build_images.sh"], env=env, check=False)
     assert result.returncode == 1
     assert "channel 'conda-forge' is unreachable at http://127.0.0.1:9/conda-forge/" in result.stderr
-    assert "build_images: failed: dask-worker" in result.stderr
+    assert "build_images: failed: dask-worker-gpu" in result.stderr
     assert sorted((p.name, p.stat().st_mtime_ns) for p in spec.iterdir()) == before  # no lock written
     assert not (tmp_path / "out").exists()
 

@@ -73,7 +73,8 @@ def test_runs_as_any_uid_with_every_library(name: str, platform_images: dict[str
     assert config["Labels"]["org.opencontainers.image.version"] == "0.0.0-test"
 
 
-def test_hub_and_proxy_serve_as_any_uid(platform_images: dict[str, str], docker, tmp_path: Path) -> None:  # noqa: ANN001
+def test_hub_and_proxy_serve_as_any_uid(platform_images: dict[str, str], docker,  # noqa: ANN001
+                                        tmp_path: Path) -> None:
     """The hub starts its proxy (configurable-http-proxy on PATH), serves its API, login page and static files."""
     ref = platform_images["jupyterhub"]
     assert run_as_any_uid(docker, ref, "jupyterhub", "--version").strip() == "6.1.1"
@@ -123,8 +124,9 @@ def test_lab_serves_with_extensions_and_conda_store_kernels(platform_images: dic
         "python -c 'import dask, distributed, dask_gateway, numpy, pandas, pyarrow, ipykernel'; "
         "jupyterhub-singleuser --version; git --version >/dev/null; "
         "jupyter lab --no-browser --ip 127.0.0.1 --port 8888 --IdentityProvider.token=t >/tmp/lab.log 2>&1 & "
-        "for i in $(seq 240); do python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8888/api')\""
-        " 2>/dev/null && break; sleep 0.5; done; python /check/probe.py || cat /tmp/lab.log"
+        "for i in $(seq 240); do "
+        "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8888/api')\" 2>/dev/null "
+        "&& break; sleep 0.5; done; python /check/probe.py || cat /tmp/lab.log"
     )
     out = docker("run", "--rm", *ANY_UID, "-e", "HOME=/home/alice", "-v", f"{home}:/home/alice",
                  "-v", f"{store}:/opt/conda-store:ro", "-v", f"{tmp_path}:/check:ro", ref, "sh", "-c", script,
