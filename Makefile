@@ -24,16 +24,22 @@ cluster-up: setup  ## start the local cluster (control plane, real node, simulat
 cluster-down:  ## stop and delete the local test cluster
 	@$(PY) -m qhubctl.localcluster down --name $(CLUSTER)
 
-demo: cluster-up  ## deploy QHub with qhubctl onto the local cluster and show what is running
+# the platform images the demo runs (the others are off in `qhubctl init local`'s config)
+DEMO_IMAGES ?= jupyterhub jupyterlab kubessh
+LOCAL_REGISTRY := 127.0.0.1:5001
+
+demo: cluster-up  ## build and push the images, deploy QHub on the local cluster's real node, print URL and login
 	@start=$$SECONDS; export KUBECONFIG=$(KUBECONFIG_LOCAL); demo=$(QHUB_CACHE)/demo; \
+	REGISTRY=$(LOCAL_REGISTRY) IMAGES="$(DEMO_IMAGES)" bash scripts/build_images.sh && \
+	echo "[demo] images ready in $$((SECONDS - start))s" && \
 	rm -rf $$demo && mkdir -p $$demo && \
 	qhubctl init local -o $$demo/qhub-config.yaml && \
 	qhubctl validate -c $$demo/qhub-config.yaml && \
 	qhubctl deploy -c $$demo/qhub-config.yaml --yes && \
 	echo "[demo] QHub deployed in $$((SECONDS - start))s" && \
-	qhubctl status -c $$demo/qhub-config.yaml && \
-	kubectl get pods,pvc,svc -n qhub -o wide && \
-	echo "config: $$demo/qhub-config.yaml  KUBECONFIG=$(KUBECONFIG_LOCAL)"
+	kubectl get pods -n qhub -o wide && \
+	$(PY) scripts/demo_access.py $$demo/qhub-config.yaml && \
+	echo "[demo] config: $$demo/qhub-config.yaml  KUBECONFIG=$(KUBECONFIG_LOCAL)  ($$((SECONDS - start))s)"
 
 test: setup  ## every tier: unit, chart, cluster
 	@start=$$SECONDS; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
@@ -57,7 +63,7 @@ package: setup  ## the chart archive with its subcharts, in dist/
 bench: setup  ## print footprint and speed figures
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(PY) $$s || exit 1; done
 
-images: setup  ## build the platform images from their conda specs (REGISTRY=host:port to push)
+images: setup  ## build the default images (IMAGES=platform|node|gpu or names; REGISTRY=host:port to push)
 	@bash scripts/build_images.sh
 
 clean:

@@ -11,6 +11,8 @@ from typing import Literal
 
 # Every node of a node group carries this label with the group's name as value.
 LABEL = "qhub.dev/node-group"
+# The local cluster's real node carries this label and a NoSchedule taint of the same key, value "true".
+REAL_NODE_LABEL = "qhub.dev/real-node"
 # GPU nodes carry this taint in addition to the group taint, and expose this extended resource.
 GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_TAINT_VALUE = "present"

@@ -32,11 +32,12 @@ import yaml
 
 from qhubctl import daemons
 from qhubctl.errors import CommandError, QHubError
+from qhubctl.nodegroups import REAL_NODE_LABEL
 from qhubctl.proc import run
 
 NODE_NAME = "real-0"
 # Label and taint (value "true", NoSchedule) of the real node: only pods that ask for it run there.
-REAL_LABEL = "qhub.dev/real-node"
+REAL_LABEL = REAL_NODE_LABEL
 BRIDGE = "qhub0"
 POD_CIDR = "10.244.0.0/16"
 # The bridge's own address: the node's InternalIP, where pods reach the API server and the API server the kubelet.

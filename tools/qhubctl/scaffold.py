@@ -16,13 +16,24 @@ _CLUSTER = {
     "digitalocean": '  provider: digitalocean\n  region: {region}\n  kubernetes_version: "{k8s}"\n',
     "existing": "  provider: existing\n  # kubeconfig context of your cluster; empty: the current context.\n"
                 "  # kube_context: my-cluster\n",
-    "local": "  provider: local\n",
+    "local": "  provider: local\n  # Every node group runs on the local cluster's real node (make cluster-up starts it).\n"
+             "  real_node: true\n",
 }
+# The local cluster's image registry (qhubctl.realnode.REGISTRY).
+LOCAL_REGISTRY = "127.0.0.1:5001"
 DEFAULT_REGION = {"aws": "us-east-1", "gcp": "us-central1", "azure": "eastus", "digitalocean": "nyc3"}
 
 _GROUPS_CLOUD = """\
 # Node groups: every node carries qhub.dev/node-group=<name>; all groups but general are tainted so only QHub
 # places pods there. instance_type defaults per provider; min 0 lets user and worker scale to zero.
+node_groups:
+  general: {min_nodes: 1, max_nodes: 1}
+  user: {min_nodes: 0, max_nodes: 5}
+  worker: {min_nodes: 0, max_nodes: 5}
+"""
+_GROUPS_LOCAL = """\
+# Node groups: with real_node, every group's pods run on the local cluster's real node; the counts size the
+# simulated (kwok) groups beside it, which `qhubctl cost --simulate` uses.
 node_groups:
   general: {min_nodes: 1, max_nodes: 1}
   user: {min_nodes: 0, max_nodes: 5}
@@ -48,7 +59,8 @@ def config_text(provider: str, *, project_name: str = "", region: str | None = N
     cluster = _CLUSTER[provider].format(region=region or DEFAULT_REGION.get(provider, ""), k8s=DEFAULT_K8S,
                                         project=gcp_project)
     domain_line = f"domain: {domain}\n" if domain else "# domain: qhub.example.org\n"
-    groups = _GROUPS_EXISTING if provider == "existing" else _GROUPS_CLOUD
+    groups = {"existing": _GROUPS_EXISTING, "local": _GROUPS_LOCAL}.get(provider, _GROUPS_CLOUD)
+    rest = _REST_LOCAL.format(registry=LOCAL_REGISTRY) if provider == "local" else _REST.format(admin=admin)
     return f"""\
 # yaml-language-server: $schema={SCHEMA_FILE}
 # QHub deployment. Every key is described in docs/config-reference.md; `qhubctl validate` checks this file
@@ -60,7 +72,11 @@ project_name: {name}
 # Where the platform runs (the provider is immutable).
 cluster:
 {cluster}# Public host name with a DNS record pointing at your ingress controller; without one, use port-forward.
-{domain_line}{groups}# Login: native = users sign up, admins approve. Also: github, oidc, dummy (tests only).
+{domain_line}{groups}{rest}"""
+
+
+_REST = """\
+# Login: native = users sign up, admins approve. Also: github, oidc, dummy (tests only).
 auth:
   type: native
   users:
@@ -70,6 +86,29 @@ auth:
 storage:
   type: nfs
   size: 100Gi
+"""
+# The local cluster: images from its registry on loopback, volumes of the real node's local-path class, and a
+# generated shared password (kept in the hub Secret; `make demo` prints it) instead of sign-up.
+_REST_LOCAL = """\
+# Images come from the local cluster's registry (`make demo` builds and pushes them there).
+image_registry: "{registry}"
+# Login with a generated shared password (kept in the hub Secret; `qhubctl status` tells how to read it).
+auth:
+  type: dummy
+  users:
+    demo: {{}}
+    admin: {{}}
+  admins: [admin]
+# Homes and group folders on the real node's local-path class (this machine's kernel has no NFS client).
+storage:
+  type: existing
+  storage_class: local-path
+  size: 10Gi
+# Parts whose images cannot be built on this machine yet stay off (docs/images.md says why).
+components:
+  dask_gateway: false
+  conda_store: false
+  jitsi: false
 """
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from qhubctl import nodegroups as ng
 from qhubctl.config.base import SecretRef, quantity_value
 from qhubctl.config.model import QHubConfig
 
@@ -99,7 +100,10 @@ def chart_values(cfg: QHubConfig, chart_dir: Path = CHART_DIR) -> dict[str, Any]
     if cfg.components.dask_gateway and "dask-gateway" in deps:
         values["dask-gateway"].update(_dask_gateway(cfg))
     if cfg.cluster.provider == "local":
-        # A local cluster has no load-balancer controller: expose SSH and Jitsi media on NodePorts instead.
+        # A local cluster has no load-balancer controller: expose the hub, SSH and Jitsi media on NodePorts, which
+        # the real node answers on this machine's loopback.
+        if "jupyterhub" in deps and cfg.components.jupyterhub:
+            values["jupyterhub"].setdefault("proxy", {})["service"] = {"type": "NodePort"}
         if "kubessh" in deps and cfg.components.kubessh:
             values["kubessh"]["service"] = {"type": "NodePort"}
         if "jitsi" in deps and cfg.components.jitsi:
@@ -120,11 +124,22 @@ def _global(cfg: QHubConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
         "domain": cfg.domain or "",
         "tls": tls,
-        "nodeGroups": {name: p.chart_values() for name, p in cfg.placements().items()},
+        "nodeGroups": {name: _group_values(p) for name, p in cfg.placements().items()},
     }
     if cfg.storage.type == "nfs" and cfg.storage.disk_storage_class:
         out["storageClass"] = cfg.storage.disk_storage_class
+    if cfg.image_registry:
+        out["imageRegistry"] = cfg.image_registry
     return out
+
+
+def _group_values(placement: ng.GroupPlacement) -> dict[str, Any]:
+    """A group's `global.nodeGroups` entry. Helm merges maps with the chart's defaults, so the default selector key
+    (`qhub.dev/node-group`) is set to "" (which the chart drops) when the config selects nodes by other labels."""
+    entry = placement.chart_values()
+    if ng.LABEL not in entry["nodeSelector"]:
+        entry["nodeSelector"] = {ng.LABEL: "", **entry["nodeSelector"]}  # type: ignore[dict-item]
+    return entry
 
 
 def _jupyterhub(cfg: QHubConfig, deps: tuple[str, ...], chart_dir: Path) -> dict[str, Any]:

@@ -72,7 +72,7 @@ Placement on a node group: nodeSelector and tolerations from global.nodeGroups.<
 {{- if not (hasKey $groups .group) -}}
 {{- fail (printf "global.nodeGroups.%s is not defined; add it (nodeSelector and tolerations) or pick one of: %s" .group (keys $groups | sortAlpha | join ", ")) -}}
 {{- end -}}
-{{- with $g.nodeSelector }}
+{{- with include "qhub.nodeSelector" $g | fromJson }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -85,7 +85,17 @@ tolerations:
 {{- /* The same placement as a dict, for config files that hand it to a spawner (KubeSpawner, dask-gateway). (dict "root" $ "group" "user") */}}
 {{- define "qhub.placementJson" -}}
 {{- $g := index .root.Values.global.nodeGroups .group | default dict -}}
-{{- dict "nodeSelector" ($g.nodeSelector | default dict) "tolerations" ($g.tolerations | default list) | toJson -}}
+{{- dict "nodeSelector" (include "qhub.nodeSelector" $g | fromJson) "tolerations" ($g.tolerations | default list) | toJson -}}
+{{- end -}}
+
+{{- /* A node group's nodeSelector as JSON, without the labels set to "" (Helm merges maps with the defaults, so
+an empty value is how values drop a default label, e.g. qhub.dev/node-group on an existing cluster). */}}
+{{- define "qhub.nodeSelector" -}}
+{{- $out := dict -}}
+{{- range $k, $v := .nodeSelector | default dict -}}
+{{- if $v }}{{ $_ := set $out $k $v }}{{ end -}}
+{{- end -}}
+{{- $out | toJson -}}
 {{- end -}}
 
 {{- /* Pod securityContext for non-root workloads. Optional (dict "root" $ "uid" 1000 "gid" 1000). */}}

@@ -19,7 +19,8 @@ class LocalProvider(Base):
     provider: Literal["local"] = Field(description="A local cluster for development and tests")
     kube_context: str | None = Field(None, description="kubeconfig context to use; empty: the current context")
     real_node: bool = Field(
-        True,
-        description="Run a real node (containerd, kubelet, kube-proxy; needs root) beside the simulated groups; "
-        "a machine has room for one, so a second local cluster sets this to false",
+        False,
+        description="The cluster has a real node (containerd, kubelet, kube-proxy; needs root) beside the simulated "
+        "groups, and every node group's pods run on it (`qhubctl init local` writes true); false: simulated nodes "
+        "only, where nothing really runs (a machine has room for one real node)",
     )

@@ -43,6 +43,12 @@ class QHubConfig(Base):
     )
     namespace: Name = Field("qhub", description="Kubernetes namespace of the platform")
     release_name: Name = Field("qhub", description="Helm release name")
+    image_registry: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$",
+        description="Registry (host[:port][/path]) that replaces the registry of every image, for a mirror or "
+        "an air-gapped registry; empty: each image's own registry",
+    )
     cluster: Provider = Field(description="Where the platform runs; `provider` picks the block (immutable)")
     domain: Hostname | None = Field(None, description="Public host name; empty: reach the platform by IP/port-forward")
     tls: TLS = Field(default_factory=lambda: NoTLS(type="none"), description="HTTPS certificate")
@@ -87,6 +93,11 @@ class QHubConfig(Base):
         return self
 
     def placements(self) -> dict[str, ng.GroupPlacement]:
+        if self.cluster.provider == "local" and self.cluster.real_node:
+            # the local cluster's one real node runs every group's pods; its simulated groups run none
+            real = ng.Taint(ng.REAL_NODE_LABEL, "true", "NoSchedule")
+            return {name: ng.placement(name, extra_taints=(real,), node_selector={ng.REAL_NODE_LABEL: "true"})
+                    for name in self.node_groups}
         return {name: group.placement(name) for name, group in self.node_groups.items()}
 
     def secrets(self) -> dict[tuple[str, ...], SecretStr]:
