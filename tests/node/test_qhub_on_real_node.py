@@ -1,0 +1,147 @@
+"""QHub itself on the real node: the images built here, deployed by `qhubctl deploy` from the config `qhubctl init
+local` writes, every pod running its real process on `real-0`, a real login through the proxy's NodePort, and a
+JupyterLab server spawned for the user and answering through the proxy."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from typer.testing import CliRunner
+
+from nodekit import ARTIFACTS, wait_for
+from qhubctl import localcluster, realnode
+from qhubctl.cli import app
+from qhubctl.images import registry
+from qhubctl.images.build import build
+from qhubctl.localcluster import LocalCluster
+from qhubctl.proc import run
+from qhubctl.scaffold import config_text
+
+pytestmark = pytest.mark.node
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+import demo_access  # noqa: E402
+
+NS = "qhub-real"
+RELEASE = "qreal"
+IMAGES = ("jupyterhub", "jupyterlab", "kubessh")
+
+
+def _app_version() -> str:
+    return str(yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"])
+
+
+def _report(cluster: LocalCluster) -> Path:
+    kubectl = str(localcluster.bin_dir() / "kubectl")
+    parts = []
+    for args in (["get", "pods", "-n", NS, "-o", "wide"], ["get", "events", "-n", NS, "--sort-by=.lastTimestamp"]):
+        parts.append("$ kubectl " + " ".join(args) + "\n" + run([kubectl, *args], env=cluster.env, check=False).stdout)
+    names = run([kubectl, "get", "pods", "-n", NS, "-o", "name"], env=cluster.env, check=False).stdout.split()
+    for name in names:
+        parts.append(f"$ kubectl logs {name}\n" + run([kubectl, "logs", "-n", NS, name, "--all-containers",
+                                                       "--tail=200"], env=cluster.env, check=False).stdout)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / "qhub-on-real-node.txt"
+    path.write_text("\n".join(parts))
+    return path
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Images pushed to the node's registry, QHub deployed with the `init local` config."""
+    tag = _app_version()
+    for name in IMAGES:
+        result = build(REPO / "images" / name)
+        registry.push(result.image, registry.parse_target(realnode.REGISTRY, f"qhub/{name}:{tag}"))
+    work = tmp_path_factory.mktemp("qhub-real")
+    config = work / "qhub-config.yaml"
+    text = config_text("local").replace("schema_version:", f"namespace: {NS}\nrelease_name: {RELEASE}\nschema_version:")
+    config.write_text(text)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes",
+                                      "--timeout", "5m"], catch_exceptions=False)
+    seconds = time.monotonic() - started
+    if result.exit_code != 0:
+        pytest.fail(f"qhubctl deploy failed ({seconds:.0f}s):\n{result.output}\nsee {_report(cluster)}", pytrace=False)
+    yield {"config": config, "work": work, "deploy_seconds": seconds}
+    run([str(localcluster.bin_dir() / "helm"), "uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m",
+         "--kubeconfig", str(cluster.kubeconfig)], check=False, timeout=240)
+    cluster.kubectl("delete", "namespace", NS, "--wait=false")
+
+
+def _pods(cluster: LocalCluster) -> list[dict]:
+    return json.loads(cluster.kubectl("get", "pods", "-n", NS, "-o", "json"))["items"]
+
+
+def test_every_pod_runs_its_real_process_on_the_real_node(cluster: LocalCluster, deployed: dict) -> None:
+    pods = _pods(cluster)
+    assert {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods} >= {"hub", "proxy", "kubessh"}
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        assert pod["spec"].get("nodeName") == realnode.NODE_NAME, f"{name} is not on the real node"
+        for status in pod["status"]["containerStatuses"]:
+            assert status["ready"], f"{name}/{status['name']} is not ready; see {_report(cluster)}"
+            assert status["imageID"].startswith(f"{realnode.REGISTRY}/qhub/"), status["imageID"]
+            assert status["containerID"].startswith("containerd://")
+
+
+def test_login_through_the_proxy_and_the_hub_health_endpoint(cluster: LocalCluster, deployed: dict,
+                                                             tmp_path: Path) -> None:
+    access_file = tmp_path / "access.json"
+    code = demo_access.main([str(deployed["config"]), "--out", str(access_file)])
+    assert code == 0, f"see {_report(cluster)}"
+    access = json.loads(access_file.read_text())
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", access["url"])
+    health = requests.get(access["url"] + "hub/health", timeout=10)
+    assert health.status_code == 200
+    wrong = requests.Session()
+    page = wrong.get(access["url"] + "hub/login", timeout=10)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+    refused = wrong.post(access["url"] + "hub/login", allow_redirects=False, timeout=10,
+                         data={"username": access["username"], "password": "not-the-password",
+                               **({"_xsrf": xsrf.group(1)} if xsrf else {})})
+    assert refused.status_code in (200, 403) and "hub/spawn" not in refused.headers.get("Location", "")
+
+
+def test_a_jupyterlab_server_spawns_on_the_real_node_and_answers(cluster: LocalCluster, deployed: dict,
+                                                                 tmp_path: Path) -> None:
+    access_file = tmp_path / "access.json"
+    assert demo_access.main([str(deployed["config"]), "--out", str(access_file)]) == 0
+    access = json.loads(access_file.read_text())
+    user, url = access["username"], access["url"]
+    session = demo_access.login(url, user, access["password"])
+    form = session.get(f"{url}hub/spawn", timeout=30)
+    profiles = re.findall(r'name="profile"[^>]*value="([^"]+)"', form.text)
+    xsrf = next(c.value for c in session.cookies if c.name == "_xsrf" and c.path.startswith("/hub"))
+    started = time.monotonic()
+    spawn = session.post(f"{url}hub/spawn", data={"_xsrf": xsrf, **({"profile": profiles[0]} if profiles else {})},
+                         allow_redirects=False, timeout=60)
+    assert spawn.status_code == 302, spawn.text[:500]
+
+    def lab() -> str | None:
+        try:
+            page = session.get(f"{url}user/{user}/lab", timeout=30)
+        except requests.RequestException:
+            return None
+        return page.text if page.status_code == 200 and "JupyterLab" in page.text else None
+
+    try:
+        page = wait_for("JupyterLab to answer through the proxy", lab, timeout=300, interval=3)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; see {_report(cluster)}") from None
+    assert f"/user/{user}/" in page
+    spawn_seconds = time.monotonic() - started
+    pod = json.loads(cluster.kubectl("get", "pod", f"jupyter-{user}", "-n", NS, "-o", "json"))
+    assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+    assert pod["status"]["containerStatuses"][0]["ready"]
+    assert pod["spec"]["securityContext"].get("runAsNonRoot") is True
+    print(f"[node] deploy {deployed['deploy_seconds']:.0f}s, spawn to JupyterLab {spawn_seconds:.0f}s")
