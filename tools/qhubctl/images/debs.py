@@ -17,7 +17,7 @@ from pathlib import Path
 
 from qhubctl.errors import CommandError, UserError
 from qhubctl.images import rootfs
-from qhubctl.images.oci import BlobStore, Layer, LayerBuilder, cache_root
+from qhubctl.images.oci import BlobStore, Layer, LayerBuilder, LayerIndex
 from qhubctl.images.rootfs import Deb
 from qhubctl.proc import run
 
@@ -120,11 +120,9 @@ def _status_entry(deb: Path) -> str:
 def layer(debs: list[Deb], store: BlobStore) -> Layer:
     """One layer with every package unpacked, busybox applet links, and /var/lib/dpkg/status; cached."""
     key = hashlib.sha256(json.dumps({"format": LAYER_FORMAT, "debs": [d.sha256 for d in debs]}).encode()).hexdigest()
-    index = cache_root() / "layers" / f"debs-{key}.json"
-    if index.is_file():
-        cached = Layer.from_json(json.loads(index.read_text()))
-        if store.has(cached.digest):
-            return cached
+    index = LayerIndex("debs", key)
+    if (cached := index.get(store)) is not None:
+        return cached
     names = ", ".join(f"{d.name} {d.version}" for d in debs)
     builder = LayerBuilder(f"qhubctl images: debian {names}")
     with tempfile.TemporaryDirectory(prefix="qhub-debs-") as tmp:
@@ -140,6 +138,5 @@ def layer(debs: list[Deb], store: BlobStore) -> Layer:
         rootfs.add_busybox_applets(builder, root)
         builder.add_bytes("var/lib/dpkg/status", "\n".join(status).encode())
         result = builder.write(store)  # inside the block: file entries are read from `root` here
-    index.parent.mkdir(parents=True, exist_ok=True)
-    index.write_text(json.dumps(result.to_json()))
+    index.put(result)
     return result

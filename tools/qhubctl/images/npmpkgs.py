@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qhubctl.errors import CommandError, UserError
-from qhubctl.images.oci import BlobStore, Layer, LayerBuilder, cache_root
+from qhubctl.images.oci import BlobStore, Layer, LayerBuilder, LayerIndex, cache_root
 from qhubctl.images.sysspec import SystemSpec
 from qhubctl.proc import run
 
@@ -36,11 +36,9 @@ def layer(spec: SystemSpec, store: BlobStore, log: Callable[[str], None]) -> tup
              "package_lock_sha256": hashlib.sha256(lock).hexdigest()}
     key = hashlib.sha256(json.dumps({"format": LAYER_FORMAT, "prefix": spec.npm.prefix, **entry},
                                     sort_keys=True).encode()).hexdigest()
-    index = cache_root() / "layers" / f"npm-{key}.json"
-    if index.is_file():
-        cached = Layer.from_json(json.loads(index.read_text()))
-        if store.has(cached.digest):
-            return cached, entry
+    index = LayerIndex("npm", key)
+    if (cached := index.get(store)) is not None:
+        return cached, entry
     log(f"npm: installing {source.name}/package-lock.json into {spec.npm.prefix}")
     with tempfile.TemporaryDirectory(prefix="qhub-npm-") as tmp:
         work = Path(tmp) / "app"
@@ -58,6 +56,5 @@ def layer(spec: SystemSpec, store: BlobStore, log: Callable[[str], None]) -> tup
         builder = LayerBuilder(f"qhubctl images: npm {source.name} ({entry['package_lock_sha256'][:12]})")
         builder.add_tree(work, spec.npm.prefix)
         result = builder.write(store)
-    index.parent.mkdir(parents=True, exist_ok=True)
-    index.write_text(json.dumps(result.to_json()))
+    index.put(result)
     return result, entry

@@ -120,6 +120,28 @@ class Layer:
         return cls(data["digest"], data["diff_id"], int(data["size"]), data.get("comment", ""))
 
 
+
+
+class LayerIndex:
+    """Where a finished layer is remembered, named by a key of everything that went into it: a rebuild with the
+    same inputs reuses the layer (when its blob is still in the store) instead of laying it out again."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        self.path = cache_root() / "layers" / f"{kind}-{key}.json"
+
+    def get(self, store: BlobStore) -> Layer | None:
+        if self.path.is_file():
+            layer = Layer.from_json(json.loads(self.path.read_text()))
+            if store.has(layer.digest):
+                return layer
+        return None
+
+    def put(self, layer: Layer) -> Layer:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(layer.to_json()))
+        return layer
+
+
 @dataclass
 class _Entry:
     kind: str  # "dir", "file", "symlink"

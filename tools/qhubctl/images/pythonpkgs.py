@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from qhubctl.errors import CommandError, UserError
-from qhubctl.images.oci import BlobStore, Layer, LayerBuilder, cache_root
+from qhubctl.images.oci import BlobStore, Layer, LayerBuilder, LayerIndex
 from qhubctl.images.pip import install_into
 from qhubctl.images.rootfs import Deb
 from qhubctl.images.sysspec import SystemSpec
@@ -50,11 +50,9 @@ def layer(spec: SystemSpec, deb_list: list[Deb], store: BlobStore,
         entry["sdists"] = list(spec.pip.sdists)
     key = hashlib.sha256(json.dumps({"format": LAYER_FORMAT, "prefix": spec.pip.prefix, **entry},
                                     sort_keys=True).encode()).hexdigest()
-    index = cache_root() / "layers" / f"pip-{key}.json"
-    if index.is_file():
-        cached = Layer.from_json(json.loads(index.read_text()))
-        if store.has(cached.digest):
-            return cached, entry
+    index = LayerIndex("pip", key)
+    if (cached := index.get(store)) is not None:
+        return cached, entry
     prefix = spec.pip.prefix
     log(f"pip: installing {req.name} for Python {version} into {prefix}")
     with tempfile.TemporaryDirectory(prefix="qhub-pip-") as tmp:
@@ -71,6 +69,5 @@ def layer(spec: SystemSpec, deb_list: list[Deb], store: BlobStore,
         builder.add_symlink(f"{prefix}/bin/python", f"/usr/bin/python{version}")
         builder.add_symlink(f"{prefix}/bin/python3", "python")
         result = builder.write(store)
-    index.parent.mkdir(parents=True, exist_ok=True)
-    index.write_text(json.dumps(result.to_json()))
+    index.put(result)
     return result, entry

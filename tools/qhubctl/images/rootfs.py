@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qhubctl.errors import CommandError, UserError
-from qhubctl.images.oci import BlobStore, Layer, LayerBuilder, cache_root
+from qhubctl.images.oci import BlobStore, Layer, LayerBuilder, LayerIndex, cache_root
 from qhubctl.images.spec import BASES, ImageSpec
 from qhubctl.proc import run
 
@@ -139,11 +139,9 @@ def base_layer(spec: ImageSpec, debs: list[Deb], store: BlobStore) -> Layer:
         "prefix": image.prefix,
     }
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()
-    index = cache_root() / "layers" / f"base-{key}.json"
-    if index.is_file():
-        layer = Layer.from_json(json.loads(index.read_text()))
-        if store.has(layer.digest):
-            return layer
+    index = LayerIndex("base", key)
+    if (layer := index.get(store)) is not None:
+        return layer
     packages = ", ".join(f"{d.name} {d.version}" for d in debs)
     builder = LayerBuilder(f"qhubctl images: base {spec.image.base} ({packages})")
     with tempfile.TemporaryDirectory(prefix="qhub-base-") as tmp:
@@ -158,8 +156,7 @@ def base_layer(spec: ImageSpec, debs: list[Deb], store: BlobStore) -> Layer:
             raise UserError(f"base {spec.image.base!r}: no busybox binary in {[d.name for d in debs]}")
         _add_system_files(builder, spec)
         layer = builder.write(store)  # inside the block: file entries are read from `root` here
-    index.parent.mkdir(parents=True, exist_ok=True)
-    index.write_text(json.dumps(layer.to_json()))
+    index.put(layer)
     return layer
 
 

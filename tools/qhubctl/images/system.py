@@ -24,7 +24,7 @@ from typing import Any
 
 from qhubctl.errors import UserError
 from qhubctl.images import debs, gobuild
-from qhubctl.images.oci import BlobStore, Image, ImageConfig, Layer, LayerBuilder, assemble, cache_root
+from qhubctl.images.oci import BlobStore, Image, ImageConfig, Layer, LayerBuilder, LayerIndex, assemble
 from qhubctl.images.rootfs import Deb
 from qhubctl.images.sysspec import SystemSpec, load_system_spec
 
@@ -108,18 +108,15 @@ def _write_lock(spec: SystemSpec, deb_list: list[Deb], go: list[gobuild.Built], 
 def _go_layer(built: gobuild.Built, store: BlobStore) -> Layer:
     dest = built.binary.dest
     key = hashlib.sha256(f"{GO_LAYER_FORMAT}:{built.sha256}:{dest}".encode()).hexdigest()
-    index = cache_root() / "layers" / f"go-{key}.json"
-    if index.is_file():
-        cached = Layer.from_json(json.loads(index.read_text()))
-        if store.has(cached.digest):
-            return cached
+    index = LayerIndex("go", key)
+    if (cached := index.get(store)) is not None:
+        return cached
     b = built.binary
     what = f"{b.package}@{b.version}" if b.module else f"{b.package} from the spec"
     builder = LayerBuilder(f"qhubctl images: go {b.name} ({what}, {built.go_version})")
     builder.add_path(dest, built.path)
     layer = builder.write(store)
-    index.parent.mkdir(parents=True, exist_ok=True)
-    index.write_text(json.dumps(layer.to_json()))
+    index.put(layer)
     return layer
 
 
