@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from qhubctl.errors import UserError
+from qhubctl.images import gobuild
 from qhubctl.images.spec import load_spec, published_tag, spec_kind
-from qhubctl.images.sysspec import DEFAULT_UID, load_system_spec
+from qhubctl.images.sysspec import DEFAULT_UID, GoBinary, load_system_spec
 from qhubctl.images.system import image_config
 
 pytestmark = pytest.mark.unit
@@ -102,6 +103,10 @@ def test_go_entries_default_version_dest_and_ldflags(tmp_path: Path) -> None:
          "go[0].unknown keys ['flags']", "ldflags"),
         ("kind: system\nversion: 1.2.3\nentrypoint: [/x]\ngo: [{name: c, module: a.b/c}, {name: c, module: a.b/d}]\n",
          "binary names repeat", "its own `name:`"),
+        ("kind: system\nversion: 1.2.3\nentrypoint: [/x]\ngo: [{name: c, module: a.b/c, build_in_module: 'yes'}]\n",
+         "go[0].build_in_module: 'yes' is not true or false", "build_in_module: true"),
+        ("kind: system\nversion: 1\nentrypoint: [/x]\ngo: [{name: c, source: s, build_in_module: true}]\n",
+         "go[0].build_in_module: not used with source:", "always built inside itself"),
         ("kind: system\nversion: 1\nentrypoint: [/x]\npip: {}\n", "pip.requirements: no file requirements.lock",
          "--generate-hashes"),
         ("kind: system\nversion: 1\nentrypoint: [/x]\nnpm: {prefix: /opt/n}\n",
@@ -144,6 +149,21 @@ def test_node_image_specs_load_and_run_non_root(name: str) -> None:
     assert spec.entrypoint[:1] or spec.cmd
     if spec.go:
         assert spec.entrypoint[0] in binaries
+
+
+def test_build_in_module_builds_the_package_relative_to_the_module(tmp_path: Path) -> None:
+    go = ("go:\n  - {name: t, module: a.b/t/v3, package: a.b/t/v3/cmd/t, build_in_module: true}\n"
+          "  - {name: u, module: a.b/u, build_in_module: false}\n")
+    t, u = load_system_spec(spec_dir(tmp_path, MINIMAL + go)).go
+    assert (t.in_module, t.package_in_module) == (True, "./cmd/t")
+    assert (u.in_module, u.package_in_module) == (False, ".")
+
+
+def test_build_in_module_changes_only_its_own_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gobuild, "go_version", lambda: "go1.26.0")
+    wrapper = GoBinary("t", "a.b/t", "/t", module="a.b/t", version="v1.0.0")
+    inside = GoBinary("t", "a.b/t", "/t", module="a.b/t", version="v1.0.0", in_module=True)
+    assert gobuild.cache_key(wrapper) != gobuild.cache_key(inside)
 
 
 def test_go_modules_pin_the_image_version() -> None:

@@ -145,3 +145,28 @@ def test_a_jupyterlab_server_spawns_on_the_real_node_and_answers(cluster: LocalC
     assert pod["status"]["containerStatuses"][0]["ready"]
     assert pod["spec"]["securityContext"].get("runAsNonRoot") is True
     print(f"[node] deploy {deployed['deploy_seconds']:.0f}s, spawn to JupyterLab {spawn_seconds:.0f}s")
+
+
+def test_deploy_names_the_workload_whose_image_cannot_be_pulled(cluster: LocalCluster, tmp_path: Path) -> None:
+    """A registry without QHub's images: `qhubctl deploy` fails within its timeout and says which workload waits
+    for which image, and why."""
+    ns, release = "qhub-broken", "qbroken"
+    mirror = f"{realnode.REGISTRY}/no-such-mirror"
+    config = tmp_path / "qhub-config.yaml"
+    text = config_text("local").replace("schema_version:", f"namespace: {ns}\nrelease_name: {release}\n"
+                                                           "schema_version:")
+    config.write_text(text.replace(f'image_registry: "{realnode.REGISTRY}"', f'image_registry: "{mirror}"'))
+    started = time.monotonic()
+    try:
+        result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig),
+                                          "--yes", "--timeout", "1m"], catch_exceptions=False)
+        elapsed = time.monotonic() - started
+        assert result.exit_code == 3, result.output
+        assert elapsed < 150, f"deploy took {elapsed:.0f}s with a 1m timeout"
+        assert f"Deployment/{release}-hub" in result.output, result.output
+        assert re.search(r"ErrImagePull|ImagePullBackOff", result.output), result.output
+        assert f"{mirror}/qhub/jupyterhub:{_app_version()}" in result.output, result.output
+    finally:
+        run([str(localcluster.bin_dir() / "helm"), "uninstall", release, "-n", ns, "--wait", "--timeout", "2m",
+             "--kubeconfig", str(cluster.kubeconfig)], check=False, timeout=180)
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")

@@ -2,9 +2,11 @@
 
 A binary from the module proxy is built in a wrapper module of its own under $QHUB_CACHE/images/go/src (the same
 pattern as ci/tools.sh: `go get -tool <package>@<version>`, then `go build -mod=mod`), so two binaries never
-share a module graph. A binary whose source is in the spec directory is built from there. Every build is static
+share a module graph. A binary with `build_in_module: true` is built inside a writable copy of its module's own
+source instead, so the module's go.mod is the main module and its `replace` and `exclude` directives apply
+(Go ignores them in a dependency). A binary whose source is in the spec directory is built from there. Every build is static
 and reproducible: CGO off, paths trimmed, no VCS stamp, an empty build id, the local toolchain only. Finished
-binaries are cached by (module, version, package, ldflags, Go version) or by the source's content, so a rebuild
+binaries are cached by (module, version, package, ldflags, build mode, Go version) or by the source's content, so a rebuild
 runs no compiler at all.
 """
 
@@ -71,6 +73,8 @@ def cache_key(binary: GoBinary) -> str:
         "version": binary.version,
         "source": source_digest(binary.source) if binary.source else "",
     }
+    if binary.in_module:  # only when set, so the keys of wrapper builds stay what they were
+        what["in_module"] = True
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
@@ -82,18 +86,38 @@ def _wrapper_module(work: Path, binary: GoBinary) -> None:
     run(["go", "get", "-tool", f"{binary.package}@{binary.version}"], cwd=work, env=_ENV, timeout=1800)
 
 
+def _module_copy(work: Path, binary: GoBinary) -> None:
+    """A writable copy of `module@version`'s source (the module cache keeps it read-only) at `work`."""
+    out = run(["go", "mod", "download", "-json", f"{binary.module}@{binary.version}"],
+              cwd=work.parent, env=_ENV, timeout=1800)  # outside any module: no go.mod of ours changes
+    shutil.copytree(json.loads(out.stdout)["Dir"], work, symlinks=True)
+    for root, dirs, files in os.walk(work):
+        for name in (*dirs, *files):
+            path = Path(root) / name
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o200)  # go may write go.sum
+    work.chmod(work.stat().st_mode | 0o200)
+
+
 def _compile(binary: GoBinary, out: Path, log) -> None:  # noqa: ANN001 - a plain callable
     ldflags = f"{BASE_LDFLAGS} {binary.ldflags}".strip()
     with tempfile.TemporaryDirectory(prefix="qhub-go-", dir=cache_root()) as tmp:
         if binary.source is not None:
             work = Path(tmp) / "src"
             shutil.copytree(binary.source, work)  # go may touch go.sum; the spec directory stays as it is
+            package = binary.package
+        elif binary.in_module:
+            work = Path(tmp) / "module"
+            log(f"go: fetching {binary.module}@{binary.version} to build inside it")
+            _module_copy(work, binary)
+            package = binary.package_in_module
         else:
             work = Path(tmp) / "mod"
             log(f"go: fetching {binary.package}@{binary.version}")
             _wrapper_module(work, binary)
+            package = binary.package
         log(f"go: building {binary.name} ({binary.package}) with {go_version()}")
-        run(["go", "build", "-mod=mod", "-trimpath", "-ldflags", ldflags, "-o", out, binary.package],
+        run(["go", "build", "-mod=mod", "-trimpath", "-ldflags", ldflags, "-o", out, package],
             cwd=work, env=_ENV, timeout=3600)
 
 

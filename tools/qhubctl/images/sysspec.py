@@ -34,6 +34,9 @@ directory holds:
         package: github.com/coredns/coredns   # default: the module path
         ldflags: -X main.v={version}  # added to `-s -w -buildid=`; {version} is the module version
         dest: /usr/local/bin/coredns          # default /usr/local/bin/<name>
+        build_in_module: false    # optional: true builds inside a copy of the module's own source (its go.mod is
+                                  # the main module, so its `replace` directives apply) instead of in a wrapper
+                                  # module that requires it; for programs whose go.mod replaces dependencies
       - name: pause
         source: src               # a Go module inside the spec directory instead of module/version
         package: .
@@ -68,7 +71,7 @@ DEFAULT_UID = 65532
 
 _KEYS = {"kind", "name", "version", "user", "username", "home", "workdir", "entrypoint", "cmd", "env", "labels",
          "debian", "go", "pip", "npm"}
-_GO_KEYS = {"name", "module", "version", "package", "ldflags", "dest", "source"}
+_GO_KEYS = {"name", "module", "version", "package", "ldflags", "dest", "source", "build_in_module"}
 _PIP_KEYS = {"requirements", "prefix", "sdists"}
 _NPM_KEYS = {"directory", "prefix"}
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -91,6 +94,12 @@ class GoBinary:
     module: str = ""
     version: str = ""
     source: Path | None = None
+    in_module: bool = False  # build inside the module's own source, not in a wrapper module
+
+    @property
+    def package_in_module(self) -> str:
+        """The package as a path relative to the module's root (`.` or `./cmd/x`), for builds inside it."""
+        return "." + self.package[len(self.module):] if self.module else self.package
 
 
 @dataclass(frozen=True)
@@ -221,6 +230,10 @@ def _go_binary(path: Path, directory: Path, item: Any, index: int, image_version
         raise f.fail("name", "missing", "give the binary's file name, e.g. `name: coredns`")
     dest = f.path_in_image("dest", f"/usr/local/bin/{name}")
     ldflags = f.string("ldflags")
+    in_module = item.get("build_in_module", False)
+    if not isinstance(in_module, bool):
+        raise f.fail("build_in_module", f"{in_module!r} is not true or false",
+                     "write `build_in_module: true` to build inside the module's own source, or leave it out")
     source_text = f.string("source")
     module = f.string("module", pattern=_MODULE_RE, hint="a Go module path such as github.com/coredns/coredns")
     if bool(source_text) == bool(module):
@@ -228,6 +241,9 @@ def _go_binary(path: Path, directory: Path, item: Any, index: int, image_version
                         hint="`module: <path>` builds from the Go module proxy, `source: <dir>` from a Go module "
                         "inside the spec directory")
     if source_text:
+        if in_module:
+            raise f.fail("build_in_module", "not used with source:",
+                         "remove `build_in_module:`; a `source:` module is always built inside itself")
         source = (directory / source_text).resolve()
         if not source.is_relative_to(directory.resolve()) or not (source / "go.mod").is_file():
             raise f.fail("source", f"no go.mod in {source_text!r} inside the spec directory",
@@ -249,7 +265,7 @@ def _go_binary(path: Path, directory: Path, item: Any, index: int, image_version
     if not (package == module or package.startswith(module + "/")):
         raise f.fail("package", f"{package!r} is not inside module {module!r}",
                      f"write `package: {module}` or `package: {module}/cmd/<name>`")
-    return GoBinary(name, package, dest, ldflags, module=module, version=version)
+    return GoBinary(name, package, dest, ldflags, module=module, version=version, in_module=in_module)
 
 
 def _check_hashed(path: Path) -> None:
