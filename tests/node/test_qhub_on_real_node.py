@@ -147,6 +147,23 @@ def test_a_jupyterlab_server_spawns_on_the_real_node_and_answers(cluster: LocalC
     print(f"[node] deploy {deployed['deploy_seconds']:.0f}s, spawn to JupyterLab {spawn_seconds:.0f}s")
 
 
+def test_helm_test_runs_real_probes_that_fail_when_the_hub_is_down(cluster: LocalCluster, deployed: dict) -> None:
+    helm = [str(localcluster.bin_dir() / "helm"), "test", RELEASE, "-n", NS, "--logs", "--timeout", "2m",
+            "--kubeconfig", str(cluster.kubeconfig)]
+    passed = run(helm, check=False, timeout=180)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "answered: version=" in passed.stdout
+    cluster.kubectl("scale", "deployment", f"{RELEASE}-hub", "-n", NS, "--replicas=0")
+    try:
+        cluster.kubectl("wait", "--for=delete", "pod", "-n", NS, "-l", "app.kubernetes.io/component=hub",
+                        "--timeout=60s", timeout=90)
+        failed = run(helm, check=False, timeout=180)
+        assert failed.returncode != 0, "helm test passed with the hub down"
+    finally:
+        cluster.kubectl("scale", "deployment", f"{RELEASE}-hub", "-n", NS, "--replicas=1")
+        cluster.kubectl("rollout", "status", "deployment", f"{RELEASE}-hub", "-n", NS, "--timeout=180s", timeout=200)
+
+
 def test_deploy_names_the_workload_whose_image_cannot_be_pulled(cluster: LocalCluster, tmp_path: Path) -> None:
     """A registry without QHub's images: `qhubctl deploy` fails within its timeout and says which workload waits
     for which image, and why."""

@@ -3,11 +3,11 @@
 A binary from the module proxy is built in a wrapper module of its own under $QHUB_CACHE/images/go/src (the same
 pattern as ci/tools.sh: `go get -tool <package>@<version>`, then `go build -mod=mod`), so two binaries never
 share a module graph. A binary with `build_in_module: true` is built inside a writable copy of its module's own
-source instead, so the module's go.mod is the main module and its `replace` and `exclude` directives apply
-(Go ignores them in a dependency). A binary whose source is in the spec directory is built from there. Every build is static
+source instead, so that go.mod is the main module and its `replace` and `exclude` directives apply (Go ignores
+them in a dependency). A binary whose source is in the spec directory is built from there. Every build is static
 and reproducible: CGO off, paths trimmed, no VCS stamp, an empty build id, the local toolchain only. Finished
-binaries are cached by (module, version, package, ldflags, build mode, Go version) or by the source's content, so a rebuild
-runs no compiler at all.
+binaries are cached by (module, version, package, ldflags, build mode, Go version) or by the source's content, so
+a rebuild runs no compiler at all.
 """
 
 from __future__ import annotations
