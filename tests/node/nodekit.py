@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from qhubctl import localcluster, realnode
-from qhubctl.errors import CommandError
 from qhubctl.localcluster import LocalCluster
-from qhubctl.proc import run
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts" / "node"
 
@@ -110,21 +108,4 @@ class Node:
         return out
 
     def report(self) -> str:
-        env = self.cluster.env
-        kubectl = str(localcluster.bin_dir() / "kubectl")
-        parts = []
-        for args in (["get", "pods", "-n", self.ns, "-o", "wide"], ["get", "events", "-n", self.ns,
-                                                                    "--sort-by=.lastTimestamp"],
-                     ["describe", "pods", "-n", self.ns]):
-            parts.append("$ kubectl " + " ".join(args) + "\n" +
-                         run([kubectl, *args], env=env, check=False).stdout)
-        try:
-            names = self.cluster.kubectl("get", "pods", "-n", self.ns, "-o", "name").split()
-        except CommandError:
-            names = []
-        for name in names:
-            parts.append(f"$ kubectl logs {name}\n" + run([kubectl, "logs", "-n", self.ns, name, "--all-containers"],
-                                                          env=env, check=False).stdout)
-        return "\n".join(parts)
-
-
+        return localcluster.namespace_report(self.cluster, self.ns, logs=True)

@@ -40,18 +40,16 @@ def _app_version() -> str:
     return str(yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"])
 
 
+def _local_config(namespace: str, release: str) -> str:
+    """The config `qhubctl init local` writes, in its own namespace and release."""
+    return config_text("local").replace("schema_version:", f"namespace: {namespace}\nrelease_name: {release}\n"
+                                                           "schema_version:")
+
+
 def _report(cluster: LocalCluster) -> Path:
-    kubectl = str(localcluster.bin_dir() / "kubectl")
-    parts = []
-    for args in (["get", "pods", "-n", NS, "-o", "wide"], ["get", "events", "-n", NS, "--sort-by=.lastTimestamp"]):
-        parts.append("$ kubectl " + " ".join(args) + "\n" + run([kubectl, *args], env=cluster.env, check=False).stdout)
-    names = run([kubectl, "get", "pods", "-n", NS, "-o", "name"], env=cluster.env, check=False).stdout.split()
-    for name in names:
-        parts.append(f"$ kubectl logs {name}\n" + run([kubectl, "logs", "-n", NS, name, "--all-containers",
-                                                       "--tail=200"], env=cluster.env, check=False).stdout)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / "qhub-on-real-node.txt"
-    path.write_text("\n".join(parts))
+    path.write_text(localcluster.namespace_report(cluster, NS, logs=True))
     return path
 
 
@@ -64,8 +62,7 @@ def deployed(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
         registry.push(result.image, registry.parse_target(realnode.REGISTRY, f"qhub/{name}:{tag}"))
     work = tmp_path_factory.mktemp("qhub-real")
     config = work / "qhub-config.yaml"
-    text = config_text("local").replace("schema_version:", f"namespace: {NS}\nrelease_name: {RELEASE}\nschema_version:")
-    config.write_text(text)
+    config.write_text(_local_config(NS, RELEASE))
     started = time.monotonic()
     result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes",
                                       "--timeout", "5m"], catch_exceptions=False)
@@ -170,9 +167,8 @@ def test_deploy_names_the_workload_whose_image_cannot_be_pulled(cluster: LocalCl
     ns, release = "qhub-broken", "qbroken"
     mirror = f"{realnode.REGISTRY}/no-such-mirror"
     config = tmp_path / "qhub-config.yaml"
-    text = config_text("local").replace("schema_version:", f"namespace: {ns}\nrelease_name: {release}\n"
-                                                           "schema_version:")
-    config.write_text(text.replace(f'image_registry: "{realnode.REGISTRY}"', f'image_registry: "{mirror}"'))
+    config.write_text(_local_config(ns, release).replace(f'image_registry: "{realnode.REGISTRY}"',
+                                                         f'image_registry: "{mirror}"'))
     started = time.monotonic()
     try:
         result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig),

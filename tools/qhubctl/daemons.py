@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from qhubctl.errors import QHubError
@@ -82,7 +82,8 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_for(what: str, check, *, timeout: float, log_file: Path | None = None, interval: float = 0.25) -> None:  # noqa: ANN001
+def wait_for(what: str, check: Callable[[], object], *, timeout: float, log_file: Path | None = None,
+             interval: float = 0.25) -> None:
     """Poll `check()` until it is true; on timeout raise QHubError naming `what` and the log's last lines."""
     deadline = time.monotonic() + timeout
     while not check():

@@ -349,7 +349,7 @@ def rollout_report(api: Any, namespace: str) -> str:
         if not pending:
             return ""
         pods = kube._items(api, f"/api/v1/namespaces/{namespace}/pods")
-        events = kube._items(api, f"/api/v1/namespaces/{namespace}/events")
+        events = kube.events(api, namespace)
     except ClusterError as exc:
         return f"(could not read the workloads to say why: {exc.message})"
 

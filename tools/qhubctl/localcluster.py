@@ -146,6 +146,12 @@ def pki_dir(name: str) -> Path:
     return cache_dir() / "kwok" / "clusters" / name / "pki"
 
 
+def _api_sans() -> list[str]:
+    """Names the API server's certificate must carry for clients on the real node's pods."""
+    return [realnode.API_SERVICE_IP, realnode.NODE_IP, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+            f"kubernetes.default.svc.{realnode.CLUSTER_DOMAIN}"]
+
+
 def _kwokctl_config(name: str, kube_version: str, with_real_node: bool = True) -> str:
     b = bin_dir()
     pki = pki_dir(name)
@@ -163,8 +169,7 @@ def _kwokctl_config(name: str, kube_version: str, with_real_node: bool = True) -
         "kubeAuthorization": True,
         "kubeAdmission": True,
         # in-cluster clients dial the `kubernetes` Service address and the node address
-        "kubeApiserverCertSANs": [] if not with_real_node else [realnode.API_SERVICE_IP, realnode.NODE_IP, "kubernetes", "kubernetes.default",
-                                  "kubernetes.default.svc", f"kubernetes.default.svc.{realnode.CLUSTER_DOMAIN}"],
+        "kubeApiserverCertSANs": _api_sans() if with_real_node else [],
     }
 
     def args(*pairs: tuple[str, str], override: tuple[str, ...] = ()) -> list[dict]:
@@ -282,18 +287,27 @@ def _start_real_node(cluster: LocalCluster, node: realnode.RealNode, log) -> Non
                             timeout=200)
         except QHubError as err:
             raise QHubError(f"the add-on {namespace}/{deployment} did not become ready on {realnode.NODE_NAME}",
-                            hint=f"{err}\n{_pod_report(cluster, namespace)}") from None
+                            hint=f"{err}\n{namespace_report(cluster, namespace, event_lines=15)}") from None
     log(f"add-ons (CoreDNS, local-path storage) ready in {time.monotonic() - mark:.1f}s")
 
 
-def _pod_report(cluster: LocalCluster, namespace: str) -> str:
-    """What a person needs to see why pods of a namespace did not start: their states and recent events."""
-    pods = run([str(bin_dir() / "kubectl"), "get", "pods", "-n", namespace, "-o", "wide"], env=cluster.env,
-               check=False).stdout
-    events = run([str(bin_dir() / "kubectl"), "get", "events", "-n", namespace, "--sort-by=.lastTimestamp"],
-                 env=cluster.env, check=False).stdout
-    recent = "\n".join(events.splitlines()[-15:])
-    return f"pods:\n{pods}\nevents:\n{recent}"
+def namespace_report(cluster: LocalCluster, namespace: str, *, logs: bool = False, event_lines: int = 0) -> str:
+    """What a person needs to see why pods of a namespace did not start: their states and events (the last
+    `event_lines`, or all), and with `logs` also `kubectl describe` and every pod's logs (last 200 lines)."""
+    kubectl = str(bin_dir() / "kubectl")
+
+    def out(*args: str) -> str:
+        return f"$ kubectl {' '.join(args)}\n" + run([kubectl, *args], env=cluster.env, check=False).stdout
+
+    events = out("get", "events", "-n", namespace, "--sort-by=.lastTimestamp")
+    if event_lines:
+        events = "\n".join(events.splitlines()[-event_lines:])
+    parts = [out("get", "pods", "-n", namespace, "-o", "wide"), events]
+    if logs:
+        parts.append(out("describe", "pods", "-n", namespace))
+        names = run([kubectl, "get", "pods", "-n", namespace, "-o", "name"], env=cluster.env, check=False).stdout
+        parts += [out("logs", "-n", namespace, name, "--all-containers", "--tail=200") for name in names.split()]
+    return "\n".join(parts)
 
 
 def node_schedulable(node: dict) -> bool:

@@ -6,7 +6,7 @@ One real node per machine (the bridge, the iptables chains and the cgroups are m
 
     node = RealNode(cache_dir)       # paths and settings, nothing started
     node.prepare_network()           # bridge + sysctls, before the control plane starts
-    node.start(kubeconfig, pki)      # registry, images, containerd, kubelet, kube-proxy; waits for Ready
+    node.start(kubeconfig, pki)      # registry, images, containerd, kubelet, kube-proxy; then wait_ready()
     node.install_addons(kubectl)     # CoreDNS, local-path provisioner, default StorageClass
     node.stop()                      # everything above undone; node.leftovers() says what (if anything) remains
 
@@ -196,7 +196,8 @@ class RealNode:
     # ---- containerd, kubelet, kube-proxy ------------------------------------------------------------------------
 
     def start(self, kubeconfig: Path, pki: Path, log: Log) -> None:
-        """Start the runtime and the node agents and wait until the node is Ready."""
+        """Start the registry, push the node's images, start the runtime and the node agents (`wait_ready` waits
+        for the node to report Ready)."""
         for sub in ("run", "logs", "containerd", "kubelet", "cni/net.d", "cni/ipam", "pod-logs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.volume_dir.mkdir(parents=True, exist_ok=True)
@@ -441,8 +442,9 @@ class RealNode:
                     table = line[1:]
                 elif m := re.match(r"^:((?:KUBE|CNI)-\S+)", line):
                     chains.append((table, m.group(1)))
-                elif (m := re.match(r"^-A (\S+) (.*-j ((?:KUBE|CNI)-\S+).*)$", line)) and not re.match(r"(KUBE|CNI)-", m.group(1)):
-                    rules.append((table, m.group(1), m.group(2)))
+                elif m := re.match(r"^-A (\S+) (.*-j ((?:KUBE|CNI)-\S+).*)$", line):
+                    if not re.match(r"(KUBE|CNI)-", m.group(1)):  # jumps from built-in chains; the rest go with -F
+                        rules.append((table, m.group(1), m.group(2)))
             for tbl, chain, rule in rules:
                 run([tool, "-t", tbl, "-D", chain, *shlex.split(rule)], check=False)
             for tbl, chain in chains:
@@ -453,10 +455,9 @@ class RealNode:
     def leftovers(self) -> list[str]:
         """Anything of the real node still on the machine: processes, mounts, netns, bridge, iptables chains."""
         left = [f"process {pid}: {cmd[:120]}" for pid, cmd in self._our_processes()]
-        for name in ("registry",):
-            pid = daemons.running(self._pid(name), "docker-registry")
-            if pid:
-                left.append(f"process {pid}: {name}")
+        registry = daemons.running(self._pid("registry"), "docker-registry")
+        if registry:
+            left.append(f"process {registry}: registry")
         left += [f"mount {m}" for m in self._mounts()]
         if Path("/run/netns").is_dir():
             left += [f"network namespace {p.name}" for p in Path("/run/netns").glob("cni-*")]
