@@ -25,10 +25,13 @@ def run(*args: str) -> Any:
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
-def write_config(path: Path, worker_max: int = 5, tags: dict[str, str] | None = None) -> Path:
+def write_config(path: Path, worker_max: int = 5, tags: dict[str, str] | None = None,
+                 api_cidrs: list[str] | None = None) -> Path:
     cluster: dict[str, Any] = {"provider": "aws", "region": REGION, "kubernetes_version": "1.33"}
     if tags:
         cluster["tags"] = tags
+    if api_cidrs:
+        cluster["api_public_cidrs"] = api_cidrs
     path.write_text(yaml.safe_dump({
         "schema_version": 2, "project_name": "demo", "cluster": cluster,
         "node_groups": {
@@ -93,7 +96,7 @@ def make_cluster_owned_resources(vpc_id: str) -> None:
 
 def test_create_plan_update_destroy(aws_env: Emulator, tmp_path: Path) -> None:
     before = inventory()
-    config = write_config(tmp_path / "qhub-config.yaml")
+    config = write_config(tmp_path / "qhub-config.yaml", api_cidrs=["203.0.113.0/24"])
 
     created = run("cluster", "create", "-c", str(config), "--yes")
     assert created.exit_code == 0, created.output
@@ -106,6 +109,9 @@ def test_create_plan_update_destroy(aws_env: Emulator, tmp_path: Path) -> None:
     eks, ec2, iam = (boto3.client(s, region_name=REGION) for s in ("eks", "ec2", "iam"))
     cluster = eks.describe_cluster(name="demo")["cluster"]
     assert cluster["version"] == "1.33" and cluster["tags"]["qhub.dev/project"] == "demo"
+    endpoint = cluster["resourcesVpcConfig"]
+    assert endpoint["publicAccessCidrs"] == ["203.0.113.0/24"], "the API answers only the configured range"
+    assert endpoint["endpointPrivateAccess"] is True
     subnets = ec2.describe_subnets(SubnetIds=cluster["resourcesVpcConfig"]["subnetIds"])["Subnets"]
     assert len({s["AvailabilityZone"] for s in subnets}) >= 2, "subnets span two zones"
     found = groups()
@@ -131,13 +137,14 @@ def test_create_plan_update_destroy(aws_env: Emulator, tmp_path: Path) -> None:
     values = yaml.safe_load((tmp_path / "demo-cluster-autoscaler-values.yaml").read_text())
     assert values["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"] == role["Arn"]
     assert values["autoDiscovery"]["clusterName"] == "demo"
+    assert (tmp_path / "demo.kubeconfig").stat().st_mode & 0o777 == 0o600, "credentials for the owner only"
     kubeconfig = yaml.safe_load((tmp_path / "demo.kubeconfig").read_text())
     assert kubeconfig["clusters"][0]["cluster"]["server"] == cluster["endpoint"]
     assert kubeconfig["users"][0]["user"]["exec"]["args"][:2] == ["cluster", "eks-token"]
 
     # change one node group's max: the plan names only that, apply touches only that group
     before_groups = groups()
-    write_config(config, worker_max=8)
+    write_config(config, worker_max=8, api_cidrs=["203.0.113.0/24"])
     planned = run("cluster", "plan", "-c", str(config))
     assert planned.exit_code == 2, planned.output
     changes = [line for line in planned.output.splitlines() if line[:1] in "+~-" or line.startswith("    ")]
@@ -148,6 +155,18 @@ def test_create_plan_update_destroy(aws_env: Emulator, tmp_path: Path) -> None:
     assert after_groups["worker"]["scalingConfig"]["maxSize"] == 8
     for name in ("general", "user", "gpu"):
         assert after_groups[name] == before_groups[name], f"{name} must not change"
+    assert run("cluster", "plan", "-c", str(config)).exit_code == 0
+
+    # widen the API's public ranges: the plan names the endpoint, apply changes it and nothing else
+    write_config(config, worker_max=8, api_cidrs=["198.51.100.0/24", "203.0.113.0/24"])
+    planned = run("cluster", "plan", "-c", str(config))
+    assert planned.exit_code == 2, planned.output
+    assert "~ eks-endpoint demo" in planned.output
+    assert "public_cidrs: 203.0.113.0/24 -> 198.51.100.0/24, 203.0.113.0/24" in planned.output
+    assert run("cluster", "create", "-c", str(config), "--yes").exit_code == 0
+    endpoint = eks.describe_cluster(name="demo")["cluster"]["resourcesVpcConfig"]
+    assert sorted(endpoint["publicAccessCidrs"]) == ["198.51.100.0/24", "203.0.113.0/24"]
+    assert groups() == after_groups, "node groups untouched"
     assert run("cluster", "plan", "-c", str(config)).exit_code == 0
 
     # resources Kubernetes made (load balancers, their security group, a PVC's volume) are removed by destroy

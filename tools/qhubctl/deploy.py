@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from qhubctl import __version__, kube
+from qhubctl import __version__, kube, podsecurity
 from qhubctl.config.base import Base
 from qhubctl.config.model import QHubConfig
 from qhubctl.errors import ClusterError, HelmError, ImmutableFieldError
@@ -128,7 +128,7 @@ def apply(cfg: QHubConfig, helm: Helm, api: Any, plan: Plan, *, timeout: str = "
     start = time.monotonic()
     if not plan.changed:
         return Result(plan, False, plan.deployed.revision if plan.deployed else None, 0.0, [])
-    kube.ensure_namespace(api, cfg.namespace)
+    kube.ensure_namespace(api, cfg.namespace, podsecurity.namespace_labels(cfg))
     kube.apply_crds(api, helm.chart_dir)
     secrets = cfg.secrets()
     if secrets:

@@ -96,15 +96,31 @@ def apply_crds(api: k8s.ApiClient, chart_dir: Path = CHART_DIR) -> list[str]:
     return names
 
 
-def ensure_namespace(api: k8s.ApiClient, namespace: str) -> None:
-    if _rest(api, "GET", f"/api/v1/namespaces/{namespace}") is None:
-        body = {"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": namespace, "labels": {"app.kubernetes.io/part-of": "qhub"}}}
+PART_OF = {"app.kubernetes.io/part-of": "qhub"}
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
+def ensure_namespace(api: k8s.ApiClient, namespace: str, labels: dict[str, str] | None = None) -> None:
+    """Create the namespace with `labels` (Pod Security levels). One qhubctl created before gets them too; a
+    namespace made by someone else keeps Pod Security labels of its own (never loosened behind their back)."""
+    labels = {**PART_OF, **(labels or {})}
+    found = _rest(api, "GET", f"/api/v1/namespaces/{namespace}")
+    if found is None:
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}}
         try:
             _rest(api, "POST", "/api/v1/namespaces", body=body)
+            return
         except ClusterError as exc:
             if " 409 " not in str(exc):
                 raise ClusterError(f"cannot create namespace {namespace}: {exc.message}") from None
+            found = _rest(api, "GET", f"/api/v1/namespaces/{namespace}") or {}
+    have = (found.get("metadata") or {}).get("labels") or {}
+    ours = all(have.get(k) == v for k, v in PART_OF.items())
+    if not ours and PSA_ENFORCE in have:
+        labels = {k: v for k, v in labels.items() if not k.startswith("pod-security.kubernetes.io/")}
+    if any(have.get(k) != v for k, v in labels.items()):
+        _rest(api, "PATCH", f"/api/v1/namespaces/{namespace}", body={"metadata": {"labels": labels}},
+              content_type="application/merge-patch+json")
 
 
 def read_secret(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, str] | None:

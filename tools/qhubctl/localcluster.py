@@ -32,6 +32,7 @@ from qhubctl import daemons, realnode
 from qhubctl.errors import QHubError
 from qhubctl.nodegroups import GPU_RESOURCE, group_taints
 from qhubctl.nodegroups import LABEL as NODE_GROUP_LABEL
+from qhubctl.private import write_private
 from qhubctl.proc import run
 
 DEFAULT_NAME = "qhub-local"
@@ -251,9 +252,8 @@ def up(name: str = DEFAULT_NAME, groups: tuple[NodeGroup, ...] | list[NodeGroup]
         run(["kwokctl", "--name", name, "--config", str(config_file), "create", "cluster", "--wait", "180s"],
             env=_kwok_env(name), timeout=300)
         log(f"control plane up in {time.monotonic() - started:.1f}s")
-    fresh = kubeconfig.with_suffix(".new")  # replaced atomically: other sessions may be reading it
-    fresh.write_text(run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env(name)).stdout)
-    fresh.replace(kubeconfig)
+    # replaced atomically (other sessions may be reading it) and 0600 from the start (it holds the admin key)
+    write_private(kubeconfig, run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env(name)).stdout)
     cluster = LocalCluster(name=name, kubeconfig=kubeconfig, workdir=work, groups=list(groups))
     simulated_class = json.loads(json.dumps(STORAGE_CLASS))
     simulated_class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] = str(

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from qhubctl.config._cloud import CloudProvider
+
+
+# EKS's own default for the public API endpoint: reachable from any address (requests still need AWS credentials).
+DEFAULT_API_PUBLIC_CIDRS = ("0.0.0.0/0",)
 
 
 class AWSProvider(CloudProvider):
@@ -26,3 +31,23 @@ class AWSProvider(CloudProvider):
         default_factory=list,
         description="Existing subnets (2+ zones) for the cluster and nodes; empty: qhubctl creates a VPC",
     )
+    api_public_cidrs: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_API_PUBLIC_CIDRS), min_length=1, max_length=40,
+        description="IPv4 ranges that may reach the cluster's public Kubernetes API endpoint (EKS "
+                    "publicAccessCidrs). Default 0.0.0.0/0, EKS's own: any address, every request still needs AWS "
+                    "credentials. Narrow it to the ranges qhubctl, CI and admins connect from, e.g. [203.0.113.0/24]",
+    )
+
+    @field_validator("api_public_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                net = ipaddress.IPv4Network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not an IPv4 CIDR block like 203.0.113.0/24 ({exc})") from None
+            if str(net) != cidr:
+                raise ValueError(f"write {cidr!r} as {net}")
+        if len(set(value)) != len(value):
+            raise ValueError("list each CIDR block once")
+        return value

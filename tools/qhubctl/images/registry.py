@@ -8,7 +8,10 @@
   chunks when large; a failed upload starts a new upload session.
 - Connection errors, 429 and 5xx are retried with exponential backoff.
 - Plain HTTP is used for loopback registries (127.0.0.0/8, localhost, [::1]) or when the registry is given with
-  `http://`; everything else is HTTPS.
+  `http://`; everything else is HTTPS. Credentials (Basic, or a bearer token) are never sent over plain HTTP to
+  a host that is not loopback: such a push fails naming the registry instead.
+- Upload locations the registry returns are followed only on the registry's own scheme and host (a relative one
+  is resolved against it); any other target fails the push before a byte is sent there.
 """
 
 from __future__ import annotations
@@ -59,6 +62,21 @@ class Target:
 def _is_loopback(host: str) -> bool:
     name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
     return name in ("localhost", "[::1]") or name.startswith("127.")
+
+
+def may_carry_credentials(url: urllib.parse.SplitResult) -> bool:
+    """Credentials go over HTTPS, or over plain HTTP to this machine only (nobody on the network sees them)."""
+    return url.scheme == "https" or (url.scheme == "http" and _is_loopback(url.netloc))
+
+
+def _origin(url: urllib.parse.SplitResult) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port made explicit, so host and host:443 compare equal."""
+    try:
+        port = url.port
+    except ValueError:
+        port = -1  # a malformed port matches nothing
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, (url.hostname or "").lower(), port if port is not None else default
 
 
 def parse_target(registry: str, tag: str) -> Target:
@@ -187,6 +205,7 @@ class RegistryClient:
         while True:
             hdrs = dict(headers or {})
             if self._auth and self._same_host(url):
+                self._check_credentials_channel(url)
                 hdrs["Authorization"] = self._auth
             try:
                 resp = self._send(method, url, hdrs, body)
@@ -197,7 +216,7 @@ class RegistryClient:
                 self.retried += 1
                 time.sleep(min(self.backoff * 2 ** (attempt - 1), 8.0))
                 continue
-            if resp.status == 401 and not authed:
+            if resp.status == 401 and not authed and self._same_host(url):
                 authed = True
                 self._authenticate(resp.headers.get("www-authenticate", ""))
                 continue
@@ -217,7 +236,15 @@ class RegistryClient:
             return resp
 
     def _same_host(self, url: urllib.parse.SplitResult) -> bool:
-        return url.netloc == self.target.host
+        return _origin(url) == _origin(self._url("/"))
+
+    def _check_credentials_channel(self, url: urllib.parse.SplitResult) -> None:
+        if not may_carry_credentials(url):
+            raise RegistryError(
+                f"refusing to send registry credentials to {url.scheme}://{url.netloc} over plain HTTP: anyone on "
+                "the network between here and there could read them",
+                hint=f"give the registry as https://{url.netloc} (or push to a registry on this machine's loopback)",
+            )
 
     @staticmethod
     def _error_text(resp: _Response) -> str:
@@ -233,6 +260,8 @@ class RegistryClient:
         if self.username is not None:
             basic = "Basic " + base64.b64encode(f"{self.username}:{self.password or ''}".encode()).decode()
         if scheme == "basic":
+            if basic is not None:
+                self._check_credentials_channel(self._url("/"))
             if basic is None:
                 raise RegistryError(
                     f"{self.target.host} asks for a user name and password",
@@ -247,6 +276,10 @@ class RegistryClient:
             if params.get("service"):
                 query["service"] = params["service"]
             url = urllib.parse.urlsplit(realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query))
+            if url.scheme not in ("http", "https") or not url.netloc:
+                raise RegistryError(f"{self.target.host}: bearer realm {realm!r} is not an http(s) URL")
+            if basic:
+                self._check_credentials_channel(url)
             headers = {"Authorization": basic} if basic else {}
             resp = self._send("GET", url, headers, None)
             if resp.status != 200:
@@ -275,7 +308,20 @@ class RegistryClient:
         location = resp.headers.get("location")
         if not location:
             raise RegistryError("registry started an upload without a Location")
-        return location
+        return self._upload_location(location)
+
+    def _upload_location(self, location: str) -> str:
+        """An upload Location as an absolute URL on the registry's own scheme and host; anything else is refused.
+        A relative Location is resolved against the registry."""
+        base = f"{self.target.scheme}://{self.target.host}/"
+        url = urllib.parse.urlsplit(urllib.parse.urljoin(base, location))
+        if not self._same_host(url):
+            raise RegistryError(
+                f"{self.target.host} sent an upload Location on {url.scheme}://{url.netloc}, not on "
+                f"{self.target.scheme}://{self.target.host}; refusing to send the image (and credentials) there",
+                hint="check the registry's public URL setting (a proxy in front of it may rewrite the scheme or host)",
+            )
+        return url.geturl()
 
     def _with_digest(self, location: str, digest: str) -> str:
         url = self._url(location)
@@ -323,7 +369,7 @@ class RegistryClient:
                     },
                     body=lambda c=chunk: c,
                 )
-                location = resp.headers.get("location", location)
+                location = self._upload_location(resp.headers.get("location") or location)
                 offset = end + 1
         self.request("PUT", self._with_digest(location, digest), ok=(201,), headers={"Content-Length": "0"})
 

@@ -25,6 +25,7 @@ import boto3
 import botocore.exceptions
 
 from qhubctl import nodegroups as ng
+from qhubctl.config.aws import DEFAULT_API_PUBLIC_CIDRS
 from qhubctl.config.model import QHubConfig
 from qhubctl.errors import QHubError, UserError
 from qhubctl.providers.base import (
@@ -130,6 +131,12 @@ def autoscaler_tags(cluster: str, spec: GroupSpec) -> dict[str, str]:
     if spec.gpu_count:
         tags[f"{CA_PREFIX}/node-template/resources/{ng.GPU_RESOURCE}"] = str(spec.gpu_count)
     return tags
+
+
+def public_cidrs(cluster: dict[str, Any]) -> list[str]:
+    """The public API endpoint's allowed ranges as EKS reports them (absent means EKS's default, any address)."""
+    vpc = cluster.get("resourcesVpcConfig") or {}
+    return sorted(vpc.get("publicAccessCidrs") or DEFAULT_API_PUBLIC_CIDRS)
 
 
 def subnet_layout(vpc_cidr: str, zones: list[str]) -> dict[str, tuple[str, str]]:
@@ -329,6 +336,11 @@ class AWS(Provider):
                                 hint=f"set cluster.kubernetes_version to {have} or newer")
             if have != version:
                 actions.append(Action("update", "eks-cluster", self.cluster_name, {"version": (have, version)}))
+            have_cidrs = public_cidrs(seen.cluster)
+            want_cidrs = sorted(self.cfg.cluster.api_public_cidrs)
+            if have_cidrs != want_cidrs:
+                actions.append(Action("update", "eks-endpoint", self.cluster_name,
+                                      {"public_cidrs": (", ".join(have_cidrs), ", ".join(want_cidrs))}))
         if not seen.oidc_arn:
             actions.append(Action("create", "oidc-provider", self.cluster_name))
         actions += self._role_actions(seen, "cluster-autoscaler")
@@ -530,8 +542,7 @@ class AWS(Provider):
                 eks.create_cluster(
                     name=self.cluster_name, version=self.cfg.cluster.kubernetes_version,
                     roleArn=self._role_arn("cluster"),
-                    resourcesVpcConfig={"subnetIds": subnets, "endpointPublicAccess": True,
-                                        "endpointPrivateAccess": True},
+                    resourcesVpcConfig={"subnetIds": subnets, **self._endpoint_access()},
                     accessConfig={"authenticationMode": "API_AND_CONFIG_MAP",
                                   "bootstrapClusterCreatorAdminPermissions": True},
                     tags=dict(self.tags))
@@ -552,6 +563,15 @@ class AWS(Provider):
             return status == "ACTIVE"
 
         wait_until(active, f"EKS cluster {self.cluster_name}", timeout=1800, log=self.log)
+
+    def _endpoint_access(self) -> dict[str, Any]:
+        """The API endpoint: private inside the VPC (nodes), public only from cluster.api_public_cidrs."""
+        return {"endpointPublicAccess": True, "endpointPrivateAccess": True,
+                "publicAccessCidrs": list(self.cfg.cluster.api_public_cidrs)}
+
+    def _update_eks_endpoint(self, action: Action) -> None:
+        self.client("eks").update_cluster_config(name=self.cluster_name, resourcesVpcConfig=self._endpoint_access())
+        self._wait_cluster_active()
 
     def _update_eks_cluster(self, action: Action) -> None:
         eks = self.client("eks")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -11,6 +10,7 @@ import yaml
 from qhubctl import providers
 from qhubctl.commands._common import ConfigOpt, YesOpt, confirm, err, handles_errors, load, out
 from qhubctl.errors import EXIT_CHANGES, QHubError
+from qhubctl.private import write_private
 from qhubctl.providers.base import Plan
 
 app = typer.Typer(help="Create, plan and destroy the Kubernetes cluster the config describes.", no_args_is_help=True)
@@ -29,8 +29,7 @@ def _kubeconfig_path(config: Path, project: str, given: Path | None) -> Path:
 
 def _write_outputs(provider: providers.Provider, config: Path, given: Path | None) -> Path:
     path = _kubeconfig_path(config, provider.cfg.project_name, given)
-    path.write_text(yaml.safe_dump(provider.kubeconfig(), sort_keys=False))
-    os.chmod(path, 0o600)
+    write_private(path, yaml.safe_dump(provider.kubeconfig(), sort_keys=False))  # 0600 from the first byte
     for name, values in provider.extras().items():
         extra = path.parent / f"{provider.cfg.project_name}-{name}-values.yaml"
         extra.write_text(yaml.safe_dump(values, sort_keys=False))
