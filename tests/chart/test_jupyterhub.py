@@ -210,6 +210,58 @@ def test_profile_limited_to_groups(tmp_path: Path) -> None:
     assert values["groups"] == {"analysts": 3001, "gpu-team": 10000 + zlib.adler32(b"gpu-team") % 50000}
 
 
+def _profiles(values: dict[str, Any], tmp_path: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """The hub's spawner module and the profiles it builds from the chart rendered with `values`."""
+    config_dir, secret_dir = write_hub_files(render(values), tmp_path)
+    mods = import_hub_modules(config_dir)
+    settings = mods["qhub_hub_values"].HubSettings(
+        yaml.safe_load((secret_dir / "values.yaml").read_text()), secret_dir, tmp_path, "qhub")
+    spawner = mods["qhub_hub_spawner"]
+    return spawner, spawner.build_profiles(settings)
+
+
+def test_gpu_profile_is_for_the_gpu_group_by_default(tmp_path: Path) -> None:
+    """The default gpu profile names no groups: only singleuser.gpuGroup's members (gpu-users) see it."""
+    spawner, profiles = _profiles({"jupyterhub": {"groups": GROUPS}}, tmp_path / "default")
+    by_slug = {p["slug"]: p for p in profiles}
+    assert by_slug["gpu"]["qhub_groups"] == ["gpu-users"]
+    assert by_slug["small"]["qhub_groups"] == by_slug["high-memory"]["qhub_groups"] == []
+    assert [p["slug"] for p in spawner.visible_profiles(profiles, {"analysts"})] == ["small", "high-memory"]
+    assert [p["slug"] for p in spawner.visible_profiles(profiles, set())] == ["small", "high-memory"]
+    assert "gpu" in [p["slug"] for p in spawner.visible_profiles(profiles, {"gpu-users"})]
+    # another gate group, and a GPU profile opened to everyone explicitly
+    spawner, profiles = _profiles({"jupyterhub": {"groups": GROUPS, "singleuser": {"gpuGroup": "gpu-team"}}},
+                                  tmp_path / "renamed")
+    assert {p["slug"]: p["qhub_groups"] for p in profiles}["gpu"] == ["gpu-team"]
+    assert "gpu" in [p["slug"] for p in spawner.visible_profiles(profiles, {"gpu-team"})]
+    spawner, profiles = _profiles({"jupyterhub": {"singleuser": {"profiles": {"gpu": {"allowAll": True}}}}},
+                                  tmp_path / "open")
+    assert "gpu" in [p["slug"] for p in spawner.visible_profiles(profiles, set())]
+
+
+def test_spawn_defaults_come_from_a_profile_open_to_everyone(tmp_path: Path) -> None:
+    """KubeSpawner's class-level sizes (used as the base every chosen profile is merged into) never carry a group-only
+    profile's GPU request, even when that profile is the default."""
+    from traitlets.config import Config
+
+    values = {"jupyterhub": {"singleuser": {"profiles": {"gpu": {"default": True}, "small": {"default": False}}}}}
+    config_dir, secret_dir = write_hub_files(render(values), tmp_path)
+    mods = import_hub_modules(config_dir)
+    settings = mods["qhub_hub_values"].HubSettings(
+        yaml.safe_load((secret_dir / "values.yaml").read_text()), secret_dir, tmp_path, "qhub")
+    c = Config()
+    mods["qhub_hub_spawner"].configure_spawner(c, settings)
+    ks = c.KubeSpawner
+    assert "extra_resource_limits" not in ks and ks.node_selector == {"qhub.dev/node-group": "user"}
+    assert ks.image == "qhub/jupyterlab:0.1.0"
+
+
+def test_allow_all_with_groups_fails_and_gpu_group_is_checked() -> None:
+    err = fail_message({"jupyterhub": {"singleuser": {"profiles": {"gpu": {"allowAll": True, "groups": ["ml"]}}}}})
+    assert "jupyterhub.singleuser.profiles.gpu sets both allowAll (every user) and groups" in err
+    assert "gpuGroup" in fail_message({"jupyterhub": {"singleuser": {"gpuGroup": "GPU users"}}})
+
+
 def test_hub_config_file_loads(objs: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from traitlets.config.loader import PyFileConfigLoader
 

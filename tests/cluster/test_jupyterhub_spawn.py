@@ -8,6 +8,7 @@ Ready under kwok but nothing listens in it, so the test asserts on the pod KubeS
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -145,7 +146,15 @@ def namespace(cluster: LocalCluster) -> Iterator[str]:
 @pytest.fixture()
 def hub(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[tuple[Hub, Path]]:
     """The hub (chart config, hub ServiceAccount rights) and its proxy, running on the host."""
-    objs = render(SPAWN_VALUES, namespace=namespace)
+    with running_hub(cluster, namespace, tmp_path, SPAWN_VALUES) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_hub(cluster: LocalCluster, namespace: str, tmp_path: Path,
+                values: dict[str, Any]) -> Iterator[tuple[Hub, Path]]:
+    """The hub rendered from `values` and its proxy on the host; yields its admin API client and shared folder."""
+    objs = render(values, namespace=namespace)
     rbac = [find(objs, kind, f"{RELEASE}-hub") for kind in ("ServiceAccount", "Role", "RoleBinding")]
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input="\n---\n".join(yaml.safe_dump(o) for o in rbac))
     config_dir, secret_dir = write_hub_files(objs, tmp_path)

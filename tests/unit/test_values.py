@@ -9,6 +9,7 @@ import pytest
 
 from qhubctl import nodegroups as ng
 from qhubctl.config import load_config, parse_config
+from qhubctl.config.profiles import GPU_GROUP
 from qhubctl.schema import reference_markdown
 from qhubctl.values import chart_values, image_parts, kubespawner_bytes, subchart_defaults
 
@@ -62,6 +63,33 @@ def test_profiles_replace_chart_defaults() -> None:
     assert dask["profiles"][1]["memory"] == 16
 
 
+def test_gpu_profiles_go_to_the_gpu_group_unless_opened() -> None:
+    """A GPU profile without access groups: the hub gets the gate group (it applies the rule to JupyterLab profiles);
+    Dask worker profiles carry the resulting groups, since the dask-gateway chart has no GPU rule of its own."""
+    values = chart_values(_cfg("aws.ok.full.yaml"))
+    lab = values["jupyterhub"]["singleuser"]
+    assert lab["gpuGroup"] == "gpu-users" == GPU_GROUP
+    assert (lab["profiles"]["gpu"]["groups"], lab["profiles"]["gpu"]["allowAll"]) == (["ml"], False)
+    assert (lab["profiles"]["small"]["groups"], lab["profiles"]["small"]["allowAll"]) == ([], False)
+    dask = {p["name"]: p for p in values["dask-gateway"]["clusters"]["profiles"]}
+    assert dask["gpu"]["groups"] == ["gpu-users"] and dask["small"]["groups"] == []
+    opened = chart_values(_cfg("gcp.ok.gpu.yaml"))["jupyterhub"]["singleuser"]["profiles"]["gpu"]
+    assert (opened["groups"], opened["allowAll"]) == ([], True)
+    renamed = parse_config({"schema_version": 2, "project_name": "demo", "cluster": {"provider": "local"},
+                            "auth": {"type": "dummy", "groups": {"ml": {"gid": 3001}}},
+                            "node_groups": {"gpu": {"gpu": {"count": 1}}},
+                            "profiles": {"gpu_group": "ml", "dask_worker": [
+                                {"name": "gpu", "display_name": "GPU", "gpus": 1, "node_group": "gpu"}]}},
+                           environ={})
+    values = chart_values(renamed)
+    assert values["jupyterhub"]["singleuser"]["gpuGroup"] == "ml"
+    assert values["dask-gateway"]["clusters"]["profiles"][0]["groups"] == ["ml"]
+
+
+def test_gpu_group_default_matches_the_chart() -> None:
+    assert subchart_defaults("jupyterhub")["singleuser"]["gpuGroup"] == GPU_GROUP
+
+
 def test_components_storage_and_tls() -> None:
     values = chart_values(_cfg("azure.ok.existing-storage.yaml"))
     assert values["nfs"]["enabled"] is False
@@ -74,7 +102,8 @@ def test_components_storage_and_tls() -> None:
                                        "certManager": {"issuer": "letsencrypt", "issuerKind": "ClusterIssuer"}}
     assert values["jupyterhub"]["singleuser"]["image"] == {"registry": "ghcr.io", "repository": "org/lab",
                                                            "tag": "2025.1"}
-    assert values["jupyterhub"]["groups"] == {"ml": {"gid": 3001, "users": ["alice"]}}
+    assert values["jupyterhub"]["groups"] == {"ml": {"gid": 3001, "users": ["alice"]},
+                                              "gpu-users": {"gid": 3002, "users": []}}
 
 
 def test_helpers() -> None:

@@ -156,7 +156,7 @@ def _jupyterhub(cfg: QHubConfig, deps: tuple[str, ...], chart_dir: Path) -> dict
             svc: {"enabled": bool(getattr(cfg.components, comp)) and (svc in deps)}
             for comp, svc in HUB_SERVICES.items()
         }},
-        "singleuser": {"profiles": _lab_profiles(cfg, chart_dir)},
+        "singleuser": {"profiles": _lab_profiles(cfg, chart_dir), "gpuGroup": cfg.profiles.gpu_group},
     }
     if cfg.jupyterhub.image:
         out["singleuser"]["image"] = image_parts(cfg.jupyterhub.image)
@@ -202,6 +202,7 @@ def _lab_profiles(cfg: QHubConfig, chart_dir: Path) -> dict[str, Any]:
             "memory": {"guarantee": kubespawner_bytes(prof.memory.guarantee),
                        "limit": kubespawner_bytes(prof.memory.limit)},
             "gpus": prof.gpus, "image": image, "groups": list(prof.access.groups),
+            "allowAll": prof.access.allow_all,
         }
     return profiles
 
@@ -213,7 +214,9 @@ def _dask_gateway(cfg: QHubConfig) -> dict[str, Any]:
         "profiles": [
             {"name": p.name, "displayName": p.display_name, "cores": p.cores,
              "memory": round(quantity_value(p.memory) / 1024**3, 3), "threads": p.threads,
-             "nodeGroup": p.node_group, "gpus": p.gpus, "groups": list(p.access.groups)}
+             "nodeGroup": p.node_group, "gpus": p.gpus,
+             # the dask-gateway chart knows no GPU group: the config's rule is applied here
+             "groups": p.access.groups_for(p.gpus, cfg.profiles.gpu_group)}
             for p in profiles
         ],
         "defaultProfile": default,

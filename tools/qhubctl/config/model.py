@@ -158,10 +158,15 @@ def _check_profiles(cfg: QHubConfig) -> list[tuple[str, str]]:
             problems.append((f"{where}.node_group", f"no node group {prof.node_group!r}; use one of {', '.join(known)}"))
         elif prof.gpus and group.gpu is None and cfg.cluster.managed_nodes:
             problems.append((f"{where}.gpus", f"node group {prof.node_group!r} has no GPUs; use the gpu group"))
-        access = getattr(prof, "access", None)
-        for i, group_name in enumerate(access.groups if access else []):
+        for i, group_name in enumerate(prof.access.groups):
             if group_name not in cfg.auth.groups:
                 problems.append((f"{where}.access.groups[{i}]", f"group {group_name!r} is not defined under auth.groups"))
+        gate = cfg.profiles.gpu_group
+        if prof.access.groups_for(prof.gpus, gate) == [gate] and gate not in cfg.auth.groups:
+            problems.append((f"{where}.access", f"the profile requests GPUs, so only members of group {gate!r} "
+                             "(profiles.gpu_group) may use it, and auth.groups has no such group; define it "
+                             "there with a gid and add users, name other groups in access.groups, or set "
+                             "access.allow_all: true"))
     return problems
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from qhubctl.config.base import Base, Name, Quantity, quantity_value
+from qhubctl.config.base import Base, FieldProblem, Name, Quantity, quantity_value
 
 
 class Resource(Base):
@@ -20,10 +20,31 @@ class Resource(Base):
         return self
 
 
+# Group whose members see GPU profiles that name no groups (the jupyterhub chart's singleuser.gpuGroup default).
+GPU_GROUP = "gpu-users"
+
+
 class Access(Base):
-    """Who sees a profile. Empty: everyone."""
+    """Who sees and may start a profile. No groups: everyone, except that a profile requesting GPUs goes only to
+    the members of profiles.gpu_group unless allow_all opens it."""
 
     groups: list[str] = Field(default_factory=list, description="Only members of these groups (auth.groups)")
+    allow_all: bool = Field(
+        False, description="Open a profile that requests GPUs to every user (default: profiles.gpu_group only)"
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Access:
+        if self.allow_all and self.groups:
+            raise FieldProblem([("allow_all", "allow_all: true opens the profile to every user, groups limit it to "
+                                 "their members; remove one of them")])
+        return self
+
+    def groups_for(self, gpus: int, gpu_group: str) -> list[str]:
+        """Groups whose members may use the profile; empty: everyone."""
+        if self.groups or self.allow_all or not gpus:
+            return list(self.groups)
+        return [gpu_group]
 
 
 class JupyterLabProfile(Base):
@@ -94,6 +115,10 @@ class Profiles(Base):
     )
     dask_worker: list[DaskWorkerProfile] = Field(
         default_factory=_default_dask, min_length=1, description="Dask worker sizes"
+    )
+    gpu_group: Name = Field(
+        GPU_GROUP, description="Group (auth.groups) whose members see the profiles that request GPUs and list no "
+        "access groups; everyone else neither sees nor may start them"
     )
 
     @field_validator("jupyterlab")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qhub_hub_values import HubSettings
+from tornado import web
 
 UID = 1000
 GID = 100
@@ -38,7 +39,16 @@ def dask_gateway_env(s: HubSettings) -> dict[str, str]:
     }
 
 
-def profile_entry(slug: str, p: dict[str, Any], placement: dict[str, Any]) -> dict[str, Any]:
+def allowed_groups(p: dict[str, Any], gpu_group: str) -> list[str]:
+    """Groups whose members may pick a `singleuser.profiles` entry; empty: everyone. A profile that requests GPUs
+    and names no groups belongs to `gpu_group` (singleuser.gpuGroup) unless its allowAll opens it to every user."""
+    groups = [str(g) for g in p.get("groups") or []]
+    if groups or p.get("allowAll") or not int(p.get("gpus") or 0):
+        return groups
+    return [gpu_group]
+
+
+def profile_entry(slug: str, p: dict[str, Any], placement: dict[str, Any], gpu_group: str) -> dict[str, Any]:
     """One KubeSpawner profile: sizes, image and node-group placement of a `singleuser.profiles` entry."""
     where = placement[p["nodeGroup"]]
     override: dict[str, Any] = {
@@ -60,7 +70,7 @@ def profile_entry(slug: str, p: dict[str, Any], placement: dict[str, Any]) -> di
         "description": p.get("description", ""),
         "default": bool(p.get("default")),
         "kubespawner_override": override,
-        "qhub_groups": list(p.get("groups") or []),
+        "qhub_groups": allowed_groups(p, gpu_group),
     }
 
 
@@ -68,7 +78,8 @@ def build_profiles(s: HubSettings) -> list[dict[str, Any]]:
     """All enabled profiles, the default first, then by slug."""
     placement = s.get("placement") or {}
     raw = s.get("singleuser.profiles") or {}
-    entries = [profile_entry(slug, p, placement) for slug, p in raw.items()]
+    gpu_group = str(s.get("singleuser.gpuGroup"))
+    entries = [profile_entry(slug, p, placement, gpu_group) for slug, p in raw.items()]
     return sorted(entries, key=lambda e: (not e["default"], e["slug"]))
 
 
@@ -83,6 +94,23 @@ def visible_profiles(profiles: list[dict[str, Any]], user_groups: set[str]) -> l
     if visible and not any(e["default"] for e in visible):
         visible[0] = {**visible[0], "default": True}
     return visible
+
+
+def guard_profiles(profiles: list[dict[str, Any]], hook: Any) -> Any:
+    """Wrap a pre-spawn hook so that a user whom no profile is open to cannot spawn at all (KubeSpawner would start
+    such a user with the class defaults). A profile the user may not see is refused by KubeSpawner itself: it picks
+    the requested slug from the same per-user list, or fails with "No such profile"."""
+
+    def pre_spawn_hook(spawner: Any) -> Any:
+        user = spawner.user
+        if profiles and not visible_profiles(profiles, {g.name for g in user.groups}):
+            groups = sorted({g for p in profiles for g in p["qhub_groups"]})
+            raise web.HTTPError(403, f"no server profile is open to {user.name}: every profile is limited to "
+                                     f"groups {user.name} is not in; an admin can add {user.name} to one of "
+                                     f"{', '.join(groups)}")
+        return hook(spawner)
+
+    return pre_spawn_hook
 
 
 def prepare_dirs(shared: Path, user: str, groups: dict[str, int], readonly: bool) -> None:
@@ -172,8 +200,11 @@ def configure_spawner(c: Any, s: HubSettings) -> None:
         env.update(dask_gateway_env(s))
     ks.environment = env
     profiles = build_profiles(s)
-    default = next((p for p in profiles if p["default"]), profiles[0] if profiles else None)
-    if default:  # sizes and placement even when a spawn names no profile
+    # sizes and placement even when a spawn names no profile: from a profile open to everyone (KubeSpawner merges
+    # a chosen profile's dicts into these, so a group-only profile's GPU requests must never be the base)
+    open_to_all = [p for p in profiles if not p["qhub_groups"]]
+    default = next((p for p in open_to_all if p["default"]), open_to_all[0] if open_to_all else None)
+    if default:
         for trait, value in default["kubespawner_override"].items():
             setattr(ks, trait, value)
 
@@ -181,4 +212,4 @@ def configure_spawner(c: Any, s: HubSettings) -> None:
         return visible_profiles(profiles, {g.name for g in spawner.user.groups})
 
     ks.profile_list = profile_list
-    ks.pre_spawn_hook = make_pre_spawn_hook(s)
+    ks.pre_spawn_hook = guard_profiles(profiles, make_pre_spawn_hook(s))

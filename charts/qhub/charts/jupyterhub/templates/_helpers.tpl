@@ -72,6 +72,9 @@ group gids. Secrets are never part of it: they are separate keys of the hub Secr
 {{- if not (hasKey $.Values.global.nodeGroups $p.nodeGroup) -}}
 {{- fail (printf "jupyterhub.singleuser.profiles.%s runs on node group %q, which global.nodeGroups does not define; add the group or set jupyterhub.singleuser.profiles.%s.enabled=false" $slug $p.nodeGroup $slug) -}}
 {{- end -}}
+{{- if and $p.allowAll $p.groups -}}
+{{- fail (printf "jupyterhub.singleuser.profiles.%s sets both allowAll (every user) and groups (only their members); remove one of them" $slug) -}}
+{{- end -}}
 {{- $image := include "qhub.image" (dict "root" $ "image" $.Values.singleuser.image) -}}
 {{- if $p.image.repository -}}
 {{- $image = include "qhub.image" (dict "root" $ "image" $p.image) -}}
@@ -104,6 +107,7 @@ group gids. Secrets are never part of it: they are separate keys of the hub Secr
     "httpTimeout" .Values.singleuser.httpTimeout
     "extraEnv" .Values.singleuser.extraEnv
     "storage" .Values.singleuser.storage
+    "gpuGroup" .Values.singleuser.gpuGroup
     "profiles" $profiles)
   "placement" $placement
   "cull" .Values.cull
