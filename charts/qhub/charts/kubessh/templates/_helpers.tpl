@@ -1,6 +1,10 @@
 {{- /* kubessh subchart helpers. */}}
+{{- /* Deployment, Service, ServiceAccount, Role, RoleBinding and NetworkPolicy of the gateway */}}
 {{- define "kubessh.name" -}}{{ include "qhub.kubesshName" . }}{{- end -}}
+{{- /* ConfigMap with the gateway's settings */}}
 {{- define "kubessh.configName" -}}{{ include "qhub.componentName" (dict "root" . "component" "kubessh-config") }}{{- end -}}
+{{- /* Secret that keeps the SSH host key (filled by the gateway, never by the chart) */}}
+{{- define "kubessh.hostKeySecretName" -}}{{ include "qhub.componentName" (dict "root" . "component" "kubessh-host-key") }}{{- end -}}
 
 {{- /* Settings file of the gateway (qhub_ssh.config.Settings); the service token comes from the environment. */}}
 {{- define "kubessh.settings" -}}
@@ -9,10 +13,13 @@
   "proxyUrl" (printf "http://%s:80" (include "qhub.proxyPublicName" .))
   "sshPort" 8022
   "sftpPort" 8023
-  "hostKeyPath" "/etc/qhub-ssh/keys/ssh_host_ed25519_key"
+  "hostKeySecret" (include "kubessh.hostKeySecretName" .)
   "homeRoot" "/mnt/home"
   "homeUid" 1000
   "homeGid" 100
   "serverStartTimeout" .Values.serverStartTimeout
-  "loginTimeout" .Values.loginTimeout) -}}
+  "loginTimeout" .Values.loginTimeout
+  "failedLoginWindow" .Values.failedLogins.windowSeconds
+  "maxFailedLoginsPerSource" .Values.failedLogins.perSource
+  "maxFailedLoginsPerUser" .Values.failedLogins.perUser) -}}
 {{- end -}}

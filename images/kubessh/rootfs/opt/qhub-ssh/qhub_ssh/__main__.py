@@ -6,8 +6,12 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
+
+import asyncssh
 
 from .config import Settings
+from .hostkey import HostKeyError
 from .server import Gateway
 
 
@@ -16,7 +20,13 @@ def main() -> None:
     parser.add_argument("--config", help="settings file (default $QHUB_SSH_CONFIG or /etc/qhub-ssh/config.json)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.load(args.config)
+    # asyncssh's own INFO lines repeat client-chosen user names verbatim; the gateway logs every connection's
+    # login outcome itself, with names escaped (guard.shown).
+    asyncssh.set_log_level(logging.WARNING)
+    try:
+        settings = Settings.load(args.config)
+    except (OSError, ValueError, TypeError) as e:
+        sys.exit(f"qhub-ssh: bad settings: {e}")
 
     async def run():
         gateway = Gateway(settings)
@@ -28,7 +38,10 @@ def main() -> None:
         await stop.wait()
         await gateway.stop()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except HostKeyError as e:
+        sys.exit(f"qhub-ssh: no host key: {e}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import json
 
 import aiohttp
 
-from .hub import Hub, stdin_message
+from .hub import Hub, Login, stdin_message
 
 READY = "QHUB-RELAY-READY"
 
@@ -80,16 +80,17 @@ else:
 class Relay:
     """One relay in a fresh terminal of the user's server: `mode` x (command) or t (TCP port on localhost)."""
 
-    def __init__(self, hub: Hub, server_path: str):
+    def __init__(self, hub: Hub, login: Login, server_path: str):
         self.hub = hub
+        self.login = login
         self.server_path = server_path
         self.term: str | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._pending = ""
 
     async def open(self, mode: str, arg: str) -> None:
-        self.term = await self.hub.new_terminal(self.server_path)
-        self.ws = await self.hub.connect_terminal(self.server_path, self.term)
+        self.term = await self.hub.new_terminal(self.login, self.server_path)
+        self.ws = await self.hub.connect_terminal(self.login, self.server_path, self.term)
         program = base64.b64encode(PROGRAM.encode()).decode()
         arg64 = base64.b64encode(arg.encode()).decode()
         await self.ws.send_str(stdin_message(
@@ -151,4 +152,4 @@ class Relay:
         if self.ws is not None:
             await self.ws.close()
         if self.term is not None:
-            await self.hub.close_terminal(self.server_path, self.term)
+            await self.hub.close_terminal(self.login, self.server_path, self.term)

@@ -12,8 +12,10 @@ from pathlib import Path
 import aiohttp
 import asyncssh
 
+from . import hostkey
 from .config import Settings
-from .hub import Hub, HubError, size_message, stdin_message
+from .guard import FailedLogins, Limits, shown
+from .hub import Hub, HubError, Login, size_message, stdin_message
 from .relay import Relay
 
 log = logging.getLogger("qhub_ssh")
@@ -37,8 +39,8 @@ class ConfinedSFTP(asyncssh.SFTPServer):
 class _Forward(asyncssh.SSHTCPSession):
     """One forwarded TCP connection, relayed into the user's server."""
 
-    def __init__(self, gateway: "Gateway", username: str, port: int):
-        self.gateway, self.username, self.port = gateway, username, port
+    def __init__(self, gateway: "Gateway", login: Login, port: int):
+        self.gateway, self.login, self.port = gateway, login, port
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.chan = None
         self.task = None
@@ -49,9 +51,9 @@ class _Forward(asyncssh.SSHTCPSession):
 
     async def _run(self):
         try:
-            await self.gateway.forward(self.username, self.port, self)
+            await self.gateway.forward(self.login, self.port, self)
         except Exception as e:  # noqa: BLE001 - any failure closes this one channel
-            log.info("forward to localhost:%s for %s ended: %s", self.port, self.username, e)
+            log.info("forward to localhost:%s for %s ended: %s", self.port, shown(self.login.username), shown(e))
             self.chan.close()
 
     # what Gateway.forward uses
@@ -86,9 +88,36 @@ class Gateway:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.hub = Hub(settings.hub_api_url, settings.proxy_url, settings.api_token)
+        self.failures = FailedLogins(Limits(window=settings.failed_login_window,
+                                            per_source=settings.max_failed_logins_per_source,
+                                            per_user=settings.max_failed_logins_per_user))
         self.acceptors: list[asyncssh.SSHAcceptor] = []
 
     # -- authentication ----------------------------------------------------------------------------------------
+    async def authenticate(self, conn, username: str, password: str) -> bool:
+        """Check a login against the hub, within the failed-login limits; remember the Login on the connection
+        (its token is what reaches the user's server)."""
+        source = str((conn.get_extra_info("peername") or ("?",))[0])
+        if len(username) > 256:
+            log.info("login refused for %s from %s: name too long", shown(username), shown(source))
+            return False
+        if not self.failures.begin(source, username):
+            log.warning("login refused for %s from %s: too many failed logins", shown(username), shown(source))
+            return False
+        ok: bool | None = None
+        try:
+            login = await self.hub.identify(username, password)
+            ok = login is not None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            log.warning("hub unreachable while authenticating %s: %s", shown(username), shown(e))
+            return False
+        finally:
+            self.failures.end(source, username, ok)
+        log.info("login %s for %s from %s", "accepted" if ok else "refused", shown(username), shown(source))
+        if login:
+            conn.set_extra_info(qhub_login=login)
+        return ok
+
     def server_factory(self, shell: bool):
         gateway = self
 
@@ -109,21 +138,14 @@ class Gateway:
                 return False
 
             async def validate_password(self, username, password):
-                try:
-                    ok = await gateway.hub.identify(username, password)
-                except aiohttp.ClientError as e:
-                    log.warning("hub unreachable while authenticating %s: %s", username, e)
-                    return False
-                log.info("login %s for %s from %s", "accepted" if ok else "refused", username,
-                         self.conn.get_extra_info("peername"))
-                return ok
+                return await gateway.authenticate(self.conn, username, password)
 
             def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
                 # Only to the user's own server (what VS Code Remote-SSH needs); never to other hosts.
                 if not shell or dest_host not in ("localhost", "127.0.0.1", "::1"):
                     raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                                                     "only forwards to localhost are allowed")
-                return _Forward(gateway, self.conn.get_extra_info("username"), dest_port)
+                return _Forward(gateway, self.conn.get_extra_info("qhub_login"), dest_port)
 
         return _Server
 
@@ -141,27 +163,28 @@ class Gateway:
         return str(home)
 
     def sftp_factory(self, chan):
-        return ConfinedSFTP(chan, self.home_of(chan.get_extra_info("username")))
+        return ConfinedSFTP(chan, self.home_of(chan.get_extra_info("qhub_login").username))
 
     # -- terminal sessions -------------------------------------------------------------------------------------
     async def handle_process(self, process: asyncssh.SSHServerProcess) -> None:
-        username = process.get_extra_info("username")
+        login: Login = process.get_extra_info("qhub_login")
         try:
-            server_path = await self.hub.ensure_server(username, self.settings.server_start_timeout)
+            server_path = await self.hub.ensure_server(login.username, self.settings.server_start_timeout)
             if process.command is None:
-                status = await self._interactive(process, server_path)
+                status = await self._interactive(process, login, server_path)
             else:
-                status = await self._exec(process, server_path, process.command)
+                status = await self._exec(process, login, server_path, process.command)
         except (HubError, aiohttp.ClientError, ConnectionError) as e:
+            log.info("session of %s failed: %s", shown(login.username), shown(e))
             process.stderr.write(f"qhub-ssh: {e}\r\n".encode())
             status = 1
         process.exit(status)
 
-    async def _interactive(self, process, server_path: str) -> int:
+    async def _interactive(self, process, login: Login, server_path: str) -> int:
         """A shell: the SSH session bridged to a JupyterLab terminal (a real pty in the user's server)."""
-        term = await self.hub.new_terminal(server_path)
+        term = await self.hub.new_terminal(login, server_path)
         try:
-            ws = await self.hub.connect_terminal(server_path, term)
+            ws = await self.hub.connect_terminal(login, server_path, term)
             async with ws:
                 cols, rows, *_ = process.get_terminal_size()
                 await ws.send_str(size_message(cols, rows))
@@ -196,12 +219,12 @@ class Gateway:
                 finally:
                     task.cancel()
         finally:
-            await self.hub.close_terminal(server_path, term)
+            await self.hub.close_terminal(login, server_path, term)
         return 0
 
-    async def _exec(self, process, server_path: str, command: str) -> int:
+    async def _exec(self, process, login: Login, server_path: str, command: str) -> int:
         """`ssh host command`: run through a relay, with separate stdout/stderr, stdin and the exit status."""
-        relay = Relay(self.hub, server_path)
+        relay = Relay(self.hub, login, server_path)
         try:
             await relay.open("x", command)
 
@@ -231,10 +254,10 @@ class Gateway:
         finally:
             await relay.close()
 
-    async def forward(self, username: str, port: int, chan) -> None:
+    async def forward(self, login: Login, port: int, chan) -> None:
         """direct-tcpip to localhost:<port>: a socket opened by a relay inside the user's own server."""
-        server_path = await self.hub.ensure_server(username, self.settings.server_start_timeout)
-        relay = Relay(self.hub, server_path)
+        server_path = await self.hub.ensure_server(login.username, self.settings.server_start_timeout)
+        relay = Relay(self.hub, login, server_path)
         try:
             await relay.open("t", str(port))
             pump = asyncio.create_task(chan.pump(relay))
@@ -250,8 +273,14 @@ class Gateway:
             chan.close()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
+    async def host_key(self) -> asyncssh.SSHKey:
+        s = self.settings
+        if s.host_key_secret:
+            return await hostkey.from_secret(s.kube_api_url, s.kube_sa_dir, s.host_key_secret)
+        return hostkey.from_file(s.host_key_path)
+
     async def start(self) -> None:
-        key = asyncssh.read_private_key(self.settings.host_key_path)
+        key = await self.host_key()
         common = dict(server_host_keys=[key], login_timeout=self.settings.login_timeout,
                       allow_scp=False, agent_forwarding=False, x11_forwarding=False)
         self.acceptors.append(await asyncssh.create_server(
@@ -260,7 +289,8 @@ class Gateway:
         self.acceptors.append(await asyncssh.create_server(
             self.server_factory(shell=False), self.settings.bind, self.settings.sftp_port,
             sftp_factory=self.sftp_factory, encoding=None, **common))
-        log.info("qhub-ssh listening: ssh %s, sftp %s", self.settings.ssh_port, self.settings.sftp_port)
+        log.info("qhub-ssh listening: ssh %s, sftp %s, host key %s", self.settings.ssh_port,
+                 self.settings.sftp_port, key.get_fingerprint())
 
     async def stop(self) -> None:
         for acceptor in self.acceptors:
