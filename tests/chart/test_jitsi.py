@@ -36,7 +36,8 @@ def test_generated_secrets_and_jwt_wiring():
     assert prosody["JWT_APP_SECRET"] == token["JITSI_APP_SECRET"] == ref
     assert prosody["AUTH_TYPE"] == "jwt" and prosody["ENABLE_GUESTS"] == "0" and prosody["ENABLE_AUTH"] == "1"
     assert token["JITSI_PUBLIC_URL"] == "https://meet.qhub.example.org"
-    assert token["JITSI_ALLOWED_GROUPS"] == "staff,students" and token["JITSI_TOKEN_LIFETIME"] == "1800"
+    assert token["JITSI_ALLOWED_GROUPS"] == "staff,students" and token["JITSI_TOKEN_LIFETIME"] == "600"
+    assert token["JUPYTERHUB_ALLOW_TOKEN_IN_URL"] == "0", "hub tokens only in the Authorization header"
     assert token["JUPYTERHUB_API_TOKEN"] == {"secretKeyRef": {"name": "qhub-hub", "key": "token-jitsi"}}
 
 
@@ -60,7 +61,9 @@ def test_host_is_required_and_schema_rejects_typos():
     assert "jitsi.host is required" in render_error(on)
     for bad, needle in [({"jvb": {"service": {"prot": 1}}}, "prot"),
                         ({"jvb": {"service": {"type": "ClusterIP"}}}, "/jvb/service/type"),
-                        ({"token": {"lifetime": 5}}, "lifetime"), ({"host": "https://meet.example.org"}, "host")]:
+                        ({"token": {"lifetime": 5}}, "lifetime"), ({"token": {"lifetime": 3600}}, "lifetime"),
+                        ({"token": {"groupRoomsOnly": "yes"}}, "groupRoomsOnly"),
+                        ({"host": "https://meet.example.org"}, "host")]:
         values = {**on, "jitsi": {**on["jitsi"], "host": "meet.example.org", **bad}}
         assert needle in render_error(values), bad
 
@@ -79,3 +82,18 @@ def test_token_service_matches_the_hub_registration(domain):
     assert token["JUPYTERHUB_OAUTH_CALLBACK_URL"] == registered["oauthRedirectUri"]
     expected = f"http://{domain}/services/jitsi/oauth_callback" if domain else "/services/jitsi/oauth_callback"
     assert registered["oauthRedirectUri"] == expected
+
+
+def test_token_defaults_are_minutes_no_implicit_moderators_any_room():
+    """Defaults: tokens live 5 minutes, only hub admins moderate (no group is a moderator group by default, so a
+    group that happens to be named "admin" grants nothing), and named rooms are allowed besides group rooms."""
+    docs = objects(render(values={"jitsi": {"enabled": True, "host": "meet.example.org"},
+                                  "jupyterhub": {"hub": {"services": {"jitsi": {"enabled": True}}}}}), "jitsi")
+    token = env(pod(get(docs, "Deployment", "qhub-jitsi-token"))["containers"][0])
+    assert token["JITSI_TOKEN_LIFETIME"] == "300"
+    assert token["JITSI_MODERATOR_GROUPS"] == "" and token["JITSI_GROUP_ROOMS_ONLY"] == "false"
+    only = objects(render(values={"jitsi": {"enabled": True, "host": "meet.example.org",
+                                            "token": {"groupRoomsOnly": True, "moderatorGroups": ["hosts"]}},
+                                  "jupyterhub": {"hub": {"services": {"jitsi": {"enabled": True}}}}}), "jitsi")
+    token = env(pod(get(only, "Deployment", "qhub-jitsi-token"))["containers"][0])
+    assert token["JITSI_GROUP_ROOMS_ONLY"] == "true" and token["JITSI_MODERATOR_GROUPS"] == "hosts"

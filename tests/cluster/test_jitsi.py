@@ -6,10 +6,12 @@ secret prosody is given. (Jitsi's own web, prosody, jicofo and jvb are container
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 import subprocess
 import sys
-from urllib.parse import parse_qs, urljoin, urlparse
+from urllib.parse import urljoin, urlparse
 
 import jwt
 import pytest
@@ -18,7 +20,8 @@ import requests
 from servicehub import REPO, find, free_port, render, running_hub, wait_until
 
 pytestmark = pytest.mark.cluster
-USERS = {"alice": ["staff"], "bob": ["students"], "carol": [], "eve": ["visitors"]}  # carol: hub admin
+# carol: hub admin in no group; mallory: in a group named "admin" but not a hub admin
+USERS = {"alice": ["staff"], "bob": ["students"], "carol": [], "eve": ["visitors"], "mallory": ["admin", "staff"]}
 
 
 def env_of(container: dict, secrets: dict[str, dict]) -> dict[str, str]:
@@ -106,41 +109,72 @@ def test_hub_users_get_a_valid_room_jwt(jitsi):
     claims = verify(jitsi, body["token"])
     assert claims["room"] == "standup" and claims["sub"] == "meet.jitsi"
     assert claims["context"]["user"]["name"] == "alice" and claims["context"]["user"]["moderator"] is False
-    assert claims["exp"] - claims["iat"] == 1800, "token.lifetime from values"
-    assert body["url"] == f"https://meet.qhub.example.org/standup?jwt={body['token']}"
-    r = requests.get(f"{hub.url}/services/jitsi/token", params={"room": "../etc"},
-                     headers={"Authorization": f"token {token}"}, timeout=10)
-    assert r.status_code == 400
+    assert claims["exp"] - claims["iat"] == 600, "token.lifetime from values"
+    assert body["url"] == "https://meet.qhub.example.org/standup", "the room URL, without the token"
+    assert r.headers["Cache-Control"] == "no-store"
+
+    def ask(room: str | None, who: str = token) -> requests.Response:
+        params = {"room": room} if room is not None else {}
+        return requests.get(f"{hub.url}/services/jitsi/token", params=params,
+                            headers={"Authorization": f"token {who}"}, timeout=10)
+
+    for room in ("*", "../etc", None):  # no wildcard token, no malformed room, no room-less token
+        r = ask(room)
+        assert r.status_code == 400 and "eyJ" not in r.text, (room, r.text)
+    assert verify(jitsi, ask("staff.weekly").json()["token"])["room"] == "staff.weekly", "alice is in staff"
+    r = ask("students.weekly")
+    assert r.status_code == 403 and "students" in r.text, "a group's room is for its members"
+    # a hub token in the URL is ignored (JUPYTERHUB_ALLOW_TOKEN_IN_URL=0): no token from ?token=
+    r = requests.get(f"{hub.url}/services/jitsi/token", params={"room": "standup", "token": token},
+                     allow_redirects=False, timeout=10)
+    assert r.status_code in (302, 401, 403) and "eyJ" not in r.text
 
 
-def test_oauth_login_redirects_into_the_room_and_groups_are_enforced(jitsi):
+def test_moderator_is_the_hub_admin_flag_not_a_group_named_admin(jitsi):
     hub = jitsi["hub"]
 
-    def browser(user: str, room: str) -> requests.Response:
+    def moderator(user: str) -> bool:
+        r = requests.get(f"{hub.url}/services/jitsi/token", params={"room": "allhands"},
+                         headers={"Authorization": f"token {hub.new_token(user)}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        return verify(jitsi, r.json()["token"])["context"]["user"]["moderator"]
+
+    assert moderator("carol") is True, "hub admin (the user model's admin field), in no group"
+    assert moderator("mallory") is False, "a member of a group called admin is not a hub admin"
+    assert moderator("alice") is False
+
+
+def test_oauth_login_opens_the_room_page_and_groups_are_enforced(jitsi):
+    """A browser following the room link logs in through the hub and gets the room page: the token is in the
+    page (for Jitsi's IFrame API), not in any redirect, so it never shows in the address bar or a Location."""
+    hub = jitsi["hub"]
+
+    def browser(user: str, room: str) -> tuple[requests.Response, list[str]]:
         s = requests.Session()
         url = f"{hub.url}/services/jitsi/room/{room}"
+        visited = [url]
         for _ in range(10):
             r = s.get(url, allow_redirects=False, timeout=20)
             if r.status_code == 200 and "/hub/login" in url:  # the hub's login form
                 import html
-                import re
                 xsrf = html.unescape(re.search(r'name="_xsrf" value="([^"]+)"', r.text).group(1))
                 r = s.post(url, data={"username": user, "password": "x", "_xsrf": xsrf}, allow_redirects=False,
                            timeout=20)
             if r.status_code != 302:
-                print("browser stopped at", r.status_code, url, r.text[:300])
-                return r
+                return r, visited
             url = urljoin(url, r.headers["Location"])
-            if urlparse(url).hostname == "meet.qhub.example.org":
-                return r
+            visited.append(url)
         raise AssertionError("too many redirects")
 
-    r = browser("carol", "allhands")
-    target = urlparse(r.headers["Location"])
-    assert (target.scheme, target.hostname, target.path) == ("https", "meet.qhub.example.org", "/allhands")
-    claims = verify(jitsi, parse_qs(target.query)["jwt"][0])
+    r, visited = browser("carol", "AllHands")
+    assert r.status_code == 200 and urlparse(visited[-1]).path == "/services/jitsi/room/AllHands", visited
+    assert not [u for u in visited if "jwt" in u or "eyJ" in u], f"a token in a URL: {visited}"
+    assert r.headers["Cache-Control"] == "no-store" and r.headers["Referrer-Policy"] == "no-referrer"
+    assert "frame-src https://meet.qhub.example.org" in r.headers["Content-Security-Policy"]
+    options = json.loads(re.search(r"var options = (\{.*?\});", r.text).group(1))
+    claims = verify(jitsi, options["jwt"])
+    assert options["roomName"] == claims["room"] == "allhands"
     assert claims["context"]["user"]["name"] == "carol" and claims["context"]["user"]["moderator"] is True
-    assert claims["room"] == "allhands"
-    assert browser("bob", "allhands").status_code == 302, "students are an allowed group"
-    r = browser("eve", "allhands")
-    assert r.status_code == 403 and "jwt" not in r.text.lower(), "groups outside token.allowedGroups get nothing"
+    assert browser("bob", "allhands")[0].status_code == 200, "students are an allowed group"
+    r, _ = browser("eve", "allhands")
+    assert r.status_code == 403 and "eyJ" not in r.text, "groups outside token.allowedGroups get nothing"
