@@ -93,12 +93,15 @@ def write_hub_files(objs: list[dict[str, Any]], dest: Path, release: str = "qhub
     return config_dir, secret_dir
 
 
+HUB_MODULES = ("qhub_hub_values", "qhub_hub_identities", "qhub_hub_setup", "qhub_hub_spawner")
+
+
 def import_hub_modules(config_dir: Path) -> dict[str, Any]:
     """Import the rendered qhub_hub_* modules fresh from config_dir."""
-    for mod in ("qhub_hub_values", "qhub_hub_setup", "qhub_hub_spawner"):
+    for mod in HUB_MODULES:
         sys.modules.pop(mod, None)
     sys.path.insert(0, str(config_dir))
     try:
-        return {m: importlib.import_module(m) for m in ("qhub_hub_values", "qhub_hub_setup", "qhub_hub_spawner")}
+        return {m: importlib.import_module(m) for m in HUB_MODULES}
     finally:
         sys.path.remove(str(config_dir))

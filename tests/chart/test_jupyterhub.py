@@ -144,9 +144,13 @@ def test_rbac_is_namespaced_least_privilege(objs: list[dict[str, Any]]) -> None:
     rules = find(objs, "Role", "qhub-hub")["rules"]
     granted = {(r, v) for rule in rules for r in rule["resources"] for v in rule["verbs"]}
     assert all(rule["apiGroups"] == [""] for rule in rules)
-    assert {r for r, _ in granted} == {"pods", "persistentvolumeclaims", "events"}
+    assert {r for r, _ in granted} == {"pods", "persistentvolumeclaims", "events", "configmaps"}
     assert ("pods", "create") in granted and ("pods", "delete") in granted
-    assert not {v for r, v in granted if r != "pods"} - {"get", "list", "watch"}
+    assert not {v for r, v in granted if r not in ("pods", "configmaps")} - {"get", "list", "watch"}
+    # the identities record: created at run time (create cannot be limited to a name), then read and updated by name
+    maps = [rule for rule in rules if rule["resources"] == ["configmaps"]]
+    assert [(m.get("resourceNames"), m["verbs"]) for m in maps] == [(None, ["create"]),
+                                                                   (["qhub-identities"], ["get", "update"])]
     binding = find(objs, "RoleBinding", "qhub-hub")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qhub-hub", "namespace": "qhub"}]
 

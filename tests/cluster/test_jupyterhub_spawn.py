@@ -246,14 +246,28 @@ def test_spawn_creates_the_profiled_pod(
     assert env["HOME"] == "/home/carol" and env["QHUB_TEST"] == "1"
     assert env["JUPYTERHUB_API_URL"] == f"http://{RELEASE}-proxy-public.{namespace}:80/hub/api"
     assert container["workingDir"] == "/home/carol"
+    # carol runs as her own uid, recorded by the hub in the identities ConfigMap (the hub's ServiceAccount
+    # created it), with her uid as primary group, analysts' gid as supplementary group and no fsGroup
+    record = json.loads(json.loads(cluster.kubectl("get", "configmap", f"{RELEASE}-identities", "-n", namespace,
+                                                   "-o", "json"))["data"]["identities.json"])
+    uid = record["users"]["carol"]
+    assert uid >= 100000 and record["groups"]["analysts"] == 3001 and record["nextUid"] > uid
     psc, csc = spec["securityContext"], container["securityContext"]
-    assert (psc["fsGroup"], psc["supplementalGroups"], psc["seccompProfile"]) == (100, [3001], {"type": "RuntimeDefault"})
-    assert (csc["runAsUser"], csc["runAsGroup"], csc["runAsNonRoot"]) == (1000, 100, True)
+    assert "fsGroup" not in psc
+    assert (psc["supplementalGroups"], psc["seccompProfile"]) == ([3001], {"type": "RuntimeDefault"})
+    assert (csc["runAsUser"], csc["runAsGroup"], csc["runAsNonRoot"]) == (uid, uid, True)
     assert csc["allowPrivilegeEscalation"] is False and csc["capabilities"]["drop"] == ["ALL"]
     assert spec["automountServiceAccountToken"] is False
+    # the home is made by the pod's first init container, as carol, from the server's own image
+    init = spec["initContainers"][0]
+    assert init["name"] == "home" and init["image"] == container["image"]
+    assert (init["securityContext"]["runAsUser"], init["securityContext"]["runAsGroup"]) == (uid, uid)
+    assert init["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert {"name": "QHUB_HOME_NAME", "value": "carol"} in init["env"]
+    assert init["volumeMounts"] == [{"name": "shared", "mountPath": "/mnt/home", "subPath": "home"}]
 
-    home, group = shared / "home" / "carol", shared / "shared" / "analysts"
-    assert (home.stat().st_uid, home.stat().st_gid) == (1000, 100)
+    homes, group = shared / "home", shared / "shared" / "analysts"
+    assert stat.S_IMODE(homes.stat().st_mode) == 0o1733 and not (homes / "carol").exists()
     assert group.stat().st_gid == 3001 and stat.S_IMODE(group.stat().st_mode) == 0o2770
 
     # The gpu profile is limited to gpu-team: carol may not pick it, and no pod is made for it.

@@ -165,3 +165,42 @@ secretKeyRef.
 {{- define "qhub.kubesshName" -}}{{ include "qhub.componentName" (dict "root" . "component" "kubessh") }}{{- end -}}
 {{- define "qhub.jitsiTokenName" -}}{{ include "qhub.componentName" (dict "root" . "component" "jitsi-token") }}{{- end -}}
 {{- define "qhub.jitsiWebName" -}}{{ include "qhub.componentName" (dict "root" . "component" "jitsi-web") }}{{- end -}}
+{{- define "qhub.identitiesName" -}}{{ include "qhub.componentName" (dict "root" . "component" "identities") }}{{- end -}}
+
+{{- /*
+The init container that makes a user's home before any other container of the pod mounts it: it runs as the user
+(runAsUser/runAsGroup set by whoever adds it - the hub for JupyterLab, Dask-Gateway for schedulers and workers -,
+together with the image and QHUB_HOME_NAME), mounts home/ of the shared volume at /mnt/home and creates
+home/<user> 0700, so the folder belongs to the user's uid without any root. A home that exists but belongs to
+another uid stops the pod with a message saying why (e.g. one from before per-user uids, owned by uid 1000, which
+`qhubctl upgrade --homes` hands over). home/ itself is 1733 (anyone may add a folder, nobody may list or remove
+another's), made by the hub. As JSON, without image, user and volume name. Call with the root context.
+*/}}
+{{- define "qhub.homeInitContainer" -}}
+{{- $script := `import os, stat, sys
+name = os.environ["QHUB_HOME_NAME"]
+if not name or "/" in name or name in (".", ".."):
+    sys.exit(f"{name!r} cannot be a home folder name")
+home, me = os.path.join("/mnt/home", name), os.getuid()
+try:
+    os.mkdir(home, 0o700)
+except FileExistsError:
+    pass
+st = os.lstat(home)
+if not stat.S_ISDIR(st.st_mode):
+    sys.exit(f"home/{name} on the shared volume is not a folder; an admin has to look at it")
+if st.st_uid != me:
+    why = (" (the uid every user had before per-user uids): an admin runs qhubctl upgrade --homes once"
+           if st.st_uid == 1000 else ": an admin has to look at it")
+    sys.exit(f"home/{name} belongs to uid {st.st_uid}, not to you (uid {me}){why}")
+os.chmod(home, 0o700)
+print(f"home/{name}: uid {me}, mode 0700")` -}}
+{{- dict
+  "name" "home"
+  "command" (list "python3" "-c" $script)
+  "securityContext" (include "qhub.containerSecurityContext" dict | fromYaml | merge (dict "runAsNonRoot" true))
+  "resources" (dict "requests" (dict "cpu" "10m" "memory" "32Mi") "limits" (dict "cpu" "200m" "memory" "64Mi"))
+  "terminationMessagePolicy" "FallbackToLogsOnError"
+  "volumeMounts" (list (dict "mountPath" "/mnt/home" "subPath" "home"))
+  | toJson -}}
+{{- end -}}

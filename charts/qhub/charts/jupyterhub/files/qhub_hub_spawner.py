@@ -1,31 +1,43 @@
 """User servers: KubeSpawner settings, profiles per node group, and the pre-spawn hook that prepares storage.
 
-Every user server runs as uid 1000, gid 100 (no root anywhere). The shared ReadWriteMany PVC holds
-home/<user>, shared/<group>, shared-readonly/ and conda-store/; each server mounts only its own home, the
-folders of its groups, and the read-only parts. The hub creates the folders before the pod starts: it mounts
-the same PVC at $QHUB_SHARED_DIR and is a supplementary member of every configured group, so it can give group
-folders their group and the setgid bit (mode 2770) without root.
+Every user's server runs as the user's own uid (allocated once and kept by qhub_hub_identities), with the uid as
+primary gid and the gids of the user's configured groups as supplementary groups; no root anywhere, no fsGroup
+(the kubelet would otherwise re-group the whole shared volume). The shared ReadWriteMany PVC holds home/<user>,
+shared/<group>, shared-readonly/ and conda-store/; each server mounts only its own home, the folders of its
+groups, and the read-only parts. Before the pod starts, the hub (uid 1000, mounting the same PVC at
+$QHUB_SHARED_DIR, a supplementary member of every configured group) makes home/ (1733: anyone may add a folder,
+nobody may list or remove another's), shared/ (0711) and each group folder (group gid, setgid, 2770); the pod's
+first init container, running as the user, makes the home itself (0700, the user's uid), so no process ever needs
+to give a file away.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
+from qhub_hub_identities import LEGACY_UID, IdentityStore, start_sync
 from qhub_hub_values import HubSettings
 from tornado import web
 
-UID = 1000
-GID = 100
-HOME_MODE = 0o750
+# The uid the hub (and QHub's other services) run as, and so the owner of what the hub makes on the share.
+SERVICE_UID = 1000
+SERVICE_GID = 100
+HOMES_MODE = 0o1733
+SHARED_MODE = 0o711
 GROUP_MODE = 0o2770
+CONDA_ROOT_MODE = 0o755
+CONDA_GROUP_MODE = 0o2750
 PORT = 8888
 
 
 def _access_labels() -> dict[str, str]:
-    """NetworkPolicy access of user servers: proxy (also the hub API), gateway, conda-store, NFS; not the hub."""
-    return {f"qhub.dev/access-{name}": "true" for name in ("proxy", "gateway", "conda-store", "nfs")}
+    """NetworkPolicy access of user servers: proxy (also the hub API), gateway, conda-store; not the hub, and not
+    the NFS server (the kubelet mounts the share; a pod never needs a network path to it)."""
+    return {f"qhub.dev/access-{name}": "true" for name in ("proxy", "gateway", "conda-store")}
 
 
 def dask_gateway_env(s: HubSettings) -> dict[str, str]:
@@ -113,21 +125,58 @@ def guard_profiles(profiles: list[dict[str, Any]], hook: Any) -> Any:
     return pre_spawn_hook
 
 
-def prepare_dirs(shared: Path, user: str, groups: dict[str, int], readonly: bool) -> None:
-    """Create home/<user> and shared/<group> (group-owned, setgid 2770) on the shared filesystem."""
-    as_root = os.geteuid() == 0
-    home = shared / "home" / user
-    home.mkdir(parents=True, exist_ok=True)
-    if as_root:  # only outside Kubernetes (tests on a host); the hub pod runs as uid 1000 and owns what it makes
-        os.chown(home, UID, GID)
-    home.chmod(HOME_MODE)
+def _own_dir(path: Path, mode: int, gid: int = -1) -> None:
+    """mkdir `path` if missing, then give it `gid` and `mode` (the hub owns it, so no privilege is needed; as root
+    outside Kubernetes - tests on a host - it also hands the folder to the service uid the hub runs as)."""
+    path.mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(path, SERVICE_UID, SERVICE_GID if gid == -1 else gid)
+    elif gid != -1:
+        os.chown(path, -1, gid)
+    path.chmod(mode)
+
+
+def check_home(shared: Path, user: str, uid: int) -> None:
+    """Refuse a spawn whose home exists but is not the user's (the pod's init container would stop it anyway,
+    with less to go on)."""
+    try:
+        st = (shared / "home" / user).lstat()
+    except FileNotFoundError:
+        return  # the pod's init container makes it
+    if not stat.S_ISDIR(st.st_mode):
+        raise web.HTTPError(500, f"home/{user} on the shared volume is not a folder; an admin has to look at it")
+    if st.st_uid == uid:
+        return
+    if st.st_uid == LEGACY_UID:
+        raise web.HTTPError(409, f"the home folder of {user} still belongs to uid {LEGACY_UID}, which every user "
+                                 f"had before QHub gave each user a uid of their own ({user}: {uid}); an admin runs "
+                                 f"`qhubctl upgrade --homes` once to hand every home to its user")
+    raise web.HTTPError(409, f"the home folder of {user} belongs to uid {st.st_uid}, not to {user}'s uid {uid}; an "
+                             "admin has to look at it (was the identities ConfigMap restored from another backup "
+                             "than the shared volume?)")
+
+
+def prepare_dirs(shared: Path, user: str, uid: int, groups: dict[str, int], *, readonly: bool,
+                 conda: bool) -> None:
+    """The folders a user's server mounts, except the home itself: home/ (1733), shared/ (0711) and the user's
+    group folders (gid, setgid 2770), conda-store/ and its group namespaces (gid, 2750: only members see a group's
+    environments) when conda-store is mounted, shared-readonly/ when enabled."""
+    check_home(shared, user, uid)
+    _own_dir(shared / "home", HOMES_MODE)
+    _own_dir(shared / "shared", SHARED_MODE)
     for group, gid in groups.items():
-        folder = shared / "shared" / group
-        folder.mkdir(parents=True, exist_ok=True)
-        os.chown(folder, UID if as_root else -1, gid)
-        folder.chmod(GROUP_MODE)
+        _own_dir(shared / "shared" / group, GROUP_MODE, gid)
+    if conda:
+        _own_dir(shared / "conda-store", CONDA_ROOT_MODE)
+        for group, gid in groups.items():
+            _own_dir(shared / "conda-store" / group, CONDA_GROUP_MODE, gid)
     if readonly:
-        (shared / "shared-readonly").mkdir(parents=True, exist_ok=True)
+        (shared / "shared-readonly").mkdir(exist_ok=True)
+
+
+def conda_mounted(s: HubSettings) -> bool:
+    """Whether user servers mount conda-store's environments."""
+    return bool(s.get("singleuser.storage.condaStore.enabled") and s.get("hub.services.conda-store.enabled"))
 
 
 def storage_for(s: HubSettings, user: str, groups: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -140,28 +189,74 @@ def storage_for(s: HubSettings, user: str, groups: list[str]) -> tuple[list[dict
     if readonly.get("enabled"):
         path = readonly.get("mountPath", "/shared-readonly")
         mounts.append({"name": "shared", "mountPath": path, "subPath": "shared-readonly", "readOnly": True})
-    conda = s.get("singleuser.storage.condaStore.enabled") and s.get("hub.services.conda-store.enabled")
-    if conda:
+    if conda_mounted(s):
         mounts.append({"name": "shared", "mountPath": "/opt/conda-store", "subPath": "conda-store", "readOnly": True})
     return volumes, mounts
 
 
-def make_pre_spawn_hook(s: HubSettings) -> Any:
-    """Hook run by the hub before each spawn: folders on disk, then the matching mounts and groups in the pod."""
+def identity_store(s: HubSettings) -> IdentityStore:
+    """The record of users' uids (ConfigMap <release>-identities), with the configured groups' gids."""
+    labels = {
+        "app.kubernetes.io/name": "jupyterhub",
+        "app.kubernetes.io/instance": s.name("release"),
+        "app.kubernetes.io/component": "identities",
+        "app.kubernetes.io/part-of": "qhub",
+        "app.kubernetes.io/managed-by": "jupyterhub",
+    }
+    return IdentityStore(s.namespace, s.name("identities"), s.group_gids(), labels)
+
+
+def home_init_container(s: HubSettings, user: str, uid: int, image: str) -> dict[str, Any]:
+    """The chart's home init container (qhub.homeInitContainer) for one user's pod."""
+    container = copy.deepcopy(s.get("homeInit"))
+    container["image"] = image
+    container["env"] = [{"name": "QHUB_HOME_NAME", "value": user}]
+    container["securityContext"].update({"runAsUser": uid, "runAsGroup": uid})
+    for mount in container["volumeMounts"]:
+        mount["name"] = "shared"
+    return container
+
+
+def make_pre_spawn_hook(s: HubSettings, store: IdentityStore) -> Any:
+    """Hook run by the hub before each spawn: the user's uid, folders on disk, then the matching identity, mounts
+    and groups in the pod."""
     gids = s.group_gids()
     readonly = bool(s.get("singleuser.storage.sharedReadonly.enabled"))
+    conda = conda_mounted(s)
 
-    def pre_spawn_hook(spawner: Any) -> None:
+    async def pre_spawn_hook(spawner: Any) -> None:
         user = spawner.user.name
         groups = sorted(g.name for g in spawner.user.groups if g.name in gids)
         mine = {g: gids[g] for g in groups}
-        prepare_dirs(s.shared_dir, user, mine, readonly)
-        spawner.volumes, spawner.volume_mounts = storage_for(s, user, groups)
+        uid = (await store.ensure([user]))[user]
+        try:
+            prepare_dirs(s.shared_dir, user, uid, mine, readonly=readonly, conda=conda)
+        except OSError as exc:
+            raise web.HTTPError(500, f"cannot prepare {user}'s folders on the shared volume ({exc}); the hub (uid "
+                                     f"{SERVICE_UID}) must be able to write the volume's top folder") from None
+        spawner.uid = uid
+        spawner.gid = uid  # a private group per user, in the user range: never a configured group's gid
         spawner.supplemental_gids = sorted(mine.values())
+        spawner.volumes, spawner.volume_mounts = storage_for(s, user, groups)
         spawner.working_dir = f"/home/{user}"
         spawner.environment = {**spawner.environment, "HOME": f"/home/{user}", "USER": user}
 
     return pre_spawn_hook
+
+
+def make_modify_pod_hook(s: HubSettings) -> Any:
+    """Hook run on the finished pod manifest: the home init container goes first, made as the user with the
+    server's own image (chosen by the profile, so known only here)."""
+
+    def modify_pod_hook(spawner: Any, pod: Any) -> Any:
+        from kubernetes_asyncio.client import V1Container
+        from kubespawner.utils import get_k8s_model
+
+        init = home_init_container(s, spawner.user.name, int(spawner.uid), pod.spec.containers[0].image)
+        pod.spec.init_containers = [get_k8s_model(V1Container, init), *(pod.spec.init_containers or [])]
+        return pod
+
+    return modify_pod_hook
 
 
 def configure_spawner(c: Any, s: HubSettings) -> None:
@@ -179,9 +274,8 @@ def configure_spawner(c: Any, s: HubSettings) -> None:
     ks.http_timeout = int(su.get("httpTimeout", 120))
     # User servers call the hub API through the proxy: their NetworkPolicy admits the proxy, not the hub.
     ks.hub_connect_url = f"http://{s.name('proxyPublic')}.{s.namespace}:80"
-    ks.uid = UID
-    ks.gid = GID
-    ks.fs_gid = GID
+    # uid, gid and supplementary groups are the user's, set per spawn by the pre-spawn hook; no fsGroup
+    ks.fs_gid = None
     ks.allow_privilege_escalation = False
     ks.container_security_context = {"capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
     ks.pod_security_context = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -212,4 +306,7 @@ def configure_spawner(c: Any, s: HubSettings) -> None:
         return visible_profiles(profiles, {g.name for g in spawner.user.groups})
 
     ks.profile_list = profile_list
-    ks.pre_spawn_hook = guard_profiles(profiles, make_pre_spawn_hook(s))
+    store = identity_store(s)
+    ks.pre_spawn_hook = guard_profiles(profiles, make_pre_spawn_hook(s, store))
+    ks.modify_pod_hook = make_modify_pod_hook(s)
+    start_sync(store)

@@ -91,6 +91,7 @@ group gids. Secrets are never part of it: they are separate keys of the hub Secr
   "gatewayProxy" (include "qhub.gatewayProxyName" .)
   "condaStore" (include "qhub.condaStoreName" .)
   "sharedPvc" (include "qhub.sharedPvcName" .)
+  "identities" (include "qhub.identitiesName" .)
   "publicUrl" (include "qhub.publicUrl" .)
 -}}
 {{- $cfg := dict
@@ -110,12 +111,13 @@ group gids. Secrets are never part of it: they are separate keys of the hub Secr
     "gpuGroup" .Values.singleuser.gpuGroup
     "profiles" $profiles)
   "placement" $placement
+  "homeInit" (include "qhub.homeInitContainer" . | fromJson)
   "cull" .Values.cull
 -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
-{{- /* Labels that let a pod through the NetworkPolicies of the services it calls. (list "hub" "nfs") */}}
+{{- /* Labels that let a pod through the NetworkPolicies of the services it calls. (list "hub" "proxy") */}}
 {{- define "jupyterhub.accessLabels" -}}
 {{- range $i, $name := . }}{{ if $i }}{{ "\n" }}{{ end }}qhub.dev/access-{{ $name }}: "true"{{ end -}}
 {{- end -}}
