@@ -66,6 +66,17 @@ for pkg in $NPM_PACKAGES; do
     npm install --silent --no-audit --no-fund --prefix "$QHUB_CACHE/node" "$pkg" >/dev/null
   fi
 done
+# playwright-core for the browser journey, from its lock file into a folder keyed by that file's hash; it drives
+# Debian's chromium and downloads no browser of its own
+lock=tests/node/browser/package-lock.json
+browser=$QHUB_CACHE/browser/$(sha256sum "$lock" | cut -c1-16)
+if [[ ! -f $browser/.qhub-complete ]]; then
+  echo "[setup] npm ci $lock into $browser" >&2
+  rm -rf "$browser" && mkdir -p "$browser"
+  cp tests/node/browser/package.json "$lock" "$browser/"
+  npm ci --silent --no-audit --no-fund --prefix "$browser" >/dev/null
+  touch "$browser/.qhub-complete"
+fi
 phase npm $((SECONDS - start))
 
 start=$SECONDS
