@@ -159,7 +159,7 @@ def test_controller_would_create_valid_restricted_pods(config: Config) -> None:
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
         assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
         assert pod["metadata"]["labels"]["gateway.dask.org/instance"] == "qhub-dask-gateway"
-        assert pod["metadata"]["labels"]["qhub.dev/access-nfs"] == "true"
+        assert "qhub.dev/access-nfs" not in pod["metadata"]["labels"], "pods never reach NFS"
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         assert mounts["/opt/conda-store"] == {"name": "shared", "mountPath": "/opt/conda-store",
                                                "subPath": "conda-store", "readOnly": True}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -94,15 +95,55 @@ def test_only_the_documented_privilege_is_granted(docs: list[dict[str, Any]]) ->
         assert c["resources"]["requests"] and c["resources"]["limits"], c["name"]
 
 
-def test_network_policy_admits_nfs_clients_only_on_2049(docs: list[dict[str, Any]]) -> None:
+DEFAULT_CIDRS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
+
+
+def ganesha(docs: list[dict[str, Any]]) -> str:
+    return str(find(docs, "ConfigMap", "qhub-nfs")["data"]["ganesha.conf"])
+
+
+def test_network_policy_admits_only_the_nodes_on_2049(docs: list[dict[str, Any]]) -> None:
+    """No pod - user servers included - has a network path to NFS: only the node ranges, where kubelets mount."""
     np = find(docs, "NetworkPolicy", "qhub-nfs")
     assert np["spec"]["policyTypes"] == ["Ingress", "Egress"] and np["spec"]["egress"] == []
     (rule,) = np["spec"]["ingress"]
     assert rule["ports"] == [{"port": "nfs", "protocol": "TCP"}]
-    peers = rule["from"]
-    assert peers[0]["podSelector"]["matchLabels"] == {"qhub.dev/access-nfs": "true"}
-    assert {p["ipBlock"]["cidr"] for p in peers[1:]} == {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                                                          "100.64.0.0/10"}
+    assert [list(peer) for peer in rule["from"]] == [["ipBlock"]] * len(DEFAULT_CIDRS), "pod or namespace selectors"
+    assert [p["ipBlock"]["cidr"] for p in rule["from"]] == DEFAULT_CIDRS
+    for pod in (d for d in docs if d["kind"] in ("Deployment", "StatefulSet")):
+        assert "qhub.dev/access-nfs" not in pod["spec"]["template"]["metadata"]["labels"], pod["metadata"]["name"]
+
+
+def test_ganesha_serves_only_the_client_ranges_and_squashes_root(docs: list[dict[str, Any]]) -> None:
+    conf = ganesha(docs)
+    export = conf[conf.index("EXPORT {"):conf.index("LOG {")]
+    assert re.search(r"^\s*Access_Type = None;", export, re.M), "the export admits nobody by default"
+    (client,) = re.findall(r"CLIENT \{(.*?)\}", export, re.S)
+    assert f"Clients = {', '.join(DEFAULT_CIDRS)};" in client and "Access_Type = RW;" in client
+    squashes = re.findall(r"Squash = (\w+);", conf)
+    assert squashes and set(squashes) == {"Root_Squash"}, squashes
+    assert "No_Root_Squash" not in conf and "no_root_squash" not in conf.lower()
+    assert "Anonymous_Uid = 65534;" in export
+    narrow = template("--set", f"nfs.service.clusterIP={IP}", "--set", "nfs.clientCIDRs={10.20.0.0/16}")
+    assert "Clients = 10.20.0.0/16;" in ganesha(narrow)
+    (rule,) = find(narrow, "NetworkPolicy", "qhub-nfs")["spec"]["ingress"]
+    assert rule["from"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    assert "nfs.clientCIDRs" in template_error("--set", f"nfs.service.clusterIP={IP}", "--set", "nfs.clientCIDRs=null")
+
+
+def test_share_is_always_mounted_nosuid_nodev(docs: list[dict[str, Any]]) -> None:
+    options = find(docs, "PersistentVolume", "qhub-qhub-shared")["spec"]["mountOptions"]
+    assert options[-2:] == ["nosuid", "nodev"] and "nfsvers=4.1" in options
+    custom = template("--set", f"nfs.service.clusterIP={IP}", "--set", "nfs.mountOptions={nfsvers=4.2,suid,dev,nosuid}")
+    assert find(custom, "PersistentVolume", "qhub-qhub-shared")["spec"]["mountOptions"] == ["nfsvers=4.2", "nosuid",
+                                                                                           "nodev"]
+
+
+@pytest.mark.parametrize(("setting", "named"), [("nfs.export.rootSquash=false", "always squashes root"),
+                                                ("nfs.networkPolicy.clientCIDRs={0.0.0.0/0}", "nfs.clientCIDRs")])
+def test_loosening_values_are_gone_and_named(setting: str, named: str) -> None:
+    msg = template_error("--set", f"nfs.service.clusterIP={IP}", "--set", setting)
+    assert named in msg and setting.split("=")[0].rsplit(".", 1)[0] in msg
 
 
 def test_server_can_live_in_its_own_namespace() -> None:

@@ -272,7 +272,7 @@ def test_cluster_request_creates_pods_on_node_groups_and_worker_group_scales(
         assert len(sched) == 1
         spec = sched[0]["spec"]
         assert spec["nodeSelector"] == {NODE_GROUP_LABEL: "general"}
-        assert sched[0]["metadata"]["labels"]["qhub.dev/access-nfs"] == "true"
+        assert "qhub.dev/access-nfs" not in sched[0]["metadata"]["labels"], "pods never reach NFS"
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert kget(cluster, "node", spec["nodeName"])["metadata"]["labels"][NODE_GROUP_LABEL] == "general"
 

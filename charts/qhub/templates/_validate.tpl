@@ -16,6 +16,8 @@ user upgrading with old values gets this message instead of a bare schema error.
   (list "jupyterhub.auth.github.clientSecret" "removed: put the client secret in a Secret and set jupyterhub.auth.github.existingSecret")
   (list "jupyterhub.auth.genericOAuth.clientSecret" "removed: put the client secret in a Secret and set jupyterhub.auth.genericOAuth.existingSecret")
   (list "jupyterhub.cull.timeoutSeconds" "renamed to jupyterhub.cull.timeout")
+  (list "nfs.export.rootSquash" "removed: the NFS server always squashes root on its clients")
+  (list "nfs.networkPolicy" "renamed: nfs.networkPolicy.clientCIDRs is nfs.clientCIDRs, the node ranges both the NetworkPolicy and Ganesha's export admit")
   | toJson -}}
 {{- end -}}
 

@@ -85,7 +85,7 @@ app.kubernetes.io/component: {{ . }}
 {{- $sched := dict "cores" $c.scheduler.cores "memory" $c.scheduler.memory "placement" (include "qhub.placementJson" (dict "root" $root "group" $c.scheduler.nodeGroup) | fromJson) -}}
 {{- $sharedPvc := "" -}}
 {{- if or $c.homeMount $c.condaStore.enabled }}{{ $sharedPvc = include "qhub.sharedPvcName" . }}{{ end -}}
-{{- $podLabels := dict "qhub.dev/access-nfs" "true" "app.kubernetes.io/part-of" "qhub" -}}
+{{- $podLabels := dict "app.kubernetes.io/part-of" "qhub" -}}
 {{- $clusters := dict
   "image" (include "qhub.image" (dict "root" . "image" $c.image))
   "gpuImage" (include "qhub.image" (dict "root" . "image" $c.gpuImage))
