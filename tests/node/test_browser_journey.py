@@ -133,6 +133,15 @@ def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
     cluster.kubectl("delete", "namespace", NS, "--wait=false")
 
 
+@pytest.fixture(autouse=True)
+def _report_on_failure(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator[None]:
+    """A failed assertion after the browser is done also leaves the namespace's pods, events and logs."""
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed:
+        print(f"\n[browser] pods, events and logs of {NS}: {_report(cluster)}")
+
+
 def drive(browser: dict[str, str], cluster: LocalCluster, spec: dict[str, Any], timeout: float = 600) -> dict:
     """Run the browser driver; a failed step fails the test naming the step, its screenshot and the reports."""
     spec = {"artifacts": str(SHOTS), "chromium": str(CHROMIUM), **spec}
