@@ -58,7 +58,15 @@ def config(docs: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory)
     return gateway_config(docs, tmp_path_factory.mktemp("gw"))
 
 
+# The hub's identities record as the gateway reads it when a user starts a cluster (QHubKubeBackend._identity).
+IDENTITIES = {"users": {"alice": 100000, "bob": 100001, "carol": 100002, "eve": 100003},
+              "groups": {"staff": 3001, "dask": 3002}}
+
+
 def resolve(config: Config, user: User, request: dict[str, Any]) -> KubeClusterConfig:
+    """What start_cluster hands the controller for `user`: the user's identity from the record, then the options."""
+    known = config.Backend.cluster_options.__globals__
+    known["_IDENTITIES"][user.name] = known["identity_of"](IDENTITIES, user)
     options = config.Backend.cluster_options(user)
     parsed = options.parse_options(request)
     return KubeClusterConfig(**options.get_configuration(parsed, user))
@@ -143,6 +151,26 @@ def test_profiles_resolve_to_pods_on_their_node_groups(config: Config) -> None:
     assert gpu.worker_extra_container_config["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     with pytest.raises(ValueError):
         resolve(config, alice, {"idle_timeout_minutes": 10_000})
+
+
+def test_pods_run_as_the_users_uid_with_their_groups(config: Config) -> None:
+    """A user's schedulers and workers run as the uid the hub gave the user, with the gids of the user's groups,
+    and make the user's home (as the user) before mounting it; a user the hub never gave a uid gets no cluster."""
+    resolved = resolve(config, User("bob", groups=["dask", "staff", "no-gid"]), {})
+    controller = KubeController(config=config)
+    for is_worker in (False, True):
+        pod = controller.make_pod("qhub", "abc123", FrozenAttrDict(resolved.to_dict()), is_worker=is_worker)
+        psc = pod["spec"]["securityContext"]
+        assert (psc["runAsUser"], psc["runAsGroup"], psc["supplementalGroups"]) == (100001, 100001, [3001, 3002])
+        assert "fsGroup" not in psc, "an fsGroup would make the kubelet re-group the shared volume"
+        (init,) = pod["spec"]["initContainers"]
+        assert init["name"] == "home" and init["image"] == pod["spec"]["containers"][0]["image"]
+        assert (init["securityContext"]["runAsUser"], init["securityContext"]["runAsGroup"]) == (100001, 100001)
+        assert init["env"] == [{"name": "QHUB_HOME_NAME", "value": "bob"}]
+        assert init["volumeMounts"] == [{"name": "shared", "mountPath": "/mnt/home", "subPath": "home"}]
+    identity_of = config.Backend.cluster_options.__globals__["identity_of"]
+    with pytest.raises(PublicException, match="no uid on the platform yet"):
+        identity_of(IDENTITIES, User("mallory"))
 
 
 def test_controller_would_create_valid_restricted_pods(config: Config) -> None:

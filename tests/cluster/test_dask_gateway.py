@@ -36,6 +36,7 @@ CHART = REPO / "charts" / "qhub"
 CRDS = CHART / "charts" / "dask-gateway" / "crds"
 BIN = Path(sys.executable).parent
 GIB = 2**30
+ALICE_UID = 100000
 
 HUB_CONFIG = """
 from jupyterhub.proxy import Proxy
@@ -209,6 +210,10 @@ def gateway(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> 
         wait_for("the controller's informers", lambda: "started!" in (work / "gateway-controller.log").read_text(), 60)
         admin = {"Authorization": f"token {tokens['admin_token']}"}
         requests.post(f"{hub_api}/users/alice", headers=admin, timeout=10).raise_for_status()
+        # alice's uid in the identities record, as the hub writes it when it first sees her
+        record = {"serial": 1, "users": {"alice": ALICE_UID}, "groups": {}}
+        cluster.kubectl("create", "configmap", cfg["identities"]["configMap"], "-n", ns,
+                        f"--from-literal=identities.json={json.dumps(record)}")
         r = requests.post(f"{hub_api}/users/alice/tokens", headers=admin, json={"note": "test"}, timeout=10)
         r.raise_for_status()
         yield {"ns": ns, "cfg": cfg, "url": gw, "user_token": r.json()["token"], "daemons": daemons, "work": work}
@@ -310,6 +315,9 @@ def test_cluster_request_creates_pods_on_node_groups_and_worker_group_scales(
             mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
             assert mounts["/opt/conda-store"]["readOnly"] is True and mounts["/home/alice"]["subPath"] == "home/alice"
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert (spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]) == (ALICE_UID,) * 2
+            assert "fsGroup" not in spec["securityContext"]
+            assert spec["initContainers"][0]["name"] == "home"
 
         # The per-cluster limits reach the gateway: at most 15 medium workers fit in 32 cores with a scheduler.
         limits = gateway["cfg"]["clusters"]["limits"]

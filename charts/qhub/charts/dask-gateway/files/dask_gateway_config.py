@@ -41,10 +41,36 @@ c.JupyterHubAuthenticator.jupyterhub_api_url = CFG["hub"]["apiUrl"]
 c.JupyterHubAuthenticator.jupyterhub_service_name = CFG["hub"]["serviceName"]
 
 
+# Each user's uid and group gids, read from the hub's identities record when that user starts a cluster; the
+# options handler (synchronous, called inside start_cluster) takes them from here.
+_IDENTITIES: dict[str, dict[str, Any]] = {}
+
+
+def identity_of(record: dict[str, Any], user: Any) -> dict[str, Any]:
+    """uid (also the primary gid) and supplementary gids of `user` from the hub's identities.json."""
+    uid = (record.get("users") or {}).get(user.name)
+    if uid is None:
+        raise PublicException(f"{user.name} has no uid on the platform yet: start your JupyterLab server once, "
+                              "then start the Dask cluster again")
+    gids = record.get("groups") or {}
+    return {"uid": int(uid), "gids": sorted(int(gids[g]) for g in _user_groups(user) if g in gids)}
+
+
 class QHubKubeBackend(KubeBackend):
-    """KubeBackend with a per-user cap on the number of running clusters."""
+    """KubeBackend with a per-user cap on the number of running clusters, running each user's schedulers and
+    workers as that user's uid with their groups' gids."""
+
+    async def _identity(self, user):  # type: ignore[no-untyped-def]
+        ids = CFG["identities"]
+        try:
+            found = await self.core_client.read_namespaced_config_map(ids["configMap"], CFG["namespace"])
+        except Exception as exc:  # noqa: BLE001 - any failure: no cluster, and the reason logged
+            self.log.error("cannot read the identities record %s: %s", ids["configMap"], exc)
+            raise PublicException("the platform's user ids cannot be read right now; try again in a minute") from None
+        return identity_of(json.loads((found.data or {}).get(ids["key"]) or "{}"), user)
 
     async def start_cluster(self, user, cluster_options):  # type: ignore[no-untyped-def]
+        _IDENTITIES[user.name] = await self._identity(user)
         cap = _user_limits(user).get("maxClusters")
         if cap is not None:
             active = await self.list_clusters(username=user.name)
@@ -98,14 +124,39 @@ def _profiles_for(user: Any) -> list[dict[str, Any]]:
     return [p for p in CLUSTERS["profiles"] if not p.get("groups") or groups & set(p["groups"])]
 
 
-def _pod_config(placement: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, Any]:
+def _security_context(identity: dict[str, Any]) -> dict[str, Any]:
+    """The user's uid as user and primary group, their groups' gids as supplementary groups; no fsGroup (the
+    kubelet would re-group the shared volume)."""
+    base = {k: v for k, v in CFG["podSecurityContext"].items() if k not in ("fsGroup", "runAsUser", "runAsGroup")}
+    return {**base, "runAsUser": identity["uid"], "runAsGroup": identity["uid"],
+            "supplementalGroups": identity["gids"]}
+
+
+def _home_init(image: str, user: Any, identity: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chart's home init container (qhub.homeInitContainer): the user's home exists, as theirs, before the
+    scheduler or worker mounts it."""
+    if not CLUSTERS["homeMount"]:
+        return []
+    init = json.loads(json.dumps(CLUSTERS["homeInit"]))
+    init["image"] = image
+    init["env"] = [{"name": "QHUB_HOME_NAME", "value": user.name}]
+    init["securityContext"].update({"runAsUser": identity["uid"], "runAsGroup": identity["uid"]})
+    for mount in init["volumeMounts"]:
+        mount["name"] = "shared"
+    return [init]
+
+
+def _pod_config(placement: dict[str, Any], volumes: list[dict[str, Any]], identity: dict[str, Any],
+                init: list[dict[str, Any]]) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "securityContext": CFG["podSecurityContext"],
+        "securityContext": _security_context(identity),
         "nodeSelector": placement.get("nodeSelector") or {},
         "tolerations": placement.get("tolerations") or [],
         "volumes": volumes,
         "enableServiceLinks": False,
     }
+    if init:
+        spec["initContainers"] = init
     if CLUSTERS.get("imagePullSecrets"):
         spec["imagePullSecrets"] = [{"name": n} for n in CLUSTERS["imagePullSecrets"]]
     return spec
@@ -153,6 +204,8 @@ def _handler(options: Any, user: Any) -> dict[str, Any]:
     volumes, mounts = _mounts(user)
     labels = CLUSTERS["podLabels"]
     image = CLUSTERS["gpuImage"] if profile.get("gpus") else CLUSTERS["image"]
+    identity = _IDENTITIES[user.name]
+    init = _home_init(image, user, identity)
     config: dict[str, Any] = {
         "image": image,
         "image_pull_policy": CLUSTERS["imagePullPolicy"],
@@ -172,8 +225,8 @@ def _handler(options: Any, user: Any) -> dict[str, Any]:
         "cluster_max_workers": limits["maxWorkers"],
         "worker_extra_pod_labels": labels,
         "scheduler_extra_pod_labels": labels,
-        "worker_extra_pod_config": _pod_config(profile["placement"], volumes),
-        "scheduler_extra_pod_config": _pod_config(sched["placement"], volumes),
+        "worker_extra_pod_config": _pod_config(profile["placement"], volumes, identity, init),
+        "scheduler_extra_pod_config": _pod_config(sched["placement"], volumes, identity, init),
         "worker_extra_container_config": _container(mounts, int(profile.get("gpus") or 0), prefix, user),
         "scheduler_extra_container_config": _container(mounts, 0, prefix, user),
         "environment": {"QHUB_DASK_PROFILE": profile["name"], "QHUB_DASK_ENVIRONMENT": env.get("name", "")},

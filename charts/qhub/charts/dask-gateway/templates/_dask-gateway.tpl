@@ -102,6 +102,7 @@ app.kubernetes.io/component: {{ . }}
   "condaStore" $c.condaStore
   "sharedPvc" $sharedPvc
   "tmpSize" $c.tmpSize
+  "homeInit" (include "qhub.homeInitContainer" . | fromJson)
   "podLabels" $podLabels -}}
 {{- $cfg := dict
   "namespace" .Release.Namespace
@@ -113,6 +114,7 @@ app.kubernetes.io/component: {{ . }}
   "proxy" (dict "dashboardMiddleware" (include "dask-gateway.dashboardMiddleware" .))
   "controller" (dict "completedClusterMaxAge" .Values.controller.completedClusterMaxAge "completedClusterCleanupPeriod" .Values.controller.completedClusterCleanupPeriod)
   "commonLabels" (dict "app.kubernetes.io/name" "dask-gateway" "app.kubernetes.io/part-of" "qhub" "app.kubernetes.io/managed-by" "dask-gateway" "app.kubernetes.io/instance" .Release.Name)
+  "identities" (dict "configMap" (include "qhub.identitiesName" .) "key" "identities.json")
   "podSecurityContext" (include "qhub.podSecurityContext" (dict "root" . "uid" 1000 "gid" 100) | fromYaml)
   "containerSecurityContext" (include "qhub.containerSecurityContext" dict | fromYaml)
   "clusters" $clusters -}}
