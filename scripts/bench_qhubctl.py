@@ -33,7 +33,7 @@ def timed(fn, repeat: int = 5) -> float:
 
 def local_config(ns: str, release: str) -> str:
     return (f"schema_version: 2\nproject_name: bench\nnamespace: {ns}\nrelease_name: {release}\n"
-            "cluster: {provider: local}\nauth: {type: dummy}\n"
+            "cluster: {provider: local}\nauth: {type: dummy, users: {bench: {}}}\n"
             "storage: {type: nfs, size: 5Gi, disk_storage_class: standard}\n")
 
 

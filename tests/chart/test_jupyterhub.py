@@ -21,7 +21,8 @@ PASSWORD_KEYS = ["dummy-password", "dummy-admin-password"]
 
 @pytest.fixture(scope="module")
 def objs() -> list[dict[str, Any]]:
-    return render({"jupyterhub": {"groups": GROUPS}})
+    # the trial login (dummy) with its two generated passwords; native, the default, is in test_hub_auth.py
+    return render({"jupyterhub": {"groups": GROUPS, "auth": {"type": "dummy"}}})
 
 
 def pod_specs(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -132,7 +133,8 @@ def test_cookie_secret_kept_only_when_well_formed() -> None:
 
 
 def test_existing_trial_secret_supplies_both_passwords() -> None:
-    values = {"jupyterhub": {"auth": {"dummy": {"existingSecret": "trial", "key": "pw", "adminKey": "admin-pw"}}}}
+    values = {"jupyterhub": {"auth": {"type": "dummy",
+                                      "dummy": {"existingSecret": "trial", "key": "pw", "adminKey": "admin-pw"}}}}
     hub = find(render(values), "Deployment", "qhub-hub")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in hub["env"]}
     assert env["QHUB_DUMMY_PASSWORD"] == {"name": "trial", "key": "pw"}

@@ -51,7 +51,7 @@ FEATURES: dict[str, dict[str, Any]] = {
         "storage": {"type": "existing", "storage_class": "rwx"},
         "auth": {"type": "oidc", "client_id": "q", "client_secret": {"secretRef": {"name": "o", "key": "k"}},
                  "authorize_url": "https://id.example.com/a", "token_url": "https://id.example.com/t",
-                 "userdata_url": "https://id.example.com/u", "groups_claim": "groups"},
+                 "userdata_url": "https://id.example.com/u", "groups_claim": "groups", "allowed_groups": ["staff"]},
     },
     "hub-only": {"components": {"dask_gateway": False, "conda_store": False, "kubessh": False, "jitsi": False}},
     "everything-dummy": {"components": {"jitsi": True}, "auth": {"type": "dummy", "users": {"t": {}}},

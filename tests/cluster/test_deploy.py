@@ -82,6 +82,13 @@ def test_deploy_from_scratch(env: dict[str, object]) -> None:
     assert workloads and all(w.done for w in workloads), workloads
     state = kube.read_secret(env["api"], NS, "qd-qhubctl-state")
     assert state and "project_name: deploytest" in state["config.yaml"]
+    # the namespace qhubctl created carries Pod Security labels: this config runs the in-cluster NFS server, so it
+    # enforces privileged and warns/audits at restricted (tests/cluster/test_pod_security.py checks the levels)
+    from kubernetes import client as k8s
+
+    labels = k8s.CoreV1Api(env["api"]).read_namespace(NS).metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
     code, out, _ = qhubctl(env, "status")
     assert code == 0, out
     print(f"deploy from scratch: {seconds:.1f}s")

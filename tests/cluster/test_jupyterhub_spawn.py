@@ -37,6 +37,8 @@ SPAWN_VALUES: dict[str, Any] = {
     "dask-gateway": {"enabled": True},
     "jupyterhub": {
         "hub": {"services": {"dask-gateway": {"enabled": True}}},
+        # the trial login, open to any name with its shared password (native, the default: test_native_login.py)
+        "auth": {"type": "dummy", "allowAll": True},
         "groups": {"analysts": {"gid": 3001}, "gpu-team": {}},
         "singleuser": {"profiles": {"gpu": {"groups": ["gpu-team"]}}, "extraEnv": {"QHUB_TEST": "1"}},
     },
@@ -304,7 +306,7 @@ def test_subchart_installs_and_keeps_its_secrets(cluster: LocalCluster, namespac
 
 
 def test_trial_login_needs_the_generated_password(hub: tuple[Hub, Path]) -> None:
-    """auth.type dummy (the default) accepts only the shared password generated into the hub Secret."""
+    """auth.type dummy accepts only the shared password generated into the hub Secret."""
     api, _ = hub
     site = api.base.rsplit("/api", 1)[0]
 

@@ -64,9 +64,11 @@ def test_hub_image_has_what_the_chart_runs() -> None:
                     "jupyterhub-idle-culler", "psycopg2-binary", "pyyaml"):
         assert package in have, package
     # the authenticators the chart's hub config names come from these packages
-    setup = (REPO / "charts/qhub/charts/jupyterhub/files/qhub_hub_setup.py").read_text()
-    modules = set(re.findall(r'"(\w+)\.[\w.]*(?:Authenticator|OAuthenticator)"', setup))
-    assert modules <= {"jupyterhub", "nativeauthenticator", "oauthenticator"}, modules
+    files = REPO / "charts/qhub/charts/jupyterhub/files"
+    auth = (files / "qhub_hub_auth.py").read_text()
+    modules = set(re.findall(r'"(\w+)\.[\w.]*(?:Authenticator|OAuthenticator)"', auth))
+    assert modules == {"jupyterhub", "qhub_hub_native", "oauthenticator"}, modules
+    assert "from nativeauthenticator import NativeAuthenticator" in (files / "qhub_hub_native.py").read_text()
     package = json.loads((IMAGES / "jupyterhub" / "npm" / "package-lock.json").read_text())
     chp = package["packages"]["node_modules/configurable-http-proxy"]["version"]
     assert chp.startswith("4."), "configurable-http-proxy 5 needs Node.js >= 20; bookworm has 18"

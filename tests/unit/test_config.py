@@ -60,7 +60,7 @@ def test_unknown_key_lists_allowed_keys() -> None:
 
 def test_secret_from_environment_and_never_dumped() -> None:
     raw = {"schema_version": SCHEMA_VERSION, "project_name": "demo", "cluster": {"provider": "local"},
-           "auth": {"type": "github", "client_id": "id"}}
+           "auth": {"type": "github", "client_id": "id", "allowed_organizations": ["org"]}}
     cfg = parse_config(raw, environ={"QHUB_SECRET__auth__client_secret": "s3cr3t-value"})
     assert cfg.secrets()[("auth", "client_secret")].get_secret_value() == "s3cr3t-value"
     assert "s3cr3t-value" not in str(cfg.redacted())

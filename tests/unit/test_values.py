@@ -42,7 +42,7 @@ def test_node_groups_from_shared_definition() -> None:
 
 def test_no_secret_values_in_output() -> None:
     raw = {"schema_version": 2, "project_name": "demo", "cluster": {"provider": "local"},
-           "auth": {"type": "github", "client_id": "cid"}}
+           "auth": {"type": "github", "client_id": "cid", "allowed_organizations": ["org"]}}
     cfg = parse_config(raw, environ={"QHUB_SECRET__auth__client_secret": "topsecret-123"})
     values = chart_values(cfg)
     assert "topsecret-123" not in json.dumps(values)
@@ -76,7 +76,7 @@ def test_gpu_profiles_go_to_the_gpu_group_unless_opened() -> None:
     opened = chart_values(_cfg("gcp.ok.gpu.yaml"))["jupyterhub"]["singleuser"]["profiles"]["gpu"]
     assert (opened["groups"], opened["allowAll"]) == ([], True)
     renamed = parse_config({"schema_version": 2, "project_name": "demo", "cluster": {"provider": "local"},
-                            "auth": {"type": "dummy", "groups": {"ml": {"gid": 3001}}},
+                            "auth": {"type": "dummy", "allow_all": True, "groups": {"ml": {"gid": 3001}}},
                             "node_groups": {"gpu": {"gpu": {"count": 1}}},
                             "profiles": {"gpu_group": "ml", "dask_worker": [
                                 {"name": "gpu", "display_name": "GPU", "gpus": 1, "node_group": "gpu"}]}},

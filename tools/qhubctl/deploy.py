@@ -51,7 +51,21 @@ def _get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
     return data
 
 
+def check_login_names(stored: dict[str, Any], cfg: QHubConfig) -> None:
+    """OIDC user names come from one claim; another claim renames every user (new, empty homes; lost groups)."""
+    old, new = stored.get("auth") or {}, cfg.redacted()["auth"]
+    if old.get("type") == new.get("type") == "oidc" and old.get("username_claim") != new.get("username_claim"):
+        raise ImmutableFieldError(
+            f"refusing to change auth.username_claim: {old.get('username_claim')!r} -> "
+            f"{new.get('username_claim')!r} would give every user a new name, and with it a new, empty home",
+            hint=f"set `username_claim: {old.get('username_claim')}` under auth to keep the names (a deployment "
+            "made by an older qhubctl used preferred_username, which users can change at many providers: moving "
+            "to sub needs the homes renamed first)",
+        )
+
+
 def check_immutable(stored: dict[str, Any], cfg: QHubConfig) -> None:
+    check_login_names(stored, cfg)
     new = cfg.redacted()
     changed = [(p, _get(stored, p), _get(new, p)) for p in immutable_paths() if _get(stored, p) != _get(new, p)]
     if changed:
@@ -120,6 +134,34 @@ class Result:
     revision: int | None
     seconds: float
     rolled: list[str]
+    # native admins whose password this deploy generated ({name: password}): shown once, never stored by qhubctl
+    new_logins: dict[str, str] = field(default_factory=dict)
+
+
+# Key of the hub Secret (<release>-hub) where the chart keeps native admins' passwords, {name: password} as JSON.
+ADMIN_PASSWORDS_KEY = "native-admin-passwords"
+
+
+def hub_secret_name(cfg: QHubConfig) -> str:
+    return f"{cfg.release_name}-hub"
+
+
+def admin_passwords(api: Any, cfg: QHubConfig) -> dict[str, str]:
+    """The native admins' passwords the chart generated into the hub Secret (empty for other logins)."""
+    if cfg.auth.type != "native":
+        return {}
+    stored = (kube.read_secret(api, cfg.namespace, hub_secret_name(cfg)) or {}).get(ADMIN_PASSWORDS_KEY) or "{}"
+    try:
+        found = json.loads(stored)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def admin_password_command(cfg: QHubConfig) -> str:
+    """How someone with access to the namespace reads the admins' passwords again."""
+    return (f"kubectl --namespace {cfg.namespace} get secret {hub_secret_name(cfg)} "
+            f"-o jsonpath='{{.data.{ADMIN_PASSWORDS_KEY}}}' | base64 -d")
 
 
 def apply(cfg: QHubConfig, helm: Helm, api: Any, plan: Plan, *, timeout: str = "10m",
@@ -135,7 +177,9 @@ def apply(cfg: QHubConfig, helm: Helm, api: Any, plan: Plan, *, timeout: str = "
         kube.write_secret(api, cfg.namespace, generated_secret_name(cfg),
                           {secret_key(p): v.get_secret_value() for p, v in secrets.items()})
     before = {(w.kind, w.name): w.template_hash for w in kube.workloads(api, cfg.namespace)}
+    logins_before = admin_passwords(api, cfg)
     revision = asyncio.run(_upgrade_watching(cfg, helm, api, plan, timeout, progress))
+    new_logins = {name: pw for name, pw in admin_passwords(api, cfg).items() if logins_before.get(name) != pw}
     after = kube.workloads(api, cfg.namespace)
     rolled = [f"{w.kind}/{w.name}" for w in after if before.get((w.kind, w.name)) != w.template_hash]
     kube.write_secret(api, cfg.namespace, state_secret_name(cfg), {
@@ -145,7 +189,7 @@ def apply(cfg: QHubConfig, helm: Helm, api: Any, plan: Plan, *, timeout: str = "
         "chart-digest": plan.chart_digest,
         "qhubctl-version": __version__,
     }, kind=kube.STATE_TYPE)
-    return Result(plan, True, revision, time.monotonic() - start, rolled)
+    return Result(plan, True, revision, time.monotonic() - start, rolled, new_logins)
 
 
 async def _upgrade_watching(cfg: QHubConfig, helm: Helm, api: Any, plan: Plan, timeout: str,

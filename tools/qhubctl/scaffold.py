@@ -76,7 +76,9 @@ cluster:
 
 
 _REST = """\
-# Login: native = users sign up, admins approve. Also: github, oidc, dummy (tests only).
+# Login: native = users sign up, an admin approves them at /hub/authorize. The admin's password is generated at
+# the first deploy into the cluster (`qhubctl deploy` shows it once), never written here. Also: github, oidc
+# (name users, organisations or groups; `allow_all: true` admits everyone), dummy (tests only).
 auth:
   type: native
   users:

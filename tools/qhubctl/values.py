@@ -165,11 +165,12 @@ def _jupyterhub(cfg: QHubConfig, deps: tuple[str, ...], chart_dir: Path) -> dict
 
 def _auth(cfg: QHubConfig) -> dict[str, Any]:
     auth = cfg.auth
+    # allowAll only when the config says so (auth.allow_all); native accounts are approved by an admin instead
     out: dict[str, Any] = {
         "type": AUTH_TYPES[auth.type],
         "adminUsers": sorted(auth.admins),
         "allowedUsers": sorted(auth.users),
-        "allowAll": not auth.users,
+        "allowAll": auth.type != "native" and auth.allow_all,
     }
     if auth.type == "native":
         out["native"] = {"openSignup": auth.open_signup}
@@ -177,7 +178,6 @@ def _auth(cfg: QHubConfig) -> dict[str, Any]:
         name, key = secret_source(cfg, auth.client_secret, ("auth", "client_secret"))
         out["github"] = {"clientId": auth.client_id, "existingSecret": name, "key": key,
                          "allowedOrganizations": list(auth.allowed_organizations)}
-        out["allowAll"] = not auth.users and not auth.allowed_organizations
     elif auth.type == "oidc":
         name, key = secret_source(cfg, auth.client_secret, ("auth", "client_secret"))
         out["genericOAuth"] = {
@@ -185,7 +185,7 @@ def _auth(cfg: QHubConfig) -> dict[str, Any]:
             "key": key, "authorizeUrl": str(auth.authorize_url), "tokenUrl": str(auth.token_url),
             "userdataUrl": str(auth.userdata_url), "usernameClaim": auth.username_claim,
             "scopes": list(auth.scopes), "manageGroups": auth.groups_claim is not None,
-            "groupsClaim": auth.groups_claim or "groups",
+            "groupsClaim": auth.groups_claim or "groups", "allowedGroups": list(auth.allowed_groups),
         }
     return out
 

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from qhubctl import kube
 from qhubctl.commands._common import ConfigOpt, KubeconfigOpt, YesOpt, confirm, handles_errors, kube_target, load, out
-from qhubctl.deploy import apply, make_plan
+from qhubctl.config.model import QHubConfig
+from qhubctl.deploy import admin_password_command, apply, make_plan
 from qhubctl.errors import EXIT_CHANGES
 from qhubctl.helm import Helm
 
@@ -58,3 +59,20 @@ def deploy(
         result = apply(cfg, helm, api, plan, timeout=timeout)
     rolled = ", ".join(result.rolled) or "none"
     out.print(f"deployed revision {result.revision} in {result.seconds:.1f}s; rolled: {rolled}")
+    show_new_logins(result.new_logins, cfg, terminal=out.is_terminal)
+
+
+def show_new_logins(logins: dict[str, str], cfg: QHubConfig, *, terminal: bool) -> None:
+    """The admin passwords this deploy generated: on a terminal once, in full; elsewhere (CI logs) only where they
+    are. qhubctl writes them nowhere; the hub Secret keeps them."""
+    if not logins:
+        return
+    names = ", ".join(sorted(logins))
+    if terminal:
+        out.print(f"admin login at the hub (shown once, keep it safe): {names}", markup=False)
+        for name, password in sorted(logins.items()):
+            out.print(f"  user {name}  password {password}", markup=False)
+    else:
+        out.print(f"generated the password of admin {names}; not shown, as this output is not a terminal (CI logs "
+                  "are kept)", markup=False)
+    out.print(f"read it again with: {admin_password_command(cfg)}", markup=False)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from qhubctl import nodegroups as ng
-from qhubctl.config.auth import Auth, NativeAuth
+from qhubctl.config.auth import Auth, NativeAuth, User
 from qhubctl.config.aws import AWSProvider
 from qhubctl.config.azure import AzureProvider
 from qhubctl.config.base import IMMUTABLE, Base, FieldProblem, Hostname, Name, SecretRef
@@ -61,7 +61,8 @@ class QHubConfig(Base):
         default_factory=default_environments, description="Shared conda environments built by conda-store"
     )
     storage: Storage = Field(default_factory=lambda: NFSStorage(type="nfs"), description="Shared filesystem")
-    auth: Auth = Field(default_factory=lambda: NativeAuth(type="native"), description="Login, users and groups")
+    auth: Auth = Field(default_factory=lambda: NativeAuth(type="native", users={"admin": User()}, admins=["admin"]),
+                       description="Login, users and groups (default: native accounts approved by the admin `admin`)")
     components: Components = Field(default_factory=Components, description="Installed platform parts")
     jupyterhub: JupyterHubSettings = Field(default_factory=JupyterHubSettings, description="JupyterHub tunables")
     dask_gateway: DaskGatewaySettings = Field(default_factory=DaskGatewaySettings, description="Dask-Gateway tunables")

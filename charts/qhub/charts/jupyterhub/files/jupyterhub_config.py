@@ -10,9 +10,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from qhub_hub_auth import configure_auth  # noqa: E402
 from qhub_hub_setup import (  # noqa: E402
     apply_extra_config,
-    configure_auth,
     configure_groups,
     configure_hub,
     configure_services,

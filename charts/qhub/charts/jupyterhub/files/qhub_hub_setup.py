@@ -1,4 +1,4 @@
-"""Hub-side settings: network addresses, database, authentication, users and groups, services, idle culling."""
+"""Hub-side settings: network addresses, database, groups, services, idle culling (login: qhub_hub_auth.py)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,6 @@ import sys
 from typing import Any
 
 from qhub_hub_values import SERVICES, HubSettings
-
-AUTHENTICATORS = {
-    # one shared password (DummyAuthenticator.password is deprecated since JupyterHub 5.3)
-    "dummy": "jupyterhub.authenticators.shared.SharedPasswordAuthenticator",
-    "native": "nativeauthenticator.NativeAuthenticator",
-    "github": "oauthenticator.github.GitHubOAuthenticator",
-    "generic-oauth": "oauthenticator.generic.GenericOAuthenticator",
-}
-
 
 def configure_hub(c: Any, s: HubSettings) -> None:
     """Where the hub listens, how it reaches the proxy, and its database."""
@@ -52,53 +43,6 @@ def cookie_secret(text: str) -> bytes:
     return key
 
 
-def _oauth_common(c: Any, cls: Any, cfg: dict[str, Any], s: HubSettings) -> None:
-    cls.client_id = cfg["clientId"]
-    cls.client_secret = os.environ["QHUB_OAUTH_CLIENT_SECRET"]
-    callback = cfg.get("callbackUrl") or (s.name("publicUrl") + "/hub/oauth_callback" if s.name("publicUrl") else "")
-    if callback:
-        cls.oauth_callback_url = callback
-
-
-def configure_auth(c: Any, s: HubSettings) -> None:
-    """Authenticator class and its settings, admins, allowed users."""
-    auth = s.get("auth") or {}
-    kind = auth.get("type", "dummy")
-    c.JupyterHub.authenticator_class = AUTHENTICATORS[kind]
-    c.Authenticator.admin_users = set(auth.get("adminUsers") or [])
-    members = {u for g in (s.get("groupMembers") or {}).values() for u in ((g or {}).get("users") or [])}
-    c.Authenticator.allowed_users = set(auth.get("allowedUsers") or []) | members
-    c.Authenticator.allow_all = bool(auth.get("allowAll", False))
-    if kind == "dummy":  # never open to any password: the chart always passes the shared trial password
-        shared = c.SharedPasswordAuthenticator
-        shared.user_password = os.environ["QHUB_DUMMY_PASSWORD"]
-        # admins must use their own password (>= 32 characters); without one they cannot log in
-        if os.environ.get("QHUB_DUMMY_ADMIN_PASSWORD"):
-            shared.admin_password = os.environ["QHUB_DUMMY_ADMIN_PASSWORD"]
-    elif kind == "native":
-        native = auth.get("native") or {}
-        c.NativeAuthenticator.open_signup = bool(native.get("openSignup"))
-        c.NativeAuthenticator.minimum_password_length = int(native.get("minimumPasswordLength", 8))
-    elif kind == "github":
-        gh = auth.get("github") or {}
-        _oauth_common(c, c.GitHubOAuthenticator, gh, s)
-        c.GitHubOAuthenticator.allowed_organizations = set(gh.get("allowedOrganizations") or [])
-        c.GitHubOAuthenticator.scope = ["read:org"]
-    elif kind == "generic-oauth":
-        oidc = auth.get("genericOAuth") or {}
-        g = c.GenericOAuthenticator
-        _oauth_common(c, g, oidc, s)
-        g.login_service = oidc.get("loginServiceName", "OIDC")
-        g.authorize_url = oidc["authorizeUrl"]
-        g.token_url = oidc["tokenUrl"]
-        g.userdata_url = oidc["userdataUrl"]
-        g.username_claim = oidc.get("usernameClaim", "preferred_username")
-        g.scope = list(oidc.get("scopes") or [])
-        if oidc.get("manageGroups"):
-            g.manage_groups = True
-            g.auth_state_groups_key = f"oauth_user.{oidc.get('groupsClaim', 'groups')}"
-
-
 def configure_groups(c: Any, s: HubSettings) -> None:
     """Configured groups with their initial members and gid (a group property, shown in the admin page)."""
     members = s.get("groupMembers") or {}
@@ -111,6 +55,8 @@ def configure_groups(c: Any, s: HubSettings) -> None:
 
 # Services users reach with their own hub token or through hub OAuth.
 USER_FACING = ("dask-gateway", "conda-store", "jitsi")
+# What JupyterHub's default `server` role grants a server's own token: report activity, accept its user's requests.
+SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server")
 
 
 def _service_role(name: str, scopes: list[str]) -> dict[str, Any]:
@@ -138,6 +84,9 @@ def configure_services(c: Any, s: HubSettings) -> None:
     # token a user's client sends against the hub); JupyterHub's default user role only has `self`.
     user_access = [f"access:services!service={svc['name']}" for svc in services if svc["name"] in USER_FACING]
     roles.append({"name": "user", "scopes": ["self", *user_access]})
+    # The token a user's server gets (JUPYTERHUB_API_TOKEN, what a notebook's Gateway() sends): JupyterHub's own
+    # server scopes, plus the same service access, so that code in the lab reaches those services as its user.
+    roles.append({"name": "server", "scopes": [*SERVER_TOKEN_SCOPES, *user_access]})
     cull = s.get("cull") or {}
     if cull.get("enabled"):
         services.append({"name": "idle-culler", "command": culler_command(cull)})

@@ -121,3 +121,34 @@ group gids. Secrets are never part of it: they are separate keys of the hub Secr
 {{- define "jupyterhub.accessLabels" -}}
 {{- range $i, $name := . }}{{ if $i }}{{ "\n" }}{{ end }}qhub.dev/access-{{ $name }}: "true"{{ end -}}
 {{- end -}}
+
+{{- /*
+The passwords of auth.type native's admins as JSON {name: password}: the one stored in the hub Secret for an admin
+who had one (32+ letters and digits), else a new random one. Admins no longer listed are dropped. Fails when
+native has no admin to authorize sign-ups (unless open sign-up) or an admin name could never log in.
+(dict "root" $ "secret" <hub Secret name>)
+*/}}
+{{- define "jupyterhub.nativeAdminPasswords" -}}
+{{- $auth := .root.Values.auth -}}
+{{- if and (not $auth.adminUsers) (not $auth.native.openSignup) -}}
+{{- fail "jupyterhub.auth.adminUsers is empty: with auth.type native an admin authorizes every sign-up. List one (its password is generated into the hub Secret) or set jupyterhub.auth.native.openSignup=true to let anyone in." -}}
+{{- end -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret | default dict -}}
+{{- $raw := dig "data" "native-admin-passwords" "" $existing -}}
+{{- $stored := dict -}}
+{{- if $raw -}}
+{{- $stored = $raw | b64dec | fromJson -}}
+{{- end -}}
+{{- $out := dict -}}
+{{- range $name := $auth.adminUsers -}}
+{{- if regexMatch "[, /]" $name -}}
+{{- fail (printf "jupyterhub.auth.adminUsers: %q cannot be a native account name (no spaces, commas or slashes)" $name) -}}
+{{- end -}}
+{{- $password := get $stored $name -}}
+{{- if not (and (kindIs "string" $password) (regexMatch "^[A-Za-z0-9]{32,}$" $password)) -}}
+{{- $password = randAlphaNum 32 -}}
+{{- end -}}
+{{- $_ := set $out $name $password -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
