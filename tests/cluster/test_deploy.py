@@ -139,6 +139,12 @@ def test_upgrade_from_previous_schema(env: dict[str, object]) -> None:
     code, out, _ = qhubctl(env, "deploy", "--yes")
     # native auth (v1 "password") differs from the dummy auth deployed: only the hub rolls
     assert code == 0, out
+    # the admin's password was generated into the hub Secret; deploy says so and where to read it, but prints it
+    # only on a terminal (this output is not one, like a CI log)
+    passwords = json.loads(kube.read_secret(env["api"], NS, "qd-hub")["native-admin-passwords"])
+    assert list(passwords) == ["ann"] and passwords["ann"] not in out
+    assert "generated the password of admin ann; not shown" in out
+    assert f"kubectl --namespace {NS} get secret qd-hub -o jsonpath='{{.data.native-admin-passwords}}'" in out
     code, out, _ = qhubctl(env, "deploy", "--yes")
     assert code == 0 and "no changes" in out, out
 
