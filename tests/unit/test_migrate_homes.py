@@ -1,0 +1,134 @@
+"""`qhubctl upgrade --homes`: the program its Job runs (qhubctl.migrate_homes, on real folders given to real uids, so
+it needs root like `make test`) and the Job qhubctl builds for it (qhubctl.homes). The Job itself runs on the real
+node in tests/node/test_files_groups.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+
+from qhubctl import homes, migrate_homes
+
+pytestmark = pytest.mark.unit
+
+UIDS = {"alice": 100000, "bob": 100001, "dave": 100003}
+GIDS = {"analysts": 3001}
+
+
+def owner(path: Path) -> tuple[int, int]:
+    st = path.lstat()
+    return st.st_uid, st.st_gid
+
+
+@pytest.fixture
+def share(tmp_path: Path) -> Path:
+    """A shared filesystem as it was before per-user uids: everything of uid 1000 (gid 100)."""
+    if os.geteuid() != 0:
+        pytest.fail("these tests give files to other uids: run them as root (make test does)", pytrace=False)
+    root = tmp_path / "share"
+    files = ["home/alice/notes.ipynb", "home/alice/deep/er/still/data.csv", "home/alice/.ssh/id_ed25519",
+             "home/bob/x.py", "home/ghost/secret.txt", "home/dave/mine.txt", "shared/analysts/report.md",
+             "shared/analysts/sub/table.csv"]
+    for rel in files:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    (root / "home" / "alice" / ".ssh" / "id_ed25519").chmod(0o600)
+    (root / "home" / "alice" / "to-ghost").symlink_to(root / "home" / "ghost")  # must not be followed
+    (root / "home" / "alice" / "etc").symlink_to("/etc")
+    (root / "home" / "stray-file").write_text("not a home")
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, 1000, 100, follow_symlinks=False)
+    os.chown(root / "home" / "alice" / "notes.ipynb", 5000, 5000)  # not from the shared uid: left alone
+    os.chown(root / "home" / "dave", 100003, 100003)  # a home already its user's
+    os.chown(root / "shared" / "analysts", 1000, 3001)
+    (root / "shared" / "analysts" / "report.md").chmod(0o644)
+    return root
+
+
+def test_homes_go_to_their_users_and_nothing_else_moves(share: Path) -> None:
+    report = migrate_homes.migrate(str(share), UIDS, GIDS)
+    alice = share / "home" / "alice"
+    assert owner(alice) == (100000, 100000) and stat.S_IMODE(alice.stat().st_mode) == 0o700
+    for rel in ("deep/er/still/data.csv", "deep/er", ".ssh/id_ed25519", "to-ghost", "etc"):
+        assert owner(alice / rel) == (100000, 100000), rel
+    assert stat.S_IMODE((alice / ".ssh" / "id_ed25519").stat().st_mode) == 0o600, "modes are kept"
+    assert owner(alice / "notes.ipynb") == (5000, 5000), "only what uid 1000 owned changes hands"
+    assert owner(share / "home" / "bob" / "x.py") == (100001, 100001)
+    # ghost has no uid: its home stays as it was, even though alice's symlink points into it
+    ghost = share / "home" / "ghost"
+    assert owner(ghost) == (1000, 100) and owner(ghost / "secret.txt") == (1000, 100)
+    assert owner(Path("/etc/passwd")) == (0, 0)
+    assert stat.S_IMODE((share / "home").stat().st_mode) == 0o1733
+    assert report["migrated"] == {"alice": {"uid": 100000, "entries": 9}, "bob": {"uid": 100001, "entries": 2}}
+    assert report["noUid"] == ["ghost"] and report["already"] == ["dave"] and report["notFolder"] == ["stray-file"]
+    # group folders: what the shared uid wrote stays its, but every member may now write it
+    shared = share / "shared" / "analysts"
+    assert owner(shared / "report.md") == (1000, 3001) and stat.S_IMODE((shared / "report.md").stat().st_mode) == 0o664
+    assert stat.S_IMODE((shared / "sub").stat().st_mode) & 0o2070 == 0o2070
+    assert report["groups"] == {"analysts": 3}
+    # a second run has nothing left to do
+    again = migrate_homes.migrate(str(share), UIDS, GIDS)
+    assert again["migrated"] == {} and sorted(again["already"]) == ["alice", "bob", "dave"]
+
+
+def test_a_home_owned_by_someone_else_is_reported_not_taken(share: Path) -> None:
+    os.chown(share / "home" / "bob", 100007, 100007)
+    report = migrate_homes.migrate(str(share), UIDS, GIDS)
+    assert report["otherOwner"] == {"bob": 100007}
+    assert owner(share / "home" / "bob" / "x.py") == (1000, 100)
+
+
+def test_the_jobs_script_runs_on_its_own(share: Path, tmp_path: Path) -> None:
+    """What the Job gets: the module's source and the record, runnable with nothing but Python's standard library."""
+    cm = homes.script_configmap("qhub-migrate-homes", {"users": UIDS, "groups": GIDS})
+    script, record = tmp_path / "migrate_homes.py", tmp_path / "identities.json"
+    script.write_text(cm["data"]["migrate_homes.py"])
+    record.write_text(cm["data"]["identities.json"])
+    out = subprocess.run([sys.executable, "-I", "-S", str(script), "--root", str(share), "--identities", str(record)],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["migrated"]["alice"]["uid"] == 100000
+    assert owner(share / "home" / "alice") == (100000, 100000)
+
+
+@pytest.mark.parametrize("nfs", [False, True])
+def test_the_job_is_root_with_four_capabilities_and_no_token(nfs: bool) -> None:
+    where = (homes.Target("qhub", "qhub-nfs-data", sub_path="export", node="node-7") if nfs else
+             homes.Target("qhub", "qhub-shared", placement={"nodeSelector": {"qhub.dev/node-group": "general"}}))
+    job = homes.job_manifest("qhub-migrate-homes", "reg/qhub/jupyterhub:1", where)
+    kubernetes_validate.validate({**job, "metadata": {**job["metadata"], "namespace": "qhub"}}, "1.35.0", strict=True)
+    pod = job["spec"]["template"]["spec"]
+    assert job["spec"]["backoffLimit"] == 0 and pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    assert pod["securityContext"]["runAsUser"] == 0
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    (c,) = pod["containers"]
+    sc = c["securityContext"]
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]}
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert c["resources"]["requests"] and c["resources"]["limits"]
+    share = next(m for m in c["volumeMounts"] if m["name"] == "share")
+    claim = next(v for v in pod["volumes"] if v["name"] == "share")["persistentVolumeClaim"]["claimName"]
+    if nfs:  # on the NFS server's own disk, next to the server (ReadWriteOnce)
+        assert (claim, share["subPath"], pod["nodeName"]) == ("qhub-nfs-data", "export", "node-7")
+    else:
+        assert claim == "qhub-shared" and "subPath" not in share and "nodeName" not in pod
+        assert pod["nodeSelector"] == {"qhub.dev/node-group": "general"}
+
+
+def test_summary_names_what_was_left() -> None:
+    lines = homes.summary({"migrated": {"alice": {"uid": 100000, "entries": 4}}, "already": ["dave"],
+                           "noUid": ["ghost"], "otherOwner": {"bob": 7}, "notFolder": [], "groups": {"analysts": 2}})
+    assert lines == ["home/alice: given to uid 100000 (4 entries)", "home/dave: already its user's",
+                     "home/ghost: left owned by 1000 - no hub user of that name has a uid",
+                     "home/bob: left alone - owned by uid 7, not 1000",
+                     "shared/analysts: 2 entries from before opened to the group"]
+    empty = {"migrated": {}, "already": [], "noUid": [], "otherOwner": {}, "notFolder": [], "groups": {}}
+    assert homes.summary(empty) == ["nothing to migrate: no home or group folder from before per-user uids"]

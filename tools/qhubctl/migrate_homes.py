@@ -1,0 +1,190 @@
+"""Hand homes from before per-user uids to their users: the program `qhubctl upgrade --homes` runs in a one-shot Job.
+
+Before per-user uids every user's server ran as uid 1000 (gid 100), so every home and everything in it belongs to
+1000. This program runs as root (CHOWN, DAC_OVERRIDE, FOWNER and FSETID only) where the shared filesystem is
+reachable as root (the shared PVC, or the NFS server's own disk: NFS clients are root-squashed) and, given the
+uid of every user from the hub's identities record:
+
+- home/<user> owned by uid 1000 becomes the user's: every entry in it owned by 1000 goes to the user's uid (and
+  from gid 100 to the user's gid), the folder itself last (so an interrupted run is simply run again), mode 0700;
+- a home of a name without a uid (not a hub user), or owned by anyone but 1000, is left alone and reported;
+- in shared/<group>, what 1000 owns becomes writable by the group, as it was to every member before.
+
+Nothing is followed: folders are opened with O_NOFOLLOW relative to their parent's descriptor, entries are changed
+with lchown through the parent's descriptor, and no other filesystem is entered, so a symlink or a folder swapped
+in while it runs leads nowhere outside the home being migrated. Standard library only (it runs in the hub image);
+prints one JSON report on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import stat
+import sys
+from typing import Any
+
+LEGACY_UID = 1000
+LEGACY_GID = 100
+HOME_MODE = 0o700
+HOMES_MODE = 0o1733
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_dir(name: str, parent: int) -> int | None:
+    """A folder below `parent`, never through a symlink; None if it is not a folder (any more)."""
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=parent)
+    except (NotADirectoryError, FileNotFoundError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink
+            return None
+        raise
+
+
+def _walk(top: int, visit: Any) -> int:
+    """Call visit(parent_fd, name, lstat) for every entry below the folder `top`, depth first, descending only
+    into real folders of the same filesystem; returns how many entries visit changed. At most one descriptor per
+    level is open."""
+    device = os.fstat(top).st_dev
+    changed = 0
+    stack: list[tuple[int, list[str]]] = [(top, sorted(os.listdir(top)))]
+    while stack:
+        fd, names = stack[-1]
+        if not names:
+            stack.pop()
+            if fd != top:
+                os.close(fd)
+            continue
+        name = names.pop()
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        changed += bool(visit(fd, name, st))
+        if stat.S_ISDIR(st.st_mode) and st.st_dev == device:
+            child = _open_dir(name, fd)
+            if child is not None:
+                stack.append((child, sorted(os.listdir(child))))
+    return changed
+
+
+def give_tree(top: int, uid: int, gid: int) -> int:
+    """Every entry below `top` owned by the legacy uid goes to uid (and from the legacy gid to gid)."""
+
+    def visit(parent: int, name: str, st: os.stat_result) -> bool:
+        if st.st_uid != LEGACY_UID:
+            return False
+        os.chown(name, uid, gid if st.st_gid == LEGACY_GID else -1, dir_fd=parent, follow_symlinks=False)
+        return True
+
+    return _walk(top, visit)
+
+
+def open_to_group(top: int, gid: int) -> int:
+    """Every file and folder below `top` owned by the legacy uid: group `gid`, group read and write (folders also
+    search, and setgid so new entries keep the group)."""
+
+    def visit(parent: int, name: str, st: os.stat_result) -> bool:
+        if st.st_uid != LEGACY_UID or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return False
+        flags = DIR_FLAGS if stat.S_ISDIR(st.st_mode) else os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, dir_fd=parent)
+        except OSError:
+            return False
+        try:
+            now = os.fstat(fd)
+            if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+                return False  # swapped since it was looked at
+            if now.st_gid != gid:
+                os.fchown(fd, -1, gid)
+            extra = stat.S_IRGRP | stat.S_IWGRP
+            if stat.S_ISDIR(now.st_mode):
+                extra |= stat.S_IXGRP | stat.S_ISGID
+            os.fchmod(fd, stat.S_IMODE(now.st_mode) | extra)
+        finally:
+            os.close(fd)
+        return True
+
+    return _walk(top, visit)
+
+
+def migrate(root: str, uids: dict[str, int], gids: dict[str, int]) -> dict[str, Any]:
+    """Migrate the shared filesystem mounted at `root`; the report lists what was done and what was left."""
+    report: dict[str, Any] = {"migrated": {}, "already": [], "noUid": [], "otherOwner": {}, "notFolder": [],
+                              "groups": {}}
+    top = os.open(root, DIR_FLAGS)
+    try:
+        homes = _open_dir("home", top)
+        if homes is not None:
+            try:
+                _migrate_homes(homes, uids, report)
+            finally:
+                os.close(homes)
+        shared = _open_dir("shared", top)
+        if shared is not None:
+            try:
+                for group, gid in sorted(gids.items()):
+                    folder = _open_dir(group, shared)
+                    if folder is None:
+                        continue
+                    try:
+                        report["groups"][group] = open_to_group(folder, gid)
+                    finally:
+                        os.close(folder)
+            finally:
+                os.close(shared)
+    finally:
+        os.close(top)
+    return report
+
+
+def _migrate_homes(homes: int, uids: dict[str, int], report: dict[str, Any]) -> None:
+    st = os.fstat(homes)
+    if st.st_uid == LEGACY_UID and stat.S_IMODE(st.st_mode) != HOMES_MODE:
+        os.fchmod(homes, HOMES_MODE)  # anyone may add a home, nobody may list or remove another's
+    for name in sorted(os.listdir(homes)):
+        st = os.stat(name, dir_fd=homes, follow_symlinks=False)
+        uid = uids.get(name)
+        if not stat.S_ISDIR(st.st_mode):
+            report["notFolder"].append(name)
+        elif uid is not None and st.st_uid == uid:
+            report["already"].append(name)
+        elif st.st_uid != LEGACY_UID:
+            report["otherOwner"][name] = st.st_uid
+        elif uid is None:
+            report["noUid"].append(name)
+        else:
+            home = _open_dir(name, homes)
+            if home is None:
+                report["notFolder"].append(name)
+                continue
+            try:
+                changed = give_tree(home, uid, uid)
+                os.fchown(home, uid, uid)  # last: a home still owned by 1000 is not done
+                os.fchmod(home, HOME_MODE)
+            finally:
+                os.close(home)
+            report["migrated"][name] = {"uid": uid, "entries": changed + 1}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, help="where the shared filesystem is mounted")
+    parser.add_argument("--identities", required=True, help="the hub's identities.json")
+    args = parser.parse_args(argv)
+    with open(args.identities, encoding="utf-8") as f:
+        record = json.load(f)
+    uids = {str(k): int(v) for k, v in (record.get("users") or {}).items()}
+    gids = {str(k): int(v) for k, v in (record.get("groups") or {}).items()}
+    report = migrate(args.root, uids, gids)
+    print(json.dumps(report, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
