@@ -132,5 +132,7 @@ def test_user_pods_have_no_fs_group_and_no_nfs_access_label(hub: dict[str, Any])
     assert ks.fs_gid is None, "an fsGroup would make the kubelet re-group the shared volume"
     assert "uid" not in ks and "gid" not in ks, "uid and gid are the user's, set per spawn"
     assert "qhub.dev/access-nfs" not in ks.extra_labels
+    # files written in a group folder are the group's to edit: the server starts with umask 0002
+    assert ks.cmd[:3] == ["sh", "-c", 'umask 0002 && exec jupyterhub-singleuser "$@"'] and ks.cmd[3] == "--"
     hub_pod = find(hub["objs"], "Deployment", "qhub-hub")["spec"]["template"]
     assert "qhub.dev/access-nfs" not in hub_pod["metadata"]["labels"]

@@ -32,6 +32,7 @@ GROUP_MODE = 0o2770
 CONDA_ROOT_MODE = 0o755
 CONDA_GROUP_MODE = 0o2750
 PORT = 8888
+SERVER_CMD = ["sh", "-c", 'umask 0002 && exec jupyterhub-singleuser "$@"', "--"]
 
 
 def _access_labels() -> dict[str, str]:
@@ -267,7 +268,10 @@ def configure_spawner(c: Any, s: HubSettings) -> None:
     ks.namespace = s.namespace
     ks.image = su["image"]
     ks.image_pull_secrets = list(su.get("imagePullSecrets") or [])
-    ks.cmd = ["jupyterhub-singleuser"]
+    # umask 0002: what a user writes in a group folder (setgid, 2770) is writable by the group; nothing else opens
+    # up, since homes are 0700 and a user's primary group is their own private gid. KubeSpawner appends its
+    # arguments, which "$@" passes on.
+    ks.cmd = SERVER_CMD
     ks.port = PORT
     ks.default_url = su.get("defaultUrl", "/lab")
     ks.start_timeout = int(su.get("startTimeout", 900))
