@@ -22,9 +22,10 @@ def test_defaults():
     ports = [(p["name"], p["port"], p["targetPort"]) for p in svc["ports"]]
     assert ports == [("ssh", 8022, "ssh"), ("sftp", 8023, "sftp")]
     spec = pod(get(docs, "Deployment", "qhub-kubessh"))
-    assert spec["securityContext"]["runAsUser"] == 1000 and spec["securityContext"]["runAsGroup"] == 100
+    assert spec["securityContext"]["runAsUser"] == 1000
+    assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v], \
+        "the gateway mounts no user files: SFTP runs in the user's own server"
     c = spec["containers"][0]
-    assert {"name": "homes", "mountPath": "/mnt/home", "subPath": "home"} in c["volumeMounts"]
     assert c["env"] == [{"name": "JUPYTERHUB_API_TOKEN",
                          "valueFrom": {"secretKeyRef": {"name": "qhub-hub", "key": "token-kubessh"}}}]
     labels = get(docs, "Deployment", "qhub-kubessh")["spec"]["template"]["metadata"]["labels"]

@@ -83,8 +83,7 @@ def hub(tmp_path_factory):
     services = [{"name": "kubessh", "api_token": token, "display": False}]
     roles = [{"name": "kubessh-service", "services": ["kubessh"], "scopes": kubessh_scopes()}]
     with running_hub(tmp / "hub", services=services, roles=roles, spawn=True,
-                     users={"alice": ["team"], "bob": ["team"], "carol": [], "dave": []}) as hub:
-        (hub.dir / "home" / "bob" / "secret.txt").write_text("bob's only")
+                     users={"alice": ["team"], "bob": ["team"], "carol": [], "dave": [], "erin": []}) as hub:
         (hub.dir / "home" / "carol" / ".jupyter").mkdir()
         (hub.dir / "home" / "carol" / ".jupyter" / "jupyter_server_config.py").write_text(HEADER_LOGGER)
         hub.kubessh_token = token
@@ -99,8 +98,7 @@ def gateway_settings(**overrides) -> dict:
 
 def hub_env(hub, key_file: Path) -> dict[str, str]:
     return {"JUPYTERHUB_API_URL": hub.api_url, "JUPYTERHUB_API_TOKEN": hub.kubessh_token,
-            "QHUB_SSH_PROXY_URL": hub.url, "QHUB_SSH_HOME_ROOT": str(hub.dir / "home"),
-            "QHUB_SSH_HOST_KEY": str(key_file)}
+            "QHUB_SSH_PROXY_URL": hub.url, "QHUB_SSH_HOST_KEY": str(key_file)}
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +135,7 @@ def test_rendered_settings_match_the_platform(gateway):
     s = gateway["settings"]
     assert s["hubApiUrl"] == "http://qhub-hub:8081/hub/api"
     assert s["proxyUrl"] == "http://qhub-proxy-public:80"
-    assert (s["sshPort"], s["sftpPort"], s["homeRoot"]) == (8022, 8023, "/mnt/home")
+    assert (s["sshPort"], s["sftpPort"]) == (8022, 8023)
 
 
 def test_login_runs_a_command_in_the_users_own_server(gateway):
@@ -181,40 +179,41 @@ def test_login_runs_a_command_in_the_users_own_server(gateway):
         client.close()
 
 
-def test_sftp_into_home_and_nowhere_else(gateway, tmp_path):
+def test_sftp_runs_in_the_users_own_server(gateway, tmp_path):
+    """SFTP on both ports is served inside the user's server (the gateway has no home to serve): paths start in
+    the server's home, files land there byte for byte, and a stopped server is started for it."""
     hub = gateway["hub"]
-    token = hub.new_token("alice")
-    local = tmp_path / "notes.txt"
-    payload = f"uploaded {uuid.uuid4()}\n"
-    local.write_text(payload)
+    home = hub.dir / "home" / "erin"
+    assert not hub.api("GET", "/users/erin").json()["servers"], "erin's server starts stopped"
+    token = hub.new_token("erin")
+    blob = os.urandom(300_000)
+    (tmp_path / "data.bin").write_bytes(blob)
     for port in (gateway["sftp"], gateway["ssh"]):  # the SFTP-only port and SSH's sftp subsystem
-        client = connect(port, "alice", token)
+        client = connect(port, "erin", token)
         try:
             sftp = client.open_sftp()
-            name = f"notes-{port}.txt"
-            sftp.put(str(local), name)
-            assert (hub.dir / "home" / "alice" / name).read_text() == payload
-            assert name in sftp.listdir(".")
-            assert sftp.normalize(".") == "/", "the home directory is the SFTP root"
-            for escape in ("../bob/secret.txt", "/../bob/secret.txt", "../../jupyterhub.sqlite"):
-                with pytest.raises(OSError):
-                    sftp.open(escape).read()
+            assert sftp.normalize(".") == str(home), "relative paths start in her server's home"
+            name = f"data-{port}.bin"
+            sftp.mkdir(f"up-{port}")
+            sftp.put(str(tmp_path / "data.bin"), f"up-{port}/{name}")
+            assert (home / f"up-{port}" / name).read_bytes() == blob
+            assert sftp.stat(f"up-{port}/{name}").st_size == len(blob)
+            with sftp.open(f"up-{port}/{name}") as f:
+                f.seek(1000)
+                assert f.read(5000) == blob[1000:6000]
+            sftp.rename(f"up-{port}/{name}", f"up-{port}/renamed.bin")
+            assert sorted(sftp.listdir(f"up-{port}")) == ["renamed.bin"]
+            with pytest.raises(FileNotFoundError):
+                sftp.stat("no-such-file")
+            sftp.remove(f"up-{port}/renamed.bin")
+            sftp.rmdir(f"up-{port}")
+            assert not (home / f"up-{port}").exists()
             sftp.close()
         finally:
             client.close()
-    # a symlink planted in alice's home (e.g. from her terminal) does not lead into bob's
-    os.symlink(hub.dir / "home" / "bob", hub.dir / "home" / "alice" / "to-bob")
-    client = connect(gateway["sftp"], "alice", token)
-    try:
-        sftp = client.open_sftp()
-        with pytest.raises(PermissionError):
-            sftp.open("to-bob/secret.txt").read()
-        with pytest.raises(PermissionError):
-            sftp.listdir("to-bob")
-    finally:
-        client.close()
+    assert hub.api("GET", "/users/erin").json()["servers"][""]["ready"], "the SFTP login started her server"
     # the SFTP-only port runs no commands
-    client = connect(gateway["sftp"], "alice", token)
+    client = connect(gateway["sftp"], "erin", token)
     try:
         with pytest.raises(paramiko.SSHException):
             client.exec_command("id", timeout=20)[1].read()
@@ -291,10 +290,17 @@ def scoped_token(hub, user: str, scopes: list[str]) -> str:
 
 def test_gateway_token_never_reaches_user_servers(gateway):
     """carol logs every request her own server receives, headers included (a jupyter_server_config.py in her home).
-    Shell, commands and forwards through the gateway must show her only her own token."""
+    Commands, SFTP and shells through the gateway must show her only her own token."""
     hub = gateway["hub"]
     token = hub.new_token("carol")
     assert run_command(gateway["ssh"], "carol", token, "echo $JUPYTERHUB_USER") == "carol\n"
+    client = connect(gateway["sftp"], "carol", token)
+    try:
+        sftp = client.open_sftp()
+        sftp.listdir(".")
+        sftp.close()
+    finally:
+        client.close()
     client = connect(gateway["ssh"], "carol", token)
     try:
         chan = client.invoke_shell()
@@ -309,7 +315,7 @@ def test_gateway_token_never_reaches_user_servers(gateway):
     seen_file = hub.dir / "home" / "carol" / "requests-seen.jsonl"
     requests_seen = [json.loads(line) for line in seen_file.read_text().splitlines()]
     terminal_calls = [r for r in requests_seen if "/api/terminals" in r["path"]]
-    assert len(terminal_calls) >= 2, f"carol's server logged no terminal requests: {requests_seen}"
+    assert len(terminal_calls) >= 3, f"carol's server logged too few terminal requests: {requests_seen}"
     for r in requests_seen:
         assert hub.kubessh_token not in r["authorization"], f"the gateway's token reached carol's server: {r['path']}"
     assert {r["authorization"] for r in terminal_calls} == {f"token {token}"}, "terminals opened with her token"

@@ -1,17 +1,23 @@
 """The SSH gateway's login rules (images/kubessh, package qhub_ssh): which token scopes open a user's server, the
-failed-login limits, user names in the log, and which token each request carries. The gateway against a real hub
+failed-login limits, user names in the log, which token each request carries, the host key file and the SFTP file
+agent (the program the gateway runs in a user's server). The gateway against a real hub
 and real user servers is in tests/cluster/test_kubessh.py and tests/node/test_ssh_journey.py."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import errno
+import json
+import os
+import struct
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "images" / "kubessh" / "rootfs" / "opt" / "qhub-ssh"))
-from qhub_ssh import hostkey  # noqa: E402
+from qhub_ssh import files, hostkey  # noqa: E402
 from qhub_ssh.guard import MAX_SHOWN, FailedLogins, Limits, shown  # noqa: E402
 from qhub_ssh.hub import Hub, Login, grants_server_access  # noqa: E402
 
@@ -129,3 +135,60 @@ def test_host_key_file_is_generated_once_and_kept(tmp_path: Path) -> None:
 def test_host_key_secret_without_service_account_files_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(hostkey.HostKeyError, match="qhub-kubessh-host-key"):
         asyncio.run(hostkey.from_secret("https://127.0.0.1:1", str(tmp_path), "qhub-kubessh-host-key"))
+
+
+class Agent:
+    """The SFTP file agent (qhub_ssh.files.AGENT) as the gateway starts it in a user's server: `python3 -c` reading
+    its source as the first line of input, then framed calls on stdin/stdout."""
+
+    def __init__(self, home: Path) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen(["sh", "-c", files.AGENT_COMMAND], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env={**os.environ, "HOME": str(home)})
+        self.proc.stdin.write(base64.b64encode(files.AGENT.encode()) + b"\n")
+
+    def call(self, op: str, *args, data: bytes = b"") -> tuple[dict, bytes]:
+        body = json.dumps({"op": op, "args": list(args)}).encode()
+        self.proc.stdin.write(struct.pack(">II", len(body), len(data)) + body + data)
+        self.proc.stdin.flush()
+        jl, pl = struct.unpack(">II", self.proc.stdout.read(8))
+        return json.loads(self.proc.stdout.read(jl)), self.proc.stdout.read(pl)
+
+    def close(self) -> int:
+        self.proc.stdin.close()
+        return self.proc.wait(10)
+
+
+def test_file_agent_works_in_the_home_as_the_process_user(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    agent = Agent(home)
+    try:
+        assert agent.call("realpath", ".")[0] == {"ok": str(home)}, "relative paths start in the user's home"
+        fd = agent.call("open", "notes.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)[0]["ok"]
+        blob = bytes(range(256)) * 300
+        assert agent.call("write", fd, 0, data=blob)[0] == {"ok": len(blob)}
+        assert agent.call("close", fd)[0] == {"ok": None}
+        assert (home / "notes.txt").read_bytes() == blob
+        fd = agent.call("open", str(home / "notes.txt"), os.O_RDONLY, 0)[0]["ok"]
+        assert agent.call("read", fd, 100, 50)[1] == blob[100:150]
+        assert agent.call("read", fd, len(blob), 50)[1] == b"", "end of file"
+        mode, uid, *_ = agent.call("fstat", fd)[0]["ok"]
+        assert (mode & 0o777, uid) == (0o640 & ~_umask(), os.getuid()), "the file belongs to the agent's user"
+        names = {n for n, _ in agent.call("scandir", ".")[0]["ok"]}
+        assert names == {".", "..", "notes.txt"}
+        odd = os.fsdecode(b"caf\xe9")  # not UTF-8: survives as a surrogate escape
+        assert agent.call("mkdir", odd, 0o755)[0] == {"ok": None} and (home / os.fsdecode(b"caf\xe9")).is_dir()
+        assert agent.call("rename", "notes.txt", odd)[0]["errno"] == errno.EEXIST, "SFTP v3 rename never replaces"
+        assert agent.call("stat", "missing")[0]["errno"] == errno.ENOENT
+        assert agent.call("setstat", "notes.txt", {"mode": 0o600, "size": 10})[0] == {"ok": None}
+        assert (home / "notes.txt").stat().st_size == 10 and (home / "notes.txt").stat().st_mode & 0o777 == 0o600
+    finally:
+        assert agent.close() == 0, "the agent ends when its input ends"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -14,9 +14,6 @@
   "sshPort" 8022
   "sftpPort" 8023
   "hostKeySecret" (include "kubessh.hostKeySecretName" .)
-  "homeRoot" "/mnt/home"
-  "homeUid" 1000
-  "homeGid" 100
   "serverStartTimeout" .Values.serverStartTimeout
   "loginTimeout" .Values.loginTimeout
   "failedLoginWindow" .Values.failedLogins.windowSeconds

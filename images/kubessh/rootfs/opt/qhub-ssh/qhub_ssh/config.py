@@ -36,11 +36,6 @@ class Settings:
     # Kubernetes API and the ServiceAccount files (token, ca.crt, namespace) used for host_key_secret
     kube_api_url: str = ""
     kube_sa_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
-    # Directory holding one home directory per user (home/<username> on the shared volume)
-    home_root: str = "/mnt/home"
-    # uid/gid given to home directories the gateway creates
-    home_uid: int = 1000
-    home_gid: int = 100
     # Seconds to wait for a user's server to become ready
     server_start_timeout: int = 300
     # Seconds a client has to authenticate
@@ -65,7 +60,6 @@ class Settings:
             "hub_api_url": "JUPYTERHUB_API_URL",
             "api_token": "JUPYTERHUB_API_TOKEN",
             "proxy_url": "QHUB_SSH_PROXY_URL",
-            "home_root": "QHUB_SSH_HOME_ROOT",
             "host_key_path": "QHUB_SSH_HOST_KEY",
             "bind": "QHUB_SSH_BIND",
             "ssh_port": "QHUB_SSH_PORT",
@@ -74,7 +68,7 @@ class Settings:
         for name, var in env.items():
             if os.environ.get(var):
                 values[name] = os.environ[var]
-        ints = ("ssh_port", "sftp_port", "home_uid", "home_gid", "server_start_timeout", "login_timeout",
+        ints = ("ssh_port", "sftp_port", "server_start_timeout", "login_timeout",
                 "failed_login_window", "max_failed_logins_per_source", "max_failed_logins_per_user")
         for name in ints:
             if name in values:

@@ -6,34 +6,18 @@ import asyncio
 import codecs
 import json
 import logging
-import os
-from pathlib import Path
 
 import aiohttp
 import asyncssh
 
 from . import hostkey
 from .config import Settings
+from .files import RemoteSFTP
 from .guard import FailedLogins, Limits, shown
 from .hub import Hub, HubError, Login, size_message, stdin_message
 from .relay import Relay
 
 log = logging.getLogger("qhub_ssh")
-
-
-class ConfinedSFTP(asyncssh.SFTPServer):
-    """SFTP confined to one home directory: no path, symlink or `..` leads outside it."""
-
-    def __init__(self, chan, root: str):
-        self._root = os.path.realpath(root)
-        super().__init__(chan, chroot=self._root.encode())
-
-    def map_path(self, path: bytes) -> bytes:
-        mapped = super().map_path(path)
-        real = os.path.realpath(os.fsdecode(mapped))
-        if real != self._root and not real.startswith(self._root + os.sep):
-            raise asyncssh.SFTPPermissionDenied("outside your home directory")
-        return mapped
 
 
 class _Forward(asyncssh.SSHTCPSession):
@@ -149,21 +133,10 @@ class Gateway:
 
         return _Server
 
-    # -- homes -------------------------------------------------------------------------------------------------
-    def home_of(self, username: str) -> str:
-        if not username or "/" in username or username in (".", ".."):
-            raise PermissionError(f"bad user name {username!r}")
-        home = Path(self.settings.home_root) / username
-        if not home.exists():
-            home.mkdir(mode=0o755)
-            try:
-                os.chown(home, self.settings.home_uid, self.settings.home_gid)
-            except PermissionError:  # not root: the directory already belongs to the gateway's own uid
-                pass
-        return str(home)
-
+    # -- files -----------------------------------------------------------------------------------------------
     def sftp_factory(self, chan):
-        return ConfinedSFTP(chan, self.home_of(chan.get_extra_info("qhub_login").username))
+        """SFTP run by an agent inside the user's own server, as the user (files.py)."""
+        return RemoteSFTP(chan, self.hub, chan.get_extra_info("qhub_login"), self.settings.server_start_timeout)
 
     # -- terminal sessions -------------------------------------------------------------------------------------
     async def handle_process(self, process: asyncssh.SSHServerProcess) -> None:
