@@ -149,6 +149,25 @@ def test_nobody_can_sign_up_as_the_admin(hub: dict[str, object]) -> None:
     assert Browser(base).login("admin", hub["passwords"]["admin"])  # type: ignore[index]
 
 
+def test_admin_password_is_changed_in_the_secret_not_on_the_page(hub: dict[str, object]) -> None:
+    base, password = str(hub["base"]), hub["passwords"]["admin"]  # type: ignore[index]
+    admin = Browser(base)
+    assert admin.login("admin", password)
+    admin.form("/hub/change-password", {"old_password": password, "new_password": "a-new-admin-password",
+                                        "new_password_confirmation": "a-new-admin-password"})
+    assert not Browser(base).login("admin", "a-new-admin-password"), "the page cannot move it off the Secret's"
+    assert Browser(base).login("admin", password)
+    # the same page does change an ordinary account's password (so the refusal above is the admin rule)
+    Browser(base).form("/hub/signup", {"username": "carol", "signup_password": "carol-password-1",
+                                       "signup_password_confirmation": "carol-password-1"})
+    admin.session.get(f"{base}/hub/authorize/carol", timeout=30)
+    carol = Browser(base)
+    assert carol.login("carol", "carol-password-1")
+    carol.form("/hub/change-password", {"old_password": "carol-password-1", "new_password": "carol-password-2",
+                                        "new_password_confirmation": "carol-password-2"})
+    assert Browser(base).login("carol", "carol-password-2")
+
+
 @pytest.mark.parametrize("user", ["alice", "newcomer"])  # alice: named in the config (group staff)
 def test_a_sign_up_logs_in_only_after_an_admin_authorized_it(hub: dict[str, object], user: str) -> None:
     base, password = str(hub["base"]), f"{user}-password-{uuid.uuid4().hex[:6]}"
