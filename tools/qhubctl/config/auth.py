@@ -17,9 +17,12 @@ _USERNAME = r"^[a-z0-9][-a-z0-9._@]{0,63}$"
 
 
 class Group(Base):
-    """A POSIX group: members share /shared/<group> (setgid, mode 2770)."""
+    """A POSIX group: members share /shared/<group> (group gid, setgid, mode 2770), and their servers and Dask
+    workers carry the gid as a supplementary group. Every user runs as a uid of their own, which the hub hands out
+    from 100000 up and keeps for good, so user ids and group gids (at most 65000) never meet."""
 
-    gid: int = Field(ge=1000, le=65000, description="Numeric group id on the shared filesystem (1000-65000)")
+    gid: int = Field(ge=1000, le=65000, description="Numeric group id on the shared filesystem (1000-65000; user "
+                                                    "uids start at 100000)")
     description: str = Field("", description="What the group is for")
 
 
