@@ -80,6 +80,10 @@ def _pods(cluster: LocalCluster) -> list[dict]:
 
 
 def test_every_pod_runs_its_real_process_on_the_real_node(cluster: LocalCluster, deployed: dict) -> None:
+    # qhubctl created the namespace enforcing Pod Security "restricted" (storage on local-path, no NFS server):
+    # every pod below, and the user server spawned later, was admitted under it
+    labels = json.loads(cluster.kubectl("get", "namespace", NS, "-o", "json"))["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted", labels
     pods = _pods(cluster)
     assert {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods} >= {"hub", "proxy", "kubessh"}
     for pod in pods:
