@@ -187,7 +187,8 @@ def test_login_pick_a_profile_and_run_a_cell_in_the_users_pod(cluster: LocalClus
     t = answer["timings"]
     print(f"\n[browser] login to JupyterLab {answer['loginToLabMs'] / 1000:.1f}s (spawn page to lab "
           f"{t['wait-for-jupyterlab'] / 1000:.1f}s), login to cell output {answer['loginToOutputMs'] / 1000:.1f}s, "
-          f"run cell {t['run-cell'] / 1000:.1f}s; screenshot {shot}")
+          f"kernel start {t['wait-for-kernel'] / 1000:.1f}s, run cell {t['run-cell'] / 1000:.1f}s "
+          f"(re-sent {answer.get('reruns', 0)}x); screenshot {shot}")
 
 
 def test_the_gpu_profile_is_listed_only_for_the_gpu_group(cluster: LocalCluster, platform: dict,
