@@ -155,6 +155,8 @@ def test_another_local_cluster_leaves_this_ones_kubeconfig_alone(cluster: LocalC
     try:
         assert other.kubeconfig != cluster.kubeconfig
         assert json.loads(other.kubectl("get", "--raw", "/version"))["gitVersion"] == pinned("KUBE_VERSION")
+        # it holds the cluster's admin key: written for its owner only, from the first byte
+        assert other.kubeconfig.stat().st_mode & 0o777 == 0o600
     finally:
         localcluster.down("qhub-other", log=lambda _: None)
     assert cluster.kubeconfig.read_text() == before
