@@ -15,7 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "images" / "jitsi-token" / "rootfs" / "opt"
                        / "qhub-jitsi-token"))
-from qhub_jitsi_token.app import RoomRefused, Settings, check_room, is_moderator, may_call, mint, room_page  # noqa: E402
+from qhub_jitsi_token.app import (  # noqa: E402
+    RoomRefused, Settings, check_room, is_moderator, may_call, mint, room_page,
+)
 
 pytestmark = pytest.mark.unit
 SECRET = "s" * 64
