@@ -115,7 +115,8 @@ def test_missing_file_hint(tmp_path: Path) -> None:
 
 
 def test_immutable_paths_and_refusal() -> None:
-    assert immutable_paths() == [("cluster", "provider"), ("project_name",), ("storage", "type")]
+    assert immutable_paths() == [("cluster", "provider"), ("project_name",), ("storage", "server_namespace"),
+                                 ("storage", "type")]
     cfg = load_config(CONFIGS / "aws.ok.minimal.yaml", environ={})
     stored = cfg.redacted()
     check_immutable(stored, cfg)  # unchanged: fine

@@ -20,8 +20,9 @@ import pytest
 from qhubctl.config import parse_config
 from qhubctl.errors import UserError
 from qhubctl.images import registry
-from qhubctl.podsecurity import namespace_labels
+from qhubctl.podsecurity import namespace_labels, namespaces
 from qhubctl.private import write_private
+from qhubctl.values import chart_values
 
 pytestmark = pytest.mark.unit
 
@@ -208,3 +209,13 @@ def test_namespace_with_the_nfs_server_still_warns_at_restricted() -> None:
     labels = namespace_labels(_config({"type": "nfs", "size": "10Gi"}))
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
     assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
+
+
+def test_nfs_server_in_its_own_namespace_leaves_the_deployment_restricted() -> None:
+    cfg = _config({"type": "nfs", "size": "10Gi", "server_namespace": "qhub-nfs"})
+    found = namespaces(cfg)
+    assert found["qhub"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert found["qhub-nfs"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert chart_values(cfg)["nfs"]["server"] == {"namespace": "qhub-nfs"}
+    same = namespaces(_config({"type": "nfs", "size": "10Gi", "server_namespace": "qhub"}))
+    assert list(same) == ["qhub"] and same["qhub"]["pod-security.kubernetes.io/enforce"] == "privileged"

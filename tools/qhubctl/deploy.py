@@ -170,7 +170,8 @@ def apply(cfg: QHubConfig, helm: Helm, api: Any, plan: Plan, *, timeout: str = "
     start = time.monotonic()
     if not plan.changed:
         return Result(plan, False, plan.deployed.revision if plan.deployed else None, 0.0, [])
-    kube.ensure_namespace(api, cfg.namespace, podsecurity.namespace_labels(cfg))
+    for namespace, labels in podsecurity.namespaces(cfg).items():
+        kube.ensure_namespace(api, namespace, labels)
     kube.apply_crds(api, helm.chart_dir)
     secrets = cfg.secrets()
     if secrets:
@@ -225,9 +226,18 @@ def destroy(cfg: QHubConfig, helm: Helm, api: Any, *, delete_data: bool = False)
         asyncio.run(helm.uninstall(cfg.release_name, cfg.namespace))
     kube.delete_secret(api, cfg.namespace, state_secret_name(cfg))
     kube.delete_secret(api, cfg.namespace, generated_secret_name(cfg))
+    # the NFS server's disk, when it lives in a namespace of its own: only this release's claims there
+    server = podsecurity.nfs_namespace(cfg)
+    elsewhere = [(server, f"app.kubernetes.io/instance={cfg.release_name}")] if server else []
     if delete_data:
-        return Destroyed(deployed is not None, [], kube.delete_pvcs(api, cfg.namespace))
-    return Destroyed(deployed is not None, kube.pvcs(api, cfg.namespace), [])
+        deleted = kube.delete_pvcs(api, cfg.namespace)
+        for namespace, selector in elsewhere:
+            deleted += [f"{namespace}/{n}" for n in kube.delete_pvcs(api, namespace, selector)]
+        return Destroyed(deployed is not None, [], deleted)
+    kept = kube.pvcs(api, cfg.namespace)
+    for namespace, selector in elsewhere:
+        kept += [f"{namespace}/{n}" for n in kube.pvcs(api, namespace, selector)]
+    return Destroyed(deployed is not None, kept, [])
 
 
 # --- Why a rollout did not finish ------------------------------------------------------------------------------

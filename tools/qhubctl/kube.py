@@ -205,12 +205,14 @@ def diagnose(api: k8s.ApiClient, namespace: str, limit: int = 15) -> list[str]:
     return reasons[: limit * 2]
 
 
-def pvcs(api: k8s.ApiClient, namespace: str) -> list[str]:
-    return sorted(p["metadata"]["name"] for p in _items(api, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"))
+def pvcs(api: k8s.ApiClient, namespace: str, selector: str = "") -> list[str]:
+    query = {"labelSelector": selector} if selector else {}
+    return sorted(p["metadata"]["name"]
+                  for p in _items(api, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", **query))
 
 
-def delete_pvcs(api: k8s.ApiClient, namespace: str) -> list[str]:
-    names = pvcs(api, namespace)
+def delete_pvcs(api: k8s.ApiClient, namespace: str, selector: str = "") -> list[str]:
+    names = pvcs(api, namespace, selector)
     for name in names:
         _rest(api, "DELETE", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}")
     return names

@@ -7,7 +7,8 @@ user servers, Dask schedulers and workers, the SSH gateway, conda-store, Jitsi, 
 namespaces or hostPath), so that is what the namespace enforces. The one exception is the in-cluster NFS server
 (storage.type nfs): NFS-Ganesha runs as root with CAP_DAC_READ_SEARCH and CAP_SYS_RESOURCE, which even `baseline`
 forbids, so a namespace that holds it can enforce only `privileged`; warn and audit stay at `restricted` so any
-other pod that breaks it is still reported. tests/cluster/test_pod_security.py checks each level against the real
+other pod that breaks it is still reported. With storage.server_namespace the server runs in a namespace of its
+own (privileged) and the deployment's namespace enforces `restricted`. tests/cluster/test_pod_security.py checks each level against the real
 API server with the chart's rendered pods.
 """
 
@@ -21,19 +22,40 @@ LEVELS = ("privileged", "baseline", "restricted")  # loosest to strictest
 VERSION = "latest"
 
 
+def nfs_namespace(cfg: QHubConfig) -> str | None:
+    """Namespace of the in-cluster NFS server, if it has one apart from the deployment's (storage.server_namespace)."""
+    if cfg.storage.type != "nfs" or cfg.storage.server_namespace in (None, cfg.namespace):
+        return None
+    return cfg.storage.server_namespace
+
+
 def enforce_level(cfg: QHubConfig) -> tuple[str, str]:
-    """The strictest level every pod of this deployment meets, and why it is not stricter."""
-    if cfg.storage.type == "nfs":
+    """The strictest level every pod of the deployment's namespace meets, and why it is not stricter."""
+    if cfg.storage.type == "nfs" and nfs_namespace(cfg) is None:
         return "privileged", ("the in-cluster NFS server (storage.type nfs) runs as root with CAP_DAC_READ_SEARCH "
-                              "and CAP_SYS_RESOURCE, outside Pod Security baseline")
+                              "and CAP_SYS_RESOURCE, outside Pod Security baseline; storage.server_namespace moves "
+                              "it to a namespace of its own")
     return "restricted", "every QHub pod meets restricted"
 
 
+def labels(enforce: str) -> dict[str, str]:
+    """Enforce `enforce`, warn and audit at restricted."""
+    found: dict[str, str] = {}
+    for mode, value in (("enforce", enforce), ("warn", "restricted"), ("audit", "restricted")):
+        found[f"{PREFIX}/{mode}"] = value
+        found[f"{PREFIX}/{mode}-version"] = VERSION
+    return found
+
+
 def namespace_labels(cfg: QHubConfig) -> dict[str, str]:
-    """Labels of the release namespace: enforce the config's level, warn and audit at restricted."""
-    level, _ = enforce_level(cfg)
-    labels: dict[str, str] = {}
-    for mode, value in (("enforce", level), ("warn", "restricted"), ("audit", "restricted")):
-        labels[f"{PREFIX}/{mode}"] = value
-        labels[f"{PREFIX}/{mode}-version"] = VERSION
-    return labels
+    """Labels of the deployment's namespace: enforce the config's level, warn and audit at restricted."""
+    return labels(enforce_level(cfg)[0])
+
+
+def namespaces(cfg: QHubConfig) -> dict[str, dict[str, str]]:
+    """Every namespace qhubctl creates for the config, with its Pod Security labels."""
+    found = {cfg.namespace: namespace_labels(cfg)}
+    server = nfs_namespace(cfg)
+    if server:
+        found[server] = labels("privileged")  # the NFS server alone
+    return found

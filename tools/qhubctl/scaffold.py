@@ -88,6 +88,9 @@ auth:
 storage:
   type: nfs
   size: 100Gi
+  # The NFS server runs as root with extra capabilities: in a namespace of its own (immutable; use
+  # <namespace>-nfs), the deployment's namespace enforces Pod Security "restricted".
+  server_namespace: qhub-nfs
 """
 # The local cluster: images from its registry on loopback, volumes of the real node's local-path class, and a
 # generated shared password (kept in the hub Secret; `make demo` prints it) instead of sign-up.

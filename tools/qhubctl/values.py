@@ -92,6 +92,8 @@ def chart_values(cfg: QHubConfig, chart_dir: Path = CHART_DIR) -> dict[str, Any]
         values["sharedStorage"] = {"existingStorageClass": cfg.storage.storage_class, "size": cfg.storage.size}
     else:
         values["nfs"]["persistence"] = {"size": cfg.storage.size}
+        if cfg.storage.server_namespace:
+            values["nfs"]["server"] = {"namespace": cfg.storage.server_namespace}
     for component, dep in COMPONENTS.items():
         if dep in deps:
             values.setdefault(dep, {})["enabled"] = bool(getattr(cfg.components, component))

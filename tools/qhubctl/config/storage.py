@@ -15,6 +15,12 @@ class NFSStorage(Base):
     type: Literal["nfs"] = Field(description="In-cluster NFS server (immutable)", json_schema_extra=IMMUTABLE)
     size: Quantity = Field("100Gi", description="Size of the shared filesystem")
     disk_storage_class: Name | None = Field(None, description="StorageClass of the NFS backing disk; empty: default")
+    server_namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] | None = Field(
+        None, json_schema_extra=IMMUTABLE,
+        description="Namespace of the NFS server and its disk (qhubctl creates it, Pod Security privileged), so "
+                    "the deployment's own namespace can enforce restricted; empty: the deployment's namespace "
+                    "(which then enforces only privileged). Its disk stays in the namespace it was made in",
+    )
 
 
 class ExistingStorage(Base):
