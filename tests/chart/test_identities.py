@@ -136,3 +136,14 @@ def test_user_pods_have_no_fs_group_and_no_nfs_access_label(hub: dict[str, Any])
     assert ks.cmd[:3] == ["sh", "-c", 'umask 0002 && exec jupyterhub-singleuser "$@"'] and ks.cmd[3] == "--"
     hub_pod = find(hub["objs"], "Deployment", "qhub-hub")["spec"]["template"]
     assert "qhub.dev/access-nfs" not in hub_pod["metadata"]["labels"]
+
+
+def test_the_record_is_never_a_helm_object(hub: dict[str, Any]) -> None:
+    """Helm must never own the uids: an upgrade with --force, a rollback or an uninstall would take them away."""
+    everything = render({"jupyterhub": {"groups": GROUPS}}, base=merge(HUB_ONLY, {
+        "dask-gateway": {"enabled": True}, "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": True}}}}}))
+    assert not [o for o in everything if o["metadata"]["name"] == "qhub-identities"]
+    names = yaml.safe_load(secret_text(find(everything, "Secret", "qhub-hub"))["values.yaml"])["names"]
+    assert names["identities"] == "qhub-identities"
+    gateway = json.loads(find(everything, "ConfigMap", "qhub-dask-gateway-config")["data"]["gateway.json"])
+    assert gateway["identities"] == {"configMap": "qhub-identities", "key": "identities.json"}

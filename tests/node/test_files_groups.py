@@ -1,0 +1,410 @@
+"""Files and groups on the real node: QHub deployed by `qhubctl deploy` (images built here, homes and group folders on
+the real node's local-path class), users alice and bob in group analysts, carol in none, each working through
+their own running JupyterLab server - a kernel reached through the proxy with the user's own token, never kubectl
+exec. Every user runs as the uid the hub gave them, with analysts' gid only where they are members; alice writes
+/shared/analysts/x, bob reads and edits it, carol cannot list the folder; alice's home is hers alone. Probe pods
+running as those same uids over the whole volume show the Linux permissions hold even without the mounts that keep
+users apart. `qhubctl upgrade --homes` gives a home from before per-user uids (owned by 1000) to its user."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+import websocket
+from typer.testing import CliRunner
+
+from nodekit import ARTIFACTS, wait_for
+from qhubctl import localcluster, realnode
+from qhubctl.cli import app
+from qhubctl.images import registry
+from qhubctl.images.build import build
+from qhubctl.localcluster import LocalCluster
+from qhubctl.proc import run
+from qhubctl.scaffold import config_text
+
+pytestmark = pytest.mark.node
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+import demo_access  # noqa: E402
+
+NS = "qhub-files"
+RELEASE = "qfiles"
+IMAGES = ("jupyterhub", "jupyterlab", "kubessh")
+GID = 3001
+GROUPS = {"alice": ["analysts"], "bob": ["analysts"], "carol": [], "dave": []}
+
+
+class Kernel:
+    """A kernel in a user's own server, reached through the hub's proxy with the user's token: code goes in as a
+    Jupyter execute_request over the kernel's websocket, printed text comes back."""
+
+    def __init__(self, url: str, user: str, token: str) -> None:
+        self.api, self.user, self.headers = f"{url}user/{user}/api", user, {"Authorization": f"token {token}"}
+        answer = requests.post(f"{self.api}/kernels", json={"name": "python3"}, headers=self.headers, timeout=60)
+        assert answer.status_code == 201, (answer.status_code, answer.text[:300])
+        self.kernel_id, self.session = answer.json()["id"], uuid.uuid4().hex
+        self.ws = websocket.create_connection(
+            f"{self.api.replace('http://', 'ws://', 1)}/kernels/{self.kernel_id}/channels?session_id={self.session}",
+            header=self.headers, timeout=30)
+
+    def run(self, code: str, timeout: float = 120) -> str:
+        """What `code` printed; an AssertionError with the traceback if it raised."""
+        msg_id = uuid.uuid4().hex
+        self.ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": self.user,
+                       "session": self.session, "date": "", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True}}))
+        printed: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            self.ws.settimeout(max(1.0, deadline - time.monotonic()))
+            msg = json.loads(self.ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                printed.append(content["text"])
+            elif kind == "error":
+                raise AssertionError(f"{self.user}'s kernel: {content['ename']}: {content['evalue']}")
+            elif kind == "status" and content["execution_state"] == "idle":
+                return "".join(printed)
+
+    def stop(self) -> None:
+        self.ws.close()
+        requests.delete(f"{self.api}/kernels/{self.kernel_id}", headers=self.headers, timeout=30)
+
+
+def user_token(session: requests.Session, url: str, user: str) -> str:
+    """A token of `user`, made through the hub's API with the user's own login session (cookie plus XSRF header)."""
+    xsrf = next(c.value for c in session.cookies if c.name == "_xsrf" and (c.path or "/").startswith("/hub"))
+    answer = session.post(f"{url}hub/api/users/{user}/tokens", json={"note": "files and groups journey",
+                                                                     "expires_in": 3600},
+                          headers={"X-XSRFToken": xsrf, "Referer": f"{url}hub/token"}, timeout=30)
+    assert answer.status_code in (200, 201), (answer.status_code, answer.text[:300])
+    return str(answer.json()["token"])
+
+
+def _config() -> str:
+    """`qhubctl init local`'s config in its own namespace and release, with the users and group of this journey."""
+    cfg = yaml.safe_load(config_text("local"))
+    cfg.update(namespace=NS, release_name=RELEASE)
+    cfg["auth"]["users"] = {name: {"groups": groups} for name, groups in GROUPS.items()} | {"admin": {}}
+    cfg["auth"]["groups"] = {"analysts": {"gid": GID, "description": "shares /shared/analysts"}}
+    # four servers at once on a 2-core node: small guarantees
+    cfg["profiles"] = {"jupyterlab": [{"name": "tiny", "display_name": "Tiny", "default": True,
+                                       "cpu": {"guarantee": 0.05, "limit": 1},
+                                       "memory": {"guarantee": "256Mi", "limit": "1Gi"}}]}
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def _report(cluster: LocalCluster, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"files-groups-{name}.txt"
+    path.write_text(localcluster.namespace_report(cluster, NS, logs=True))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def artifacts(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[None]:
+    """A failing test leaves the namespace's pods, events and logs under build/test-artifacts/node/."""
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed:
+        print(f"\n[node] what the pods of {NS} did: {_report(cluster, request.node.name)}")
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Images pushed to the node's registry, QHub deployed with this journey's users; the shared password."""
+    tag = str(yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"])
+    for name in IMAGES:
+        result = build(REPO / "images" / name)
+        registry.push(result.image, registry.parse_target(realnode.REGISTRY, f"qhub/{name}:{tag}"))
+    # a namespace left by an earlier run may still be terminating: deploy into a fresh one
+    run([str(localcluster.bin_dir() / "kubectl"), "wait", "--for=delete", f"namespace/{NS}", "--timeout=300s"],
+        env=cluster.env, check=False, timeout=320)
+    work = tmp_path_factory.mktemp("qhub-files")
+    config = work / "qhub-config.yaml"
+    config.write_text(_config())
+    result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes",
+                                      "--timeout", "5m"], catch_exceptions=False)
+    if result.exit_code != 0:
+        pytest.fail(f"qhubctl deploy failed:\n{result.output}\nsee {_report(cluster, 'deploy')}", pytrace=False)
+    access_file = work / "access.json"
+    assert demo_access.main([str(config), "--out", str(access_file)]) == 0, f"see {_report(cluster, 'login')}"
+    access = json.loads(access_file.read_text())
+    state: dict[str, Any] = {"config": config, "url": access["url"], "password": access["password"], "kernels": {}}
+    yield state
+    for running in state["kernels"].values():
+        running.stop()
+    run([str(localcluster.bin_dir() / "helm"), "uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m",
+         "--kubeconfig", str(cluster.kubeconfig)], check=False, timeout=240)
+    cluster.kubectl("delete", "namespace", NS, "--wait=false")
+
+
+def identities(cluster: LocalCluster) -> dict[str, Any]:
+    """The hub's record of uids and gids."""
+    cm = json.loads(cluster.kubectl("get", "configmap", f"{RELEASE}-identities", "-n", NS, "-o", "json"))
+    return dict(json.loads(cm["data"]["identities.json"]))
+
+
+def start_server(deployed: dict[str, Any], user: str) -> tuple[str, requests.Response | None]:
+    """Log in as `user`, make a token with the user's own session, ask the hub to start the user's server."""
+    url = deployed["url"]
+    session = demo_access.login(url, user, deployed["password"])
+    token = user_token(session, url, user)
+    started = requests.post(f"{url}hub/api/users/{user}/server", headers={"Authorization": f"token {token}"},
+                            timeout=120)
+    return token, started
+
+
+def kernel(cluster: LocalCluster, deployed: dict[str, Any], user: str) -> Kernel:
+    """A kernel in `user`'s own running server (started on first use)."""
+    kernels: dict[str, Kernel] = deployed["kernels"]
+    if user in kernels:
+        return kernels[user]
+    url = deployed["url"]
+    token, started = start_server(deployed, user)
+    assert started is not None and started.status_code in (201, 202), (started.status_code, started.text[:500])
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{url}user/{user}/api/status", headers={"Authorization": f"token {token}"},
+                                timeout=10).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(f"{user}'s server to answer through the proxy", ready, timeout=300, interval=3)
+    kernels[user] = Kernel(url, user, token)
+    return kernels[user]
+
+
+ID = """
+import json, os, subprocess
+print(json.dumps({"id": subprocess.run(["id"], capture_output=True, text=True, check=True).stdout.strip(),
+                  "uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups())}))
+"""
+
+
+def test_each_user_runs_as_their_own_uid_with_their_groups_gids(cluster: LocalCluster,
+                                                                deployed: dict[str, Any]) -> None:
+    seen = {user: json.loads(kernel(cluster, deployed, user).run(ID)) for user in ("alice", "bob", "carol")}
+    record = identities(cluster)
+    assert record["groups"] == {"analysts": GID}
+    for user, got in seen.items():
+        uid = record["users"][user]
+        assert uid >= 100000, (user, uid)
+        assert (got["uid"], got["gid"]) == (uid, uid), (user, got)
+        assert re.match(rf"uid={uid}\b.* gid={uid}\b", got["id"]), got["id"]
+        in_group = f"{GID}" in re.sub(r"\(.*?\)", "", got["id"].split("groups=", 1)[1]).split(",")
+        assert in_group == ("analysts" in GROUPS[user]), (user, got["id"])
+        assert (GID in got["groups"]) == ("analysts" in GROUPS[user]), (user, got)
+    assert len({got["uid"] for got in seen.values()}) == 3, "every user has a uid of their own"
+    pod = json.loads(cluster.kubectl("get", "pod", "jupyter-alice", "-n", NS, "-o", "json"))
+    assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+    assert "fsGroup" not in pod["spec"]["securityContext"]
+    assert pod["spec"]["initContainers"][0]["name"] == "home"
+    print(f"[node] uids: { {u: record['users'][u] for u in seen} }, analysts gid {GID}")
+
+
+def test_a_group_folder_is_shared_by_its_members_only(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
+    alice, bob, carol = (kernel(cluster, deployed, u) for u in ("alice", "bob", "carol"))
+    uids = identities(cluster)["users"]
+    folder = json.loads(alice.run(
+        "import json, os\n"
+        "with open('/shared/analysts/x', 'w') as f:\n"
+        "    f.write('written by alice\\n')\n"
+        "st, top = os.stat('/shared/analysts/x'), os.stat('/shared/analysts')\n"
+        "print(json.dumps({'file': [st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)],"
+        " 'folder': [top.st_uid, top.st_gid, oct(top.st_mode & 0o7777)]}))"))
+    assert folder["file"] == [uids["alice"], GID, "0o664"], "alice's file: hers, the group's, group-writable"
+    assert folder["folder"][1:] == [GID, "0o2770"], "the folder: the group's, setgid, closed to others"
+    edited = bob.run(
+        "print(open('/shared/analysts/x').read(), end='')\n"
+        "with open('/shared/analysts/x', 'a') as f:\n"
+        "    f.write('edited by bob\\n')")
+    assert edited == "written by alice\n"
+    assert alice.run("print(open('/shared/analysts/x').read(), end='')") == "written by alice\nedited by bob\n"
+    refused = carol.run(
+        "import os\n"
+        "try:\n"
+        "    print(os.listdir('/shared/analysts'))\n"
+        "except OSError as exc:\n"
+        "    print(type(exc).__name__)")
+    assert refused.strip() in ("PermissionError", "FileNotFoundError"), refused
+
+
+def test_a_home_is_its_users_alone(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
+    alice, bob = kernel(cluster, deployed, "alice"), kernel(cluster, deployed, "bob")
+    uids = identities(cluster)["users"]
+    home = json.loads(alice.run(
+        "import json, os\n"
+        "open(os.path.expanduser('~/private.txt'), 'w').write('alice only')\n"
+        "st = os.stat(os.path.expanduser('~'))\n"
+        "print(json.dumps([os.path.expanduser('~'), st.st_uid, oct(st.st_mode & 0o7777)]))"))
+    assert home == ["/home/alice", uids["alice"], "0o700"]
+    refused = bob.run(
+        "try:\n"
+        "    print(open('/home/alice/private.txt').read())\n"
+        "except OSError as exc:\n"
+        "    print(type(exc).__name__)")
+    assert refused.strip() in ("PermissionError", "FileNotFoundError"), refused
+
+
+def finished(cluster: LocalCluster, pod: str) -> str:
+    """Wait until `pod` has run to its end; its phase."""
+    def phase() -> str:
+        found = json.loads(cluster.kubectl("get", "pod", pod, "-n", NS, "-o", "json"))["status"].get("phase", "")
+        return found if found in ("Succeeded", "Failed") else ""
+
+    return str(wait_for(f"pod {pod} to finish", phase, timeout=120))
+
+
+def probe(cluster: LocalCluster, name: str, uid: int, gids: list[int], script: str) -> str:
+    """What `script` prints in a pod running as `uid` with `gids` over the whole shared volume (the same identity
+    the hub gives that user, without the mounts that keep users apart): Linux permissions alone decide."""
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "nodeSelector": {realnode.REAL_LABEL: "true"},
+            "tolerations": [{"key": realnode.REAL_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+            "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "supplementalGroups": gids,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "containers": [{
+                "name": "probe", "image": realnode.image_ref("busybox"), "command": ["sh", "-c", script],
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+                "volumeMounts": [{"name": "share", "mountPath": "/share", "readOnly": True}],
+            }],
+            "volumes": [{"name": "share", "persistentVolumeClaim": {"claimName": f"{RELEASE}-shared"}}],
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    try:
+        finished(cluster, name)
+        return cluster.kubectl("logs", "-n", NS, name)
+    finally:
+        cluster.kubectl("delete", "pod", name, "-n", NS, "--wait=false")
+
+
+def test_permissions_hold_without_the_mounts(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
+    """Every user's pod mounts only their own home and their groups' folders; below that, the files' owners and
+    modes alone keep bob out of alice's home and carol out of analysts' folder."""
+    kernel(cluster, deployed, "alice").run("open('/shared/analysts/y', 'w').write('for analysts')\n"
+                                           "open('/home/alice/z', 'w').write('alice only')")
+    uids = identities(cluster)["users"]
+    ls = "ls {0} >/dev/null 2>&1 && echo {1}:listed || echo {1}:refused; "
+    cat = "cat {0} >/dev/null 2>&1 && echo {1}:read || echo {1}:refused; "
+    as_bob = probe(cluster, "probe-bob", uids["bob"], [GID],
+                   ls.format("/share/home/alice", "alice-home") + cat.format("/share/home/alice/z", "alice-file")
+                   + ls.format("/share/shared/analysts", "analysts") + cat.format("/share/shared/analysts/y", "y")
+                   + ls.format("/share/home", "homes"))
+    assert as_bob.split() == ["alice-home:refused", "alice-file:refused", "analysts:listed", "y:read",
+                              "homes:refused"], as_bob
+    as_carol = probe(cluster, "probe-carol", uids["carol"], [],
+                     ls.format("/share/shared/analysts", "analysts") + cat.format("/share/shared/analysts/y", "y"))
+    assert as_carol.split() == ["analysts:refused", "y:refused"], as_carol
+
+
+def test_uids_survive_an_upgrade_that_restarts_the_hub(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
+    """A `qhubctl deploy` of a changed config restarts the hub: every uid stays, a new user gets the next one, and
+    a server that kept running still runs as its user."""
+    before = identities(cluster)
+    config: Path = deployed["config"]
+    cfg = yaml.safe_load(config.read_text())
+    cfg["auth"]["users"]["erin"] = {}
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    hub_before = json.loads(cluster.kubectl("get", "pods", "-n", NS, "-l", "app.kubernetes.io/component=hub", "-o",
+                                            "json"))["items"][0]["metadata"]["uid"]
+    result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes",
+                                      "--timeout", "5m"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    hubs = json.loads(cluster.kubectl("get", "pods", "-n", NS, "-l", "app.kubernetes.io/component=hub", "-o",
+                                      "json"))["items"]
+    assert hub_before not in [p["metadata"]["uid"] for p in hubs], "the config change restarted the hub"
+    after = wait_for("the restarted hub to give erin a uid", lambda: (r := identities(cluster))["users"].get("erin")
+                     and r, timeout=120, interval=2)
+    assert {u: after["users"][u] for u in before["users"]} == before["users"]
+    assert after["users"]["erin"] == max(before["users"].values()) + 1 == after["nextUid"] - 1
+    cm = json.loads(cluster.kubectl("get", "configmap", f"{RELEASE}-identities", "-n", NS, "-o", "json"))
+    assert "meta.helm.sh/release-name" not in (cm["metadata"].get("annotations") or {}), "Helm must never own it"
+    assert cm["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "jupyterhub"
+    uid = json.loads(kernel(cluster, deployed, "alice").run("import os; print(os.getuid())"))
+    assert uid == before["users"]["alice"]
+
+
+def test_upgrade_homes_gives_a_home_from_before_to_its_user(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
+    """dave's home as it was before per-user uids (everything uid 1000): the hub refuses his server and says what to
+    run; `qhubctl upgrade --homes` runs its one-shot Job and hands the home over; then his server starts and his
+    files are his."""
+    uid = identities(cluster)["users"]["dave"]  # the hub gave every user it knows a uid at start
+    legacy_home(cluster)
+    _, refused = start_server(deployed, "dave")
+    assert refused is not None and refused.status_code >= 400, refused.status_code if refused else None
+    assert "qhubctl upgrade --homes" in refused.text, refused.text[:500]
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["upgrade", "--homes", "-c", str(deployed["config"]), "--kubeconfig",
+                                      str(cluster.kubeconfig), "--yes"], catch_exceptions=False)
+    seconds = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    assert f"home/dave: given to uid {uid} (4 entries)" in result.output, result.output
+    assert "lowered from restricted to baseline" in result.output and "back to restricted" in result.output
+    ns = json.loads(cluster.kubectl("get", "namespace", NS, "-o", "json"))
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert not json.loads(cluster.kubectl("get", "jobs", "-n", NS, "-o", "json"))["items"], "the Job is cleaned up"
+    seen = json.loads(kernel(cluster, deployed, "dave").run(
+        "import json, os\n"
+        "print(json.dumps({'uid': os.getuid(), 'notes': open('/home/dave/notes.txt').read(),"
+        " 'owners': sorted({os.lstat(os.path.join(d, n)).st_uid for d, ds, fs in os.walk('/home/dave')"
+        " for n in ds + fs})}))"))
+    assert seen == {"uid": uid, "notes": "from before", "owners": [uid]}
+    print(f"[node] qhubctl upgrade --homes: {seconds:.0f}s")
+
+
+def legacy_home(cluster: LocalCluster) -> None:
+    """Lay out home/dave as a release before per-user uids left it: folder and files of uid 1000, gid 100, 0750.
+    Only root can, and the namespace enforces `restricted`: lowered for this one setup pod, as an admin would."""
+    label = "pod-security.kubernetes.io/enforce"
+    cluster.kubectl("label", "namespace", NS, f"{label}=baseline", "--overwrite")
+    script = ("set -e; mkdir -p /share/home/dave/sub; echo -n 'from before' > /share/home/dave/notes.txt; "
+              "echo data > /share/home/dave/sub/data.csv; chown -R 1000:100 /share/home/dave; "
+              "chmod 0750 /share/home/dave")
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "legacy-home", "namespace": NS},
+        "spec": {
+            "nodeSelector": {realnode.REAL_LABEL: "true"},
+            "tolerations": [{"key": realnode.REAL_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+            "restartPolicy": "Never", "automountServiceAccountToken": False,
+            "containers": [{
+                "name": "setup", "image": realnode.image_ref("busybox"), "command": ["sh", "-c", script],
+                "securityContext": {"runAsUser": 0,
+                                    "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]}},
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+                "volumeMounts": [{"name": "share", "mountPath": "/share"}],
+            }],
+            "volumes": [{"name": "share", "persistentVolumeClaim": {"claimName": f"{RELEASE}-shared"}}],
+        },
+    }
+    try:
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        phase = finished(cluster, "legacy-home")
+        assert phase == "Succeeded", cluster.kubectl("logs", "-n", NS, "legacy-home")
+    finally:
+        cluster.kubectl("delete", "pod", "legacy-home", "-n", NS, "--wait=false")
+        cluster.kubectl("label", "namespace", NS, f"{label}=restricted", "--overwrite")
