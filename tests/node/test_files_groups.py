@@ -12,7 +12,6 @@ import json
 import re
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-import websocket
+from jupyterkit import Kernel, user_token
 from typer.testing import CliRunner
 
 from nodekit import ARTIFACTS, wait_for
@@ -43,58 +42,6 @@ RELEASE = "qfiles"
 IMAGES = ("jupyterhub", "jupyterlab", "kubessh")
 GID = 3001
 GROUPS = {"alice": ["analysts"], "bob": ["analysts"], "carol": [], "dave": []}
-
-
-class Kernel:
-    """A kernel in a user's own server, reached through the hub's proxy with the user's token: code goes in as a
-    Jupyter execute_request over the kernel's websocket, printed text comes back."""
-
-    def __init__(self, url: str, user: str, token: str) -> None:
-        self.api, self.user, self.headers = f"{url}user/{user}/api", user, {"Authorization": f"token {token}"}
-        answer = requests.post(f"{self.api}/kernels", json={"name": "python3"}, headers=self.headers, timeout=60)
-        assert answer.status_code == 201, (answer.status_code, answer.text[:300])
-        self.kernel_id, self.session = answer.json()["id"], uuid.uuid4().hex
-        self.ws = websocket.create_connection(
-            f"{self.api.replace('http://', 'ws://', 1)}/kernels/{self.kernel_id}/channels?session_id={self.session}",
-            header=self.headers, timeout=30)
-
-    def run(self, code: str, timeout: float = 120) -> str:
-        """What `code` printed; an AssertionError with the traceback if it raised."""
-        msg_id = uuid.uuid4().hex
-        self.ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": self.user,
-                       "session": self.session, "date": "", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True}}))
-        printed: list[str] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            self.ws.settimeout(max(1.0, deadline - time.monotonic()))
-            msg = json.loads(self.ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream":
-                printed.append(content["text"])
-            elif kind == "error":
-                raise AssertionError(f"{self.user}'s kernel: {content['ename']}: {content['evalue']}")
-            elif kind == "status" and content["execution_state"] == "idle":
-                return "".join(printed)
-
-    def stop(self) -> None:
-        self.ws.close()
-        requests.delete(f"{self.api}/kernels/{self.kernel_id}", headers=self.headers, timeout=30)
-
-
-def user_token(session: requests.Session, url: str, user: str) -> str:
-    """A token of `user`, made through the hub's API with the user's own login session (cookie plus XSRF header)."""
-    xsrf = next(c.value for c in session.cookies if c.name == "_xsrf" and (c.path or "/").startswith("/hub"))
-    answer = session.post(f"{url}hub/api/users/{user}/tokens", json={"note": "files and groups journey",
-                                                                     "expires_in": 3600},
-                          headers={"X-XSRFToken": xsrf, "Referer": f"{url}hub/token"}, timeout=30)
-    assert answer.status_code in (200, 201), (answer.status_code, answer.text[:300])
-    return str(answer.json()["token"])
 
 
 def _config() -> str:
@@ -165,7 +112,7 @@ def start_server(deployed: dict[str, Any], user: str) -> tuple[str, requests.Res
     """Log in as `user`, make a token with the user's own session, ask the hub to start the user's server."""
     url = deployed["url"]
     session = demo_access.login(url, user, deployed["password"])
-    token = user_token(session, url, user)
+    token = user_token(session, url, user, note="files and groups journey")
     started = requests.post(f"{url}hub/api/users/{user}/server", headers={"Authorization": f"token {token}"},
                             timeout=120)
     return token, started
@@ -188,7 +135,7 @@ def kernel(cluster: LocalCluster, deployed: dict[str, Any], user: str) -> Kernel
             return False
 
     wait_for(f"{user}'s server to answer through the proxy", ready, timeout=300, interval=3)
-    kernels[user] = Kernel(url, user, token)
+    kernels[user] = Kernel(url, user, token).start()
     return kernels[user]
 
 

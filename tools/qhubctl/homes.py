@@ -8,8 +8,9 @@ shared filesystem is reachable as root:
 - storage.type existing: in the release namespace, on the shared PVC. That namespace enforces Pod Security
   `restricted`, which refuses any root pod, so its enforce label is lowered to `baseline` for the Job's lifetime
   (said on the terminal) and put back afterwards, whatever happens.
-- storage.type nfs: on the NFS server's own disk (NFS clients are root-squashed), in the server's namespace, on the
-  node the server runs on (its disk is ReadWriteOnce).
+- storage.type nfs: on the NFS server's own disk (NFS clients are root-squashed), in the server's namespace
+  (storage.server_namespace, else the release's; it enforces `privileged`), on the node the server runs on (its
+  disk is ReadWriteOnce).
 
 The Job runs the hub's image (Python), mounts the script and the record from a ConfigMap, has no ServiceAccount
 token and is deleted with its ConfigMap when it has reported.
@@ -80,12 +81,13 @@ def target(api: Any, cfg: QHubConfig, placement: dict[str, Any]) -> Target:
     """Where the shared filesystem is reachable as root."""
     if cfg.storage.type == "existing":
         return Target(cfg.namespace, f"{cfg.release_name}-shared", placement=placement)
-    pod = kube._rest(api, "GET", f"/api/v1/namespaces/{cfg.namespace}/pods/{cfg.release_name}-nfs-0")
+    namespace = cfg.storage.server_namespace or cfg.namespace
+    pod = kube._rest(api, "GET", f"/api/v1/namespaces/{namespace}/pods/{cfg.release_name}-nfs-0")
     node = ((pod or {}).get("spec") or {}).get("nodeName")
     if not node:
-        raise ClusterError(f"the NFS server pod {cfg.release_name}-nfs-0 is not running on a node",
+        raise ClusterError(f"the NFS server pod {namespace}/{cfg.release_name}-nfs-0 is not running on a node",
                            hint="`qhubctl status` shows why; the migration runs next to the server's disk")
-    return Target(cfg.namespace, f"{cfg.release_name}-nfs-data", sub_path="export", node=node,
+    return Target(namespace, f"{cfg.release_name}-nfs-data", sub_path="export", node=node,
                   placement={k: v for k, v in placement.items() if k == "imagePullSecrets"})
 
 
