@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 import requests
 import yaml
@@ -93,7 +94,8 @@ def deployed(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
     access_file = work / "access.json"
     assert demo_access.main([str(config), "--out", str(access_file)]) == 0, f"see {_report(cluster, 'login')}"
     access = json.loads(access_file.read_text())
-    state: dict[str, Any] = {"config": config, "url": access["url"], "password": access["password"], "kernels": {}}
+    state: dict[str, Any] = {"config": config, "url": access["url"], "password": access["password"], "kernels": {},
+                             "tokens": {}, "ssh_port": int(access["ssh"].split("-p ", 1)[1].split()[0])}
     yield state
     for running in state["kernels"].values():
         running.stop()
@@ -135,6 +137,7 @@ def kernel(cluster: LocalCluster, deployed: dict[str, Any], user: str) -> Kernel
             return False
 
     wait_for(f"{user}'s server to answer through the proxy", ready, timeout=300, interval=3)
+    deployed["tokens"][user] = token
     kernels[user] = Kernel(url, user, token).start()
     return kernels[user]
 
@@ -267,6 +270,44 @@ def test_permissions_hold_without_the_mounts(cluster: LocalCluster, deployed: di
     as_carol = probe(cluster, "probe-carol", uids["carol"], [],
                      ls.format("/share/shared/analysts", "analysts") + cat.format("/share/shared/analysts/y", "y"))
     assert as_carol.split() == ["analysts:refused", "y:refused"], as_carol
+
+
+def test_ssh_and_sftp_act_as_the_user(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
+    """The SSH gateway runs commands and SFTP inside the user's own server, so they carry the user's uid and groups:
+    bob's SFTP upload to the group folder is bob's and analysts', carol's is refused."""
+    uids = identities(cluster)["users"]
+    alice = kernel(cluster, deployed, "alice")
+    for user in ("bob", "carol"):
+        kernel(cluster, deployed, user)
+
+    def connect(user: str) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect("127.0.0.1", deployed["ssh_port"], username=user, password=deployed["tokens"][user],
+                       look_for_keys=False, allow_agent=False, timeout=30, auth_timeout=60, banner_timeout=60)
+        return client
+
+    bob = connect("bob")
+    try:
+        _, out, _ = bob.exec_command("id -u; id -G", timeout=120)
+        uid, groups = out.read().decode().split("\n")[:2]
+        assert int(uid) == uids["bob"] and str(GID) in groups.split(), (uid, groups)
+        with bob.open_sftp() as sftp:
+            with sftp.open("/shared/analysts/from-bob.txt", "w") as f:
+                f.write("uploaded by bob")
+    finally:
+        bob.close()
+    seen = json.loads(alice.run("import json, os\n"
+                                "st = os.stat('/shared/analysts/from-bob.txt')\n"
+                                "print(json.dumps([open('/shared/analysts/from-bob.txt').read(), st.st_uid,"
+                                " st.st_gid]))"))
+    assert seen == ["uploaded by bob", uids["bob"], GID]
+    carol = connect("carol")
+    try:
+        with carol.open_sftp() as sftp, pytest.raises(OSError):
+            sftp.listdir("/shared/analysts")
+    finally:
+        carol.close()
 
 
 def test_uids_survive_an_upgrade_that_restarts_the_hub(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
