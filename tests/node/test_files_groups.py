@@ -4,7 +4,8 @@ their own running JupyterLab server - a kernel reached through the proxy with th
 exec. Every user runs as the uid the hub gave them, with analysts' gid only where they are members; alice writes
 /shared/analysts/x, bob reads and edits it, carol cannot list the folder; alice's home is hers alone. Probe pods
 running as those same uids over the whole volume show the Linux permissions hold even without the mounts that keep
-users apart. `qhubctl upgrade --homes` gives a home from before per-user uids (owned by 1000) to its user."""
+users apart; SSH commands and SFTP act as the user too. uids survive a deploy that restarts the hub, and `qhubctl
+upgrade --homes` gives a home from before per-user uids (owned by 1000) to its user."""
 
 from __future__ import annotations
 
