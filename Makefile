@@ -25,12 +25,13 @@ cluster-down:  ## stop and delete the local test cluster
 	@$(PY) -m qhubctl.localcluster down --name $(CLUSTER)
 
 # the platform images the demo runs (the others are off in `qhubctl init local`'s config)
-DEMO_IMAGES ?= jupyterhub jupyterlab kubessh
+DEMO_IMAGES ?= jupyterhub jupyterlab kubessh dask-gateway-server dask-worker traefik
 LOCAL_REGISTRY := 127.0.0.1:5001
 
 demo: cluster-up  ## build and push the images, deploy QHub on the local cluster's real node, print URL and login
 	@start=$$SECONDS; export KUBECONFIG=$(KUBECONFIG_LOCAL); demo=$(QHUB_CACHE)/demo; \
 	REGISTRY=$(LOCAL_REGISTRY) IMAGES="$(DEMO_IMAGES)" bash scripts/build_images.sh && \
+	$(PY) -m qhubctl.localcluster refresh-images --name $(CLUSTER) && \
 	echo "[demo] images ready in $$((SECONDS - start))s" && \
 	rm -rf $$demo && mkdir -p $$demo && \
 	qhubctl init local -o $$demo/qhub-config.yaml && \

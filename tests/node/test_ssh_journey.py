@@ -142,17 +142,6 @@ class OpenSSH:
                    env=self._askpass(token), input="", check=False, timeout=timeout)
 
 
-def _drop_stale_image(cluster: LocalCluster, ref: str, digest: str) -> None:
-    """The charts' images keep one tag per release and are pulled IfNotPresent: if the node holds an older build
-    under `ref`, remove that copy so the kubelet pulls the one just pushed."""
-    node = localcluster.real_node(cluster.name)
-    crictl = [str(localcluster.bin_dir() / "crictl"), "--runtime-endpoint", f"unix://{node.socket}",
-              "--timeout", "30s"]
-    held = run([*crictl, "inspecti", "-o", "json", ref], check=False, timeout=60)
-    if held.returncode == 0 and digest not in held.stdout:
-        run([*crictl, "rmi", ref], timeout=60)
-
-
 def _node_ports(cluster: LocalCluster) -> dict[int, int]:
     """Service port -> NodePort of the gateway's Service, as `kubectl -n <ns> get svc <release>-kubessh` shows."""
     svc = json.loads(cluster.kubectl("get", "svc", f"{RELEASE}-kubessh", "-n", NS, "-o", "json"))
@@ -194,7 +183,7 @@ def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
         result = build(REPO / "images" / name)
         registry.push(result.image, registry.parse_target(realnode.REGISTRY, f"qhub/{name}:{tag}"))
         digests[name] = result.image.manifest_digest
-        _drop_stale_image(cluster, f"{realnode.REGISTRY}/qhub/{name}:{tag}", digests[name])
+    localcluster.real_node(cluster.name).drop_stale_images()
     config = work / "qhub-config.yaml"
     config.write_text(config_text("local").replace(
         "schema_version:", f"namespace: {NS}\nrelease_name: {RELEASE}\nschema_version:"))

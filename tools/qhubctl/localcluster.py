@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m qhubctl.localcluster", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "refresh-images"])
     parser.add_argument("--name", default=DEFAULT_NAME)
     args = parser.parse_args(argv)
     try:
@@ -384,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export KUBECONFIG={cluster.kubeconfig}")
         elif args.action == "down":
             down(args.name)
+        elif args.action == "refresh-images":
+            for ref in real_node(args.name).drop_stale_images():
+                print(f"the node forgot its old copy of {ref}; the next pod pulls the new build")
         else:
             print("running" if is_running(args.name) else "stopped")
     except QHubError as err:

@@ -23,6 +23,8 @@ import shlex
 import shutil
 import string
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -344,6 +346,30 @@ class RealNode:
         order = {"Namespace": 0, "ServiceAccount": 1, "ClusterRole": 1, "Role": 1, "ConfigMap": 1}
         return sorted(objects, key=lambda o: order.get(o["kind"], 2))
 
+    # ---- images -------------------------------------------------------------------------------------------------
+
+    def crictl(self) -> list[str]:
+        return [str(self.bin_dir / "crictl"), "--runtime-endpoint", f"unix://{self.socket}", "--timeout", "30s"]
+
+    def drop_stale_images(self) -> list[str]:
+        """Forget the node's copy of every REGISTRY image whose tag now names another build in the registry.
+
+        QHub's images keep one tag per release and the charts pull them IfNotPresent, so after a rebuild under the
+        same tag the kubelet would go on starting the old copy; once it is gone, the next pod pulls the new one.
+        Returns the references dropped."""
+        held = json.loads(run([*self.crictl(), "images", "-o", "json"], timeout=60).stdout).get("images") or []
+        dropped = []
+        for image in held:
+            for ref in image.get("repoTags") or []:
+                if not ref.startswith(f"{REGISTRY}/"):
+                    continue
+                current = _registry_digest(ref)
+                repo = ref.rsplit(":", 1)[0]
+                if current and f"{repo}@{current}" not in (image.get("repoDigests") or []):
+                    run([*self.crictl(), "rmi", ref], timeout=60)
+                    dropped.append(ref)
+        return dropped
+
     # ---- teardown -----------------------------------------------------------------------------------------------
 
     def stop(self, log: Log) -> None:
@@ -351,8 +377,7 @@ class RealNode:
         daemons.stop(self._pid("kubelet"), "kubelet")
         if daemons.running(self._pid("containerd"), str(self.socket)):
             # remove every pod sandbox through CRI, so that the CNI plugins release addresses and iptables rules
-            crictl = [str(self.bin_dir / "crictl"), "--runtime-endpoint", f"unix://{self.socket}", "--timeout", "30s"]
-            run([*crictl, "rmp", "--all", "--force"], check=False, timeout=120)
+            run([*self.crictl(), "rmp", "--all", "--force"], check=False, timeout=120)
         daemons.stop(self._pid("kube-proxy"), "kube-proxy")
         run([self.bin_dir / "kube-proxy", "--cleanup"], check=False, timeout=60)
         daemons.stop(self._pid("containerd"), str(self.socket), grace=20)
@@ -502,3 +527,18 @@ def wait_ready(kubectl: Callable[..., str], timeout: float = 120) -> None:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
 
     daemons.wait_for(f"node {NODE_NAME} did not become Ready", ready, timeout=timeout)
+
+
+def _registry_digest(ref: str) -> str | None:
+    """The digest REGISTRY serves for `ref` (REGISTRY/repo:tag) now; None when it does not have it."""
+    repo, tag = ref[len(REGISTRY) + 1:].rsplit(":", 1)
+    accept = ", ".join(("application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+                        "application/vnd.docker.distribution.manifest.v2+json",
+                        "application/vnd.docker.distribution.manifest.list.v2+json"))
+    request = urllib.request.Request(f"http://{REGISTRY}/v2/{repo}/manifests/{tag}", method="HEAD",
+                                     headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.headers.get("Docker-Content-Digest")
+    except urllib.error.URLError:
+        return None

@@ -109,9 +109,22 @@ storage:
   type: existing
   storage_class: local-path
   size: 10Gi
+# Sizes for one small machine (the real node): the cloud defaults reserve 1 core per server and per worker.
+profiles:
+  jupyterlab:
+    - name: small
+      display_name: Small (0.25-1 CPU, 1-2 GiB)
+      default: true
+      cpu: {{guarantee: 0.25, limit: 1}}
+      memory: {{guarantee: 1Gi, limit: 2Gi}}
+  dask_worker:
+    - name: small
+      display_name: 0.25 core, 1 GiB
+      default: true
+      cores: 0.25
+      memory: 1Gi
 # Parts whose images cannot be built on this machine yet stay off (docs/images.md says why).
 components:
-  dask_gateway: false
   conda_store: false
   jitsi: false
 """

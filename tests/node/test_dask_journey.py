@@ -1,0 +1,120 @@
+"""Dask on the real node, the way a user meets it: QHub deployed by `qhubctl deploy` with Dask-Gateway (API server,
+controller and Traefik, all built here), and from a notebook kernel in the user's own server - reached through the
+proxy with the user's token, as JupyterLab does - a cluster made with the default options, scaled to two workers,
+a result that needs both, the worker pods on the real node running as the user, and the pods gone after shutdown.
+A cluster nobody uses stops itself after its idle timeout."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import qhubkit
+from qhubkit import Platform
+
+from nodekit import wait_for
+from qhubctl import realnode
+from qhubctl.localcluster import LocalCluster
+
+pytestmark = pytest.mark.node
+
+NS = "qhub-dask"
+RELEASE = "qdask"
+USER = "demo"
+IMAGES = ("jupyterhub", "jupyterlab", "kubessh", "dask-gateway-server", "dask-worker", "traefik")
+CLUSTER_PODS = "app.kubernetes.io/name=dask-gateway"
+
+
+@pytest.fixture(scope="module")
+def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    cfg = qhubkit.local_config(NS, RELEASE)
+    assert cfg["components"].get("dask_gateway", True), "`qhubctl init local` turns Dask-Gateway on"
+    with qhubkit.deployed(cluster, tmp_path_factory.mktemp("dask"), NS, RELEASE, cfg, IMAGES) as deployed:
+        yield deployed
+
+
+@pytest.fixture(autouse=True)
+def _report(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
+    yield from qhubkit.report_on_failure(lambda: platform, request)
+
+
+def _cluster_pods(platform: Platform, name: str) -> list[dict[str, Any]]:
+    """The pods of the cluster the client calls `name` (<namespace>.<id>; the pods are labelled with the id)."""
+    return [p for p in platform.pods("gateway.dask.org/cluster=" + name.rsplit(".", 1)[-1])
+            if not p["metadata"].get("deletionTimestamp")]
+
+
+TWO_WORKERS = """
+import json, socket, time
+from dask_gateway import Gateway
+begun = time.monotonic()
+gateway = Gateway()
+options = gateway.cluster_options()
+cluster = gateway.new_cluster(options)
+cluster.scale(2)
+client = cluster.get_client()
+client.wait_for_workers(2, timeout=300)
+ready = time.monotonic() - begun
+workers = sorted(client.scheduler_info()["workers"])
+# one piece of the data on each worker; the sum needs both
+parts = [client.submit(lambda i: (list(range(i * 1000, (i + 1) * 1000)), socket.gethostname()), i,
+                       workers=[w], allow_other_workers=False, pure=False) for i, w in enumerate(workers)]
+total = client.submit(lambda pieces: sum(sum(p[0]) for p in pieces), parts).result()
+hosts = [h for _, h in client.gather(parts)]
+print(json.dumps({"name": cluster.name, "ready_seconds": ready, "workers": workers, "hosts": hosts,
+                  "total": total, "options": sorted(options)}))
+"""
+
+
+def test_a_notebook_makes_a_two_worker_cluster_on_the_real_node_and_shuts_it_down(platform: Platform) -> None:
+    kernel = platform.kernel(USER)
+    out = json.loads(kernel.run(TWO_WORKERS, timeout=420).strip().splitlines()[-1])
+    assert out["total"] == sum(range(2000)), out
+    assert len(out["workers"]) == 2 and len(set(out["hosts"])) == 2, out
+    pods = _cluster_pods(platform, out["name"])
+    roles = sorted(p["metadata"]["labels"].get("app.kubernetes.io/component", "") for p in pods)
+    assert roles == ["dask-scheduler", "dask-worker", "dask-worker"], roles
+    workers = {p["metadata"]["name"] for p in pods if "worker" in p["metadata"]["labels"]["app.kubernetes.io/component"]}
+    assert set(out["hosts"]) == workers, (out["hosts"], workers)
+    identities = json.loads(json.loads(platform.cluster.kubectl(
+        "get", "configmap", f"{RELEASE}-identities", "-n", NS, "-o", "json"))["data"]["identities.json"])
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        assert pod["spec"]["nodeName"] == realnode.NODE_NAME, f"{name} is not on the real node"
+        assert pod["status"]["containerStatuses"][0]["imageID"].startswith(f"{realnode.REGISTRY}/qhub/dask-worker")
+        assert pod["spec"]["securityContext"]["runAsUser"] == identities["users"][USER], name
+    print(f"[node] Dask: 2 workers ready {out['ready_seconds']:.0f}s after the request; options {out['options']}")
+    memory = _working_set(platform)
+    print(f"[node] memory in use with one user and one Dask cluster: {memory / 2**20:.0f} MiB (working sets)")
+
+    kernel.run(f"from dask_gateway import Gateway\nGateway().connect({out['name']!r}).shutdown()", timeout=120)
+    wait_for("the cluster's pods to go", lambda: not _cluster_pods(platform, out["name"]), timeout=180, interval=2)
+
+
+def test_an_idle_cluster_stops_itself(platform: Platform) -> None:
+    kernel = platform.kernel(USER)
+    name = kernel.run(
+        "from dask_gateway import Gateway\n"
+        "gateway = Gateway()\n"
+        "options = gateway.cluster_options()\n"
+        "options.idle_timeout_minutes = 1\n"
+        "cluster = gateway.new_cluster(options)\n"
+        "print(cluster.name)", timeout=300).strip()
+    wait_for("the scheduler pod", lambda: _cluster_pods(platform, name), timeout=180, interval=2)
+    begun = time.monotonic()
+    wait_for("the idle cluster to stop itself", lambda: not _cluster_pods(platform, name), timeout=300, interval=5)
+    stopped = json.loads(kernel.run(
+        "import json\nfrom dask_gateway import Gateway\n"
+        f"print(json.dumps([c.name for c in Gateway().list_clusters()]))"))
+    assert name not in stopped, stopped
+    print(f"[node] idle Dask cluster stopped {time.monotonic() - begun:.0f}s after its scheduler started")
+
+
+def _working_set(platform: Platform) -> int:
+    raw = platform.cluster.kubectl("get", "--raw", f"/api/v1/nodes/{realnode.NODE_NAME}/proxy/stats/summary")
+    return sum(int((c.get("memory") or {}).get("workingSetBytes") or 0)
+               for p in json.loads(raw).get("pods", []) if p["podRef"]["namespace"] == NS
+               for c in p.get("containers", []))
