@@ -46,6 +46,9 @@ FEATURES: dict[str, dict[str, Any]] = {
                            {"name": "big", "display_name": "B", "node_group": "highmem"}],
             "dask_worker": [{"name": "w", "display_name": "W", "gpus": 1, "node_group": "gpu"}],
         },
+        # GPU profiles are for profiles.gpu_group's members unless opened to everyone
+        "auth": {"type": "native", "admins": ["admin"], "users": {"admin": {"groups": ["gpu-users"]}},
+                 "groups": {"gpu-users": {"gid": 3100}}},
     },
     "existing-storage-oidc": {
         "storage": {"type": "existing", "storage_class": "rwx"},

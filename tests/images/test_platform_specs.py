@@ -20,7 +20,9 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
-PLATFORM = ["jupyterhub", "jupyterlab", "dask-worker", "dask-gateway-server", "kubessh", "jitsi-token"]
+PLATFORM = ["jupyterhub", "jupyterlab", "dask-worker", "dask-gateway-server", "traefik", "kubessh", "jitsi-token"]
+# upstream programs built here from their own source, under their own version (not Python images of QHub's)
+UPSTREAM_BUILT = ["traefik"]
 GPU = ["jupyterlab-gpu", "dask-worker-gpu"]
 _PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)", re.M)
 
@@ -35,7 +37,7 @@ def app_version() -> str:
     return yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"]
 
 
-@pytest.mark.parametrize("name", PLATFORM)
+@pytest.mark.parametrize("name", [n for n in PLATFORM if n not in UPSTREAM_BUILT])
 def test_platform_spec_is_a_system_spec_tagged_with_the_app_version(name: str) -> None:
     directory = IMAGES / name
     assert spec_kind(directory) == "system"
@@ -177,7 +179,9 @@ def test_docs_and_chart_name_every_platform_image(repo: Path) -> None:
     docs = (repo / "docs" / "images.md").read_text()
     values = "".join(p.read_text() for p in (repo / "charts" / "qhub").rglob("values.yaml"))
     for name in PLATFORM + GPU:
-        assert f"| `qhub/{name}:<appVersion>` | `images/{name}/` |" in docs, name
+        # an upstream program built here keeps its own version as tag; QHub's own images take the appVersion
+        version = yaml.safe_load((repo / "images" / name / "image.yaml").read_text()).get("version")
+        assert f"| `qhub/{name}:{version or '<appVersion>'}` | `images/{name}/` |" in docs, name
         assert f"repository: qhub/{name}" in values, name
     script = (repo / "scripts" / "build_images.sh").read_text()
     assert f'PLATFORM_IMAGES="{" ".join(PLATFORM)}"' in script
@@ -200,3 +204,12 @@ def test_gpu_lab_kernel_config_and_conda_store_hook(tmp_path: Path) -> None:
     script.write_text(hook + '\nprintf "%s" "$CONDA_ENVS_PATH"\n')
     out = run([shutil.which("sh") or "/bin/sh", script], env={"CONDA_ENVS_PATH": "/pre"}).stdout
     assert out == f"/pre:{store}/alice/envs:{store}/analysts/envs"
+
+
+def test_the_gateway_proxy_runs_the_traefik_this_repo_builds(repo: Path) -> None:
+    """The dask-gateway chart names images/traefik's build: same repository, tag = the spec's version."""
+    values = yaml.safe_load((repo / "charts" / "qhub" / "charts" / "dask-gateway" / "values.yaml").read_text())
+    spec = load_system_spec(IMAGES / "traefik")
+    assert values["proxy"]["image"]["repository"] == "qhub/traefik"
+    assert values["proxy"]["image"]["tag"] == spec.version
+    assert spec.user != 0 and spec.go and spec.go[0].in_module
