@@ -4,11 +4,10 @@ prebuilt-environment files, against a real PostgreSQL and Redis (Debian packages
 real JupyterHub that logs users in over OAuth. Namespace rights per JupyterHub group are checked through
 conda-store's REST API.
 
-conda itself is not on PyPI: conda-store's imports of it are served by tests/cluster/conda_shim (conda-lock's
-vendored copy of conda plus the platform name). What cannot run here: environment builds. conda-store solves
-with conda-lock and installs with mamba/conda, binaries no reachable registry serves. The spec path is exercised
-up to that point: specs are validated (conda's MatchSpec), registered, queued in Redis, picked up by the worker,
-and the build fails where it looks for `mamba` - asserted below.
+Builds run as in QHub's conda-store image (images/conda-store): its rootfs is put on PYTHONPATH and PATH, so the
+worker solves with the py-rattler lock plugin and installs through its conda command, from a local channel
+(tests/images/localchannel.py) served over HTTP as the channel alias, which stands where conda-forge's mirror
+would be: `conda-forge` in a spec is that channel.
 """
 
 from __future__ import annotations
@@ -23,6 +22,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,20 +33,53 @@ import yaml
 
 from servicehub import CACHE, REPO, Fatal, find, free_port, render, running_hub, stop, wait_until
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "images"))
+from localchannel import Pkg, demo_packages, make_channel  # noqa: E402
+
 pytestmark = pytest.mark.cluster
+IMAGE_ROOTFS = Path(__file__).parents[2] / "images" / "conda-store" / "rootfs"
 REQUIREMENTS = REPO / "ci" / "requirements-conda-store.txt"
 JH_VALUES = REPO / "charts" / "qhub" / "charts" / "jupyterhub" / "values.yaml"
 USERS = {"alice": ["data-team"], "bob": ["analysts"], "carol": ["admin"], "dave": []}
-VALUES = {
-    "conda-store": {
+ENVIRONMENT = {"description": "prebuilt from values", "channels": ["conda-forge"],
+               "dependencies": ["python=3.12", "qhub-hello=2"]}
+
+
+def values(channel_alias: str) -> dict:
+    return {"conda-store": {
         "permissions": {"groupRoles": {"data-team": "admin"}},
-        "build": {"allowedChannels": ["conda-forge"]},
-        "environments": {
-            "analysis": {"description": "prebuilt from values", "channels": ["conda-forge"],
-                         "dependencies": ["python=3.12", "pandas", {"pip": ["rich"]}]},
-        },
-    }
-}
+        "build": {"allowedChannels": ["conda-forge"], "channelAlias": channel_alias},
+        "environments": {"analysis": ENVIRONMENT},
+    }}
+
+
+def channel_packages() -> list[Pkg]:
+    """The local channel's demo packages plus what makes an environment a kernel in QHub's JupyterLab: a
+    `python` executable and an `ipykernel` package directory (markers only: no interpreter is built here)."""
+    site = "lib/python3.12/site-packages"
+    return [p for p in demo_packages() if p.name != "python"] + [
+        Pkg("python", "3.12.1", files={"bin/python": ("#!/bin/sh\necho not a real python\n", 0o755)}),
+        Pkg("ipykernel", "6.29.5", subdir="noarch", depends=["python >=3.8"],
+            files={f"{site}/ipykernel/__init__.py": ("version = '6.29.5'\n", 0o644)}),
+    ]
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the signature of the base class
+        pass
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory):
+    """A local channel named conda-forge under a channel alias served over HTTP on loopback."""
+    root = tmp_path_factory.mktemp("channels")
+    make_channel(root / "conda-forge", channel_packages())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
 
 
 def conda_store_venv() -> Path:
@@ -123,10 +158,10 @@ def redis(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory, postgres, redis):
+def platform(tmp_path_factory, postgres, redis, channel):
     tmp = tmp_path_factory.mktemp("conda-store")
     venv = conda_store_venv()
-    docs = render(values=VALUES)
+    docs = render(values=values(channel))
     config = find(docs, "ConfigMap", "qhub-conda-store-config")["data"]
     (tmp / "etc").mkdir()
     for name, content in config.items():
@@ -150,7 +185,10 @@ def platform(tmp_path_factory, postgres, redis):
                "CONDA_STORE_DIRECTORY": str(tmp / "store"), "CONDA_STORE_ENVIRONMENTS": str(tmp / "environments"),
                "CONDA_STORE_TOKEN_SECRET": os.urandom(32).hex(), "CONDA_STORE_PORT": str(port),
                "JUPYTERHUB_API_URL": hub.api_url, "JUPYTERHUB_API_TOKEN": token, "HOME": str(tmp),
-               "PYTHONPATH": str(Path(__file__).parent / "conda_shim")}
+               "CONDA_PKGS_DIRS": str(tmp / "store" / ".pkgs"),
+               # the image's layout: its packages on PYTHONPATH, its conda command before the venv's Python
+               "PYTHONPATH": str(IMAGE_ROOTFS / "opt" / "qhub-conda-store"),
+               "PATH": f"{IMAGE_ROOTFS / 'usr' / 'local' / 'bin'}:{venv / 'bin'}:{os.environ['PATH']}"}
         for prog in ("conda-store-server", "conda-store-worker"):
             log = open(tmp / f"{prog}.log", "w")
             config = str(tmp / "etc" / "conda_store_config.py")
@@ -172,7 +210,7 @@ def platform(tmp_path_factory, postgres, redis):
         # which conda-store checks before accepting a spec
         wait_until(lambda: "task_watch_paths" in (worker_log := (tmp / "conda-store-worker.log").read_text())
                    and "succeeded" in worker_log.split("task_watch_paths")[-1], 120, "worker's first scan")
-        yield {"hub": hub, "tmp": tmp, "sessions": {}}
+        yield {"hub": hub, "tmp": tmp, "sessions": {}, "channel": channel}
 
 
 def login(platform, user: str) -> requests.Session:
@@ -267,29 +305,70 @@ def test_spec_validation_and_channel_policy(platform):
     assert r.status_code == 400 and "channel" in r.text.lower(), "build.allowedChannels from values is enforced"
 
 
-def test_prebuilt_environment_is_registered_and_build_reaches_the_solver(platform):
-    """The worker registers the chart's prebuilt environment file in the global namespace and builds it; the
-    build stops where a conda solver (not installable here) is needed."""
+def wait_for_build(platform, build_id: int, user: str = "dave") -> dict:
+    def finished():
+        b = api(platform, "GET", f"/build/{build_id}/", user).json()["data"]
+        return b if b["status"] in ("COMPLETED", "FAILED") else None
+    return wait_until(finished, 240, f"build {build_id}", interval=2)
+
+
+def test_prebuilt_environment_builds_with_rattler_from_the_channel(platform):
+    """The worker registers the chart's prebuilt environment in the global namespace and builds it: the
+    rattler lock plugin solves it against the channel alias, conda-lock installs the lock through the image's
+    conda command; the environment's program runs with its prefix filled in."""
     def registered():
         r = api(platform, "GET", "/environment/?namespace=global&size=100", "dave")
         return {e["name"]: e for e in r.json()["data"]}.get("analysis")
     env = wait_until(registered, 120, "prebuilt environment 'analysis' in namespace global", interval=1)
     assert env["description"] == "prebuilt from values"
-    build_id = env["current_build_id"]
-    build = api(platform, "GET", f"/build/{build_id}/", "dave").json()["data"]
-    assert build["specification"]["spec"]["dependencies"] == ["python=3.12", "pandas", {"pip": ["rich"]}] or \
-        "pandas" in json.dumps(build["specification"]["spec"])
+    build = wait_for_build(platform, env["current_build_id"])
+    logs = api(platform, "GET", f"/build/{build['id']}/logs/", "dave").text
+    assert build["status"] == "COMPLETED", logs[-3000:]
+    assert "plugin-rattler" in logs and "linked" in logs, logs[-3000:]
+    lock = api(platform, "GET", f"/build/{build['id']}/lockfile/", "dave")
+    assert lock.status_code == 200, lock.text
+    locked = {p["name"]: p for p in yaml.safe_load(lock.text)["package"]}
+    assert locked["qhub-hello"]["version"] == "2.0" and locked["libqhub"]["version"].startswith("2")
+    assert "ipykernel" in locked, "build.includedPackages joins every environment"
+    assert all(p["url"].startswith(platform["channel"] + "conda-forge/") for p in locked.values())
+    prefix = platform["tmp"] / "store" / "global" / "envs" / "analysis"
+    out = subprocess.run([str(prefix / "bin" / "qhub-hello")], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"qhub-hello 2.0 prefix={prefix.resolve()} data=greetings from the local channel", out
+    assert any(prefix.glob("lib/python3*/site-packages/ipykernel")) and (prefix / "bin" / "python").exists()
+    packages = api(platform, "GET", f"/build/{build['id']}/packages/?size=100", "dave").json()["data"]
+    assert {"qhub-hello", "qhub-data", "libqhub", "python", "ipykernel"} <= {p["name"] for p in packages}
 
-    def finished():
-        b = api(platform, "GET", f"/build/{build_id}/", "dave").json()["data"]
-        return b if b["status"] in ("COMPLETED", "FAILED") else None
-    build = wait_until(finished, 180, f"build {build_id} of the prebuilt environment", interval=2)
-    assert build["status"] == "FAILED", "no conda solver is installed here, the build cannot complete"
-    logs = api(platform, "GET", f"/build/{build_id}/logs/", "dave").text
-    assert "mamba" in logs, logs[-2000:]  # the solver executable conda-store looks for
-    # no environment was written outside the store directory of the chart's config
-    store = platform["tmp"] / "store"
-    assert store.is_dir() and (store / "global").is_dir()
+
+def test_unsolvable_spec_fails_its_build_with_the_solver_message(platform):
+    body = {"namespace": "dave", "specification": yaml.safe_dump(
+        {"name": "broken", "channels": ["conda-forge"], "dependencies": ["qhub-broken"]})}
+    r = api(platform, "POST", "/specification/", "dave", json=body)
+    assert r.status_code == 200, r.text
+    build = wait_for_build(platform, r.json()["data"]["build_id"])
+    assert build["status"] == "FAILED"
+    logs = api(platform, "GET", f"/build/{build['id']}/logs/", "dave").text
+    assert "does-not-exist" in logs, logs[-2000:]
+
+
+def test_pip_sections_lock_to_wheels_only(platform):
+    """The lock plugin resolves pip packages to wheels from PyPI and refuses a package that has only a source
+    distribution (its setup code would run inside the build)."""
+    venv = CACHE / "venvs" / "conda-store"
+    script = (
+        "import json, sys; from qhub_conda_store.lock import pip_locked, PipResolveError\n"
+        "wheels = pip_locked(['rich==13.9.4'], '3.12', 'linux-64')\n"
+        "try:\n    pip_locked(['onetimepass==1.0.1'], '3.12', 'linux-64'); refused = ''\n"
+        "except PipResolveError as e:\n    refused = str(e)\n"
+        "print(json.dumps({'urls': [p.url for p in wheels], 'hashes': [p.hash.sha256 for p in wheels],"
+        " 'refused': refused}))\n")
+    env = {**os.environ, "PYTHONPATH": str(IMAGE_ROOTFS / "opt" / "qhub-conda-store")}
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert any("/rich-13.9.4-" in u for u in result["urls"]) and all(u.endswith(".whl") for u in result["urls"])
+    assert all(h and len(h) == 64 for h in result["hashes"])
+    assert "onetimepass" in result["refused"], result
 
 
 # -- the chart on the test cluster ------------------------------------------------------------------------------

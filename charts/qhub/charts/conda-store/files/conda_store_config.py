@@ -11,6 +11,7 @@ secrets come from the environment, set by the Deployments:
   JUPYTERHUB_API_URL         hub API as seen from the pod, e.g. http://qhub-hub:8081/hub/api
   JUPYTERHUB_API_TOKEN       the conda-store service token (also its OAuth client secret)
   CONDA_STORE_PORT           port of the server (default 8080)
+  CONDA_PKGS_DIRS            package download directory of the worker (on the store's volume)
   CONDA_STORE_S3_ACCESS_KEY / CONDA_STORE_S3_SECRET_KEY   artifact bucket credentials (storage minio or s3)
 """
 
@@ -91,6 +92,17 @@ c.CondaStore.conda_allowed_channels = build["allowedChannels"]
 c.CondaStore.build_artifacts = build["artifacts"]
 c.CondaStore.conda_max_solve_time = build["maxSolveSeconds"]
 c.CondaStore.storage_threshold = build["storageThresholdBytes"]
+c.CondaStore.conda_channel_alias = build["channelAlias"]
+if build["lockBackend"] == "rattler":
+    # QHub's image: solve with py-rattler (a lock plugin) and install through its conda-compatible command
+    from qhub_conda_store import lock as rattler_lock
+
+    rattler_lock.register()
+    c.CondaStore.lock_backend = "rattler"
+    c.CondaStore.conda_command = "conda"
+    c.CondaStore.conda_flags = ""
+else:  # the upstream conda-store image, which carries conda and mamba
+    c.CondaStore.lock_backend = "conda-lock"
 
 # -- artifacts ----------------------------------------------------------------------------------------------
 artifacts = SETTINGS["storage"]

@@ -1,0 +1,146 @@
+"""The `rattler` lock plugin of conda-store: a spec solved by py-rattler into a conda-lock (v1) lockfile.
+
+Channels are the spec's (or conda-store's default channels), named channels resolve under conda-store's
+`conda_channel_alias` (a mirror in an air-gapped cluster). pip packages are resolved by pip against the Python
+version of the solve, to wheels only (`--only-binary :all:`): a build never runs a package's setup code.
+Enable with `c.CondaStore.lock_backend = "rattler"` after `register()` (conda-store 2025.x loads only its
+built-in plugins, so the config adds this one to that list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import typing
+
+import rattler
+from conda_lock.lockfile.v1.models import HashModel, LockedDependency, Lockfile, LockMeta
+from conda_lock.models.channel import Channel as LockChannel
+from conda_store_server._internal import conda_utils
+from conda_store_server.plugins import BUILTIN_PLUGINS
+from conda_store_server.plugins.hookspec import hookimpl
+from conda_store_server.plugins.types import lock, types
+
+NAME = "rattler"
+# manylinux tags pip may pick for linux-64 wheels (glibc 2.17 up to Debian bookworm's 2.36)
+MANYLINUX = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 37)] + ["manylinux2014_x86_64"]
+
+
+class PipResolveError(RuntimeError):
+    """pip could not resolve the spec's pip section to wheels."""
+
+
+def split_dependencies(spec) -> tuple[list[str], list[str]]:
+    """(conda match specs, pip requirements) of a conda-store specification."""
+    conda, pip = [], []
+    for dep in spec.dependencies:
+        if isinstance(dep, str):
+            conda.append(dep)
+        else:
+            pip.extend(dep.pip)
+    return conda, pip
+
+
+def solve_conda(specs: list[str], channels: list[str], alias: str, platform: str,
+                log: typing.Callable[[str], None]) -> list[rattler.RepoDataRecord]:
+    config = rattler.ChannelConfig(channel_alias=alias.rstrip("/") + "/")
+    sources = [rattler.Channel(c, config) for c in channels]
+    log(f"solving {specs} for {platform} on {[s.base_url for s in sources]}")
+    virtual = rattler.VirtualPackage.detect() if platform == conda_utils.conda_platform() else []
+    return asyncio.run(rattler.solve(sources, specs, platforms=[platform, "noarch"], virtual_packages=virtual))
+
+
+def conda_locked(record: rattler.RepoDataRecord, platform: str) -> LockedDependency:
+    deps = {}
+    for dep in record.depends:
+        name, _, rest = dep.partition(" ")
+        deps[name] = rest.strip() or "*"
+    return LockedDependency(
+        name=record.name.normalized, version=str(record.version), manager="conda", platform=platform,
+        dependencies=deps, url=record.url, build=str(record.build), category="main", optional=False,
+        hash=HashModel(md5=record.md5.hex() if record.md5 else None,
+                       sha256=record.sha256.hex() if record.sha256 else None))
+
+
+def python_version(records: list[rattler.RepoDataRecord]) -> str | None:
+    for record in records:
+        if record.name.normalized == "python":
+            return ".".join(str(record.version).split(".")[:2])
+    return None
+
+
+def pip_report(requirements: list[str], python: str) -> dict:
+    """pip's installation report for `requirements` on linux-64 CPython `python`, wheels only."""
+    with tempfile.TemporaryDirectory() as tmp:
+        reqs = os.path.join(tmp, "requirements.txt")
+        with open(reqs, "w") as f:
+            f.write("\n".join(requirements) + "\n")
+        report = os.path.join(tmp, "report.json")
+        args = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                "--disable-pip-version-check", "--only-binary", ":all:", "--implementation", "cp",
+                "--python-version", python, *[a for tag in MANYLINUX for a in ("--platform", tag)],
+                "--target", os.path.join(tmp, "target"), "--report", report, "-r", reqs]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        if done.returncode:
+            raise PipResolveError(f"pip could not resolve {requirements} to wheels:\n{done.stderr[-3000:]}")
+        with open(report) as f:
+            return json.load(f)
+
+
+def pip_locked(requirements: list[str], python: str | None, platform: str) -> list[LockedDependency]:
+    if not requirements:
+        return []
+    if python is None:
+        raise PipResolveError("the spec has pip packages but no python among its conda packages")
+    locked = []
+    for item in pip_report(requirements, python)["install"]:
+        meta, info = item["metadata"], item["download_info"]
+        sha256 = (info.get("archive_info") or {}).get("hashes", {}).get("sha256")
+        locked.append(LockedDependency(
+            name=meta["name"], version=meta["version"], manager="pip", platform=platform, dependencies={},
+            url=info["url"], hash=HashModel(sha256=sha256), category="main", optional=False))
+    return locked
+
+
+def content_hash(spec, platform: str) -> str:
+    return hashlib.sha256(json.dumps([spec.model_dump(), platform], sort_keys=True).encode()).hexdigest()
+
+
+class RattlerLock(lock.LockPlugin):
+    """Solve with py-rattler; pip sections to wheels with pip."""
+
+    def lock_environment(self, context, spec, platforms=(conda_utils.conda_platform(),)) -> dict:
+        settings = context.conda_store.get_settings()
+        channels = spec.channels or settings.conda_default_channels
+        conda_specs, pip_requirements = split_dependencies(spec)
+        packages: list[LockedDependency] = []
+        for platform in platforms:
+            records = solve_conda(conda_specs, channels, settings.conda_channel_alias, platform, context.log.info)
+            packages += [conda_locked(r, platform) for r in records]
+            packages += pip_locked(pip_requirements, python_version(records), platform)
+            context.log.info(f"{platform}: {len(records)} conda packages, "
+                             f"{sum(p.manager == 'pip' for p in packages)} pip packages")
+        config = rattler.ChannelConfig(channel_alias=settings.conda_channel_alias.rstrip("/") + "/")
+        meta = LockMeta(content_hash={p: content_hash(spec, p) for p in platforms}, platforms=list(platforms),
+                        channels=[LockChannel.from_string(rattler.Channel(c, config).base_url.rstrip("/"))
+                                  for c in channels],
+                        sources=["environment.yaml"])
+        return Lockfile(package=packages, metadata=meta).dict_for_output()
+
+
+@hookimpl
+def lock_plugins():
+    yield types.TypeLockPlugin(name=NAME, synopsis="Solve with py-rattler (conda), pip wheels only",
+                               backend=RattlerLock)
+
+
+def register() -> None:
+    """Add this plugin to conda-store's built-in plugins (call from conda_store_config.py)."""
+    module = sys.modules[__name__]
+    if module not in BUILTIN_PLUGINS:
+        BUILTIN_PLUGINS.append(module)
