@@ -20,7 +20,8 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
-PLATFORM = ["jupyterhub", "jupyterlab", "dask-worker", "dask-gateway-server", "traefik", "kubessh", "jitsi-token"]
+PLATFORM = ["jupyterhub", "jupyterlab", "dask-worker", "dask-gateway-server", "traefik", "kubessh", "jitsi-token",
+            "conda-store"]
 # upstream programs built here from their own source, under their own version (not Python images of QHub's)
 UPSTREAM_BUILT = ["traefik"]
 GPU = ["jupyterlab-gpu", "dask-worker-gpu"]
