@@ -116,10 +116,20 @@ def test_proxy_routes_the_prefix_to_the_api(docs: list[dict[str, Any]]) -> None:
     assert "qhub-dashboard-prefix" in routes["middlewares"]
 
 
-def test_rbac_writes_only_in_the_namespace(docs: list[dict[str, Any]]) -> None:
-    for role in [d for d in docs if d["kind"] == "ClusterRole" and "dask-gateway" in d["metadata"]["name"]]:
-        for rule in role["rules"]:
-            assert set(rule["verbs"]) <= {"list", "watch"}, role["metadata"]["name"]
+def test_rbac_is_namespaced_and_narrow(docs: list[dict[str, Any]]) -> None:
+    """No cluster-wide grant at all (the informers are namespaced); Traefik only reads; nobody lists Secrets but
+    Traefik, whose CRD provider caches them."""
+    assert not [d["metadata"]["name"] for d in docs
+                if d["kind"] in ("ClusterRole", "ClusterRoleBinding") and "dask-gateway" in d["metadata"]["name"]]
+    for name in ("qhub-dask-gateway-api", "qhub-dask-gateway-controller"):
+        for rule in find(docs, "Role", name)["rules"]:
+            if "secrets" in rule["resources"]:
+                assert not {"list", "watch", "update", "patch"} & set(rule["verbs"]), (name, rule)
+    proxy = find(docs, "Role", "qhub-dask-gateway-proxy")
+    assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in proxy["rules"])
+    deployment = find(docs, "Deployment", "qhub-dask-gateway-proxy")
+    assert "--providers.kubernetescrd.disableclusterscoperesources=true" in \
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     ctl = find(docs, "Role", "qhub-dask-gateway-controller")
     resources = {r for rule in ctl["rules"] for r in rule["resources"]}
     assert {"pods", "services", "secrets", "daskclusters", "daskclusters/status"} <= resources

@@ -126,7 +126,7 @@ def kget(cluster: LocalCluster, *args: str) -> dict[str, Any]:
 
 
 RBAC = [f"charts/dask-gateway/templates/{part}/{kind}.yaml" for part in ("api", "controller")
-        for kind in ("serviceaccount", "role", "rolebinding", "clusterrole", "clusterrolebinding")]
+        for kind in ("serviceaccount", "role", "rolebinding")]
 
 
 def render_gateway_parts(ns: str, dest: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -11,6 +11,9 @@ from typing import Any
 
 from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.kubernetes import KubeBackend
+from dask_gateway_server.backends.kubernetes import backend as kube_backend_module
+from dask_gateway_server.backends.kubernetes import controller as kube_controller_module
+from dask_gateway_server.backends.kubernetes.utils import Informer
 from dask_gateway_server.options import Integer, Options, Select
 
 GIB = 2**30
@@ -91,6 +94,33 @@ for _cls in ("KubeBackend", "KubeController"):
     c[_cls].common_labels = CFG["commonLabels"]
 
 c.KubeClusterConfig.namespace = CFG["namespace"]
+
+# Watch the release namespace only. dask-gateway's informers list DaskClusters, pods and endpoints in every
+# namespace, which would need a ClusterRole over all of the cluster's pods; every object they look for is in the
+# release namespace (KubeClusterConfig.namespace), so each list and watch is swapped for its namespaced twin and
+# the chart's RBAC is a Role.
+NAMESPACED_LISTS = {
+    "list_cluster_custom_object": "list_namespaced_custom_object",
+    "list_pod_for_all_namespaces": "list_namespaced_pod",
+    "list_endpoints_for_all_namespaces": "list_namespaced_endpoints",
+}
+
+
+class NamespacedInformer(Informer):
+    """dask-gateway's Informer, listing and watching in CFG["namespace"] only."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        method = kwargs.get("method", "")
+        if method not in NAMESPACED_LISTS:
+            raise RuntimeError(f"dask-gateway-server asks for {method!r}: QHub's namespaced informers do not know "
+                               "it (a newer dask-gateway-server?); update NAMESPACED_LISTS")
+        kwargs["method"] = NAMESPACED_LISTS[method]
+        kwargs["method_kwargs"] = {**kwargs.get("method_kwargs", {}), "namespace": CFG["namespace"]}
+        super().__init__(**kwargs)
+
+
+for _module in (kube_backend_module, kube_controller_module):
+    _module.Informer = NamespacedInformer
 
 # --- Controller ----------------------------------------------------------------------------------------------
 c.KubeController.address = ":8000"

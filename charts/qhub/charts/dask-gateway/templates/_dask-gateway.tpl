@@ -15,11 +15,6 @@
 {{- include "qhub.componentName" (dict "root" . "component" "dask-gateway-controller") -}}
 {{- end -}}
 
-{{- /* Name of cluster-scoped RBAC objects: namespaced by hand, since their names are cluster-wide. (dict "root" $ "name" "<namespaced name>") */}}
-{{- define "dask-gateway.clusterRbacName" -}}
-{{- printf "%s-%s" .root.Release.Namespace .name | trunc 253 | trimSuffix "-" -}}
-{{- end -}}
-
 {{- /* Name of the file-provider middleware that strips /<prefix>/clusters/<name> from dashboard requests. */}}
 {{- define "dask-gateway.dashboardMiddleware" -}}qhub-dashboard-prefix@file{{- end -}}
 
