@@ -149,7 +149,8 @@ def test_oauth_client_matches_the_hub_registration(domain):
     compares redirect URIs exactly), with and without a public domain."""
     import base64 as b64
 
-    docs = render(VALUES / "defaults-values.yaml", values={"global": {"domain": domain}})
+    tls = {"mode": "upstream"} if domain else {"mode": "none"}  # a domain needs HTTPS
+    docs = render(VALUES / "defaults-values.yaml", values={"global": {"domain": domain, "tls": tls}})
     hub_values = yaml.safe_load(b64.b64decode(get(docs, "Secret", "qhub-hub")["data"]["values.yaml"]))
     registered = hub_values["hub"]["services"]["conda-store"]
     settings = json.loads(get(docs, "ConfigMap", "qhub-conda-store-config")["data"]["settings.json"])

@@ -70,17 +70,19 @@ def test_host_is_required_and_schema_rejects_typos():
 
 @pytest.mark.parametrize("domain", ["", "qhub.example.org"])
 def test_token_service_matches_the_hub_registration(domain):
-    """With nothing set by hand (and global.tls.mode none), the hub registers the token service at its Service and with exactly the OAuth
-    redirect the token service sends (JupyterHub compares redirect URIs character for character)."""
+    """With nothing set by hand (a domain's TLS ended upstream), the hub registers the token service at its Service
+    and with exactly the OAuth redirect the token service sends (JupyterHub compares redirect URIs character for
+    character)."""
     import yaml
 
-    docs = render(ON, values={"global": {"domain": domain}})
+    tls = {"mode": "upstream"} if domain else {"mode": "none"}
+    docs = render(ON, values={"global": {"domain": domain, "tls": tls}})
     hub_values = yaml.safe_load(base64.b64decode(get(docs, "Secret", "qhub-hub")["data"]["values.yaml"]))
     registered = hub_values["hub"]["services"]["jitsi"]
     assert registered["enabled"] is True and registered["url"] == "http://qhub-jitsi-token:8000"
     token = env(pod(get(docs, "Deployment", "qhub-jitsi-token"))["containers"][0])
     assert token["JUPYTERHUB_OAUTH_CALLBACK_URL"] == registered["oauthRedirectUri"]
-    expected = f"http://{domain}/services/jitsi/oauth_callback" if domain else "/services/jitsi/oauth_callback"
+    expected = f"https://{domain}/services/jitsi/oauth_callback" if domain else "/services/jitsi/oauth_callback"
     assert registered["oauthRedirectUri"] == expected
 
 

@@ -58,7 +58,9 @@ def config_text(provider: str, *, project_name: str = "", region: str | None = N
     name = project_name or f"qhub-{provider}"[:32]
     cluster = _CLUSTER[provider].format(region=region or DEFAULT_REGION.get(provider, ""), k8s=DEFAULT_K8S,
                                         project=gcp_project)
-    domain_line = f"domain: {domain}\n" if domain else "# domain: qhub.example.org\n"
+    domain_line = (f"domain: {domain}\n{_TLS_LETSENCRYPT}" if domain else
+                   "# domain: qhub.example.org\n# tls: {type: cert-manager, issuer: letsencrypt}  "
+                   "# a domain needs HTTPS (docs/security.md)\n")
     groups = {"existing": _GROUPS_EXISTING, "local": _GROUPS_LOCAL}.get(provider, _GROUPS_CLOUD)
     rest = _REST_LOCAL.format(registry=LOCAL_REGISTRY) if provider == "local" else _REST.format(admin=admin)
     return f"""\
@@ -75,6 +77,12 @@ cluster:
 {domain_line}{groups}{rest}"""
 
 
+# A domain is served over HTTPS (plain HTTP on a domain is refused; docs/security.md lists the other ways).
+_TLS_LETSENCRYPT = """\
+# HTTPS with a Let's Encrypt certificate through cert-manager (install it and a ClusterIssuer named letsencrypt);
+# or tls: {type: secret, secret_name: <TLS Secret>}, or {type: upstream} when a load balancer terminates TLS.
+tls: {type: cert-manager, issuer: letsencrypt}
+"""
 _REST = """\
 # Login: native = users sign up, an admin approves them at /hub/authorize. The admin's password is generated at
 # the first deploy into the cluster (`qhubctl deploy` shows it once), never written here. Also: github, oidc

@@ -119,6 +119,8 @@ def chart_values(cfg: QHubConfig, chart_dir: Path = CHART_DIR) -> dict[str, Any]
 
 def _global(cfg: QHubConfig) -> dict[str, Any]:
     tls: dict[str, Any] = {"mode": cfg.tls.type}
+    if cfg.tls.type == "none":
+        tls["allowPlainHttp"] = cfg.tls.insecure_plain_http
     if cfg.tls.type in ("secret", "cert-manager"):
         tls["secretName"] = cfg.tls.secret_name or ""
     if cfg.tls.type == "cert-manager":

@@ -17,7 +17,7 @@ from qhubctl.config.environments import Environment, check_unique, default_envir
 from qhubctl.config.existing import ExistingProvider
 from qhubctl.config.gcp import GCPProvider
 from qhubctl.config.local import LocalProvider
-from qhubctl.config.network import TLS, Ingress, NoTLS
+from qhubctl.config.network import HTTPS_CHOICES, TLS, Ingress, NoTLS
 from qhubctl.config.nodegroups import NodeGroup, fill_defaults
 from qhubctl.config.profiles import Profiles
 from qhubctl.config.storage import NFSStorage, Storage
@@ -51,7 +51,8 @@ class QHubConfig(Base):
     )
     cluster: Provider = Field(description="Where the platform runs; `provider` picks the block (immutable)")
     domain: Hostname | None = Field(None, description="Public host name; empty: reach the platform by IP/port-forward")
-    tls: TLS = Field(default_factory=lambda: NoTLS(type="none"), description="HTTPS certificate")
+    tls: TLS = Field(default_factory=lambda: NoTLS(type="none"),
+                     description="HTTPS; with a domain: cert-manager, secret or upstream (docs/security.md)")
     ingress: Ingress = Field(default_factory=Ingress, description="Ingress settings")
     node_groups: dict[Name, NodeGroup] = Field(
         default_factory=dict, description="Node groups; general, user and worker are always present"
@@ -175,6 +176,11 @@ def _check_network(cfg: QHubConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if cfg.tls.type != "none" and not cfg.domain:
         problems.append(("tls.type", f"TLS ({cfg.tls.type}) needs a domain; set domain: or tls: {{type: none}}"))
+    if isinstance(cfg.tls, NoTLS) and cfg.domain and not cfg.tls.insecure_plain_http:
+        problems.append(("tls", f"domain {cfg.domain} would be served over plain HTTP, passwords and API tokens "
+                         f"readable on the network; set {HTTPS_CHOICES}"))
+    if isinstance(cfg.tls, NoTLS) and cfg.tls.insecure_plain_http and not cfg.domain:
+        problems.append(("tls.insecure_plain_http", "only means something with a domain; remove it"))
     if cfg.components.jitsi and not (cfg.jitsi.host or cfg.domain):
         problems.append(("jitsi.host", "Jitsi needs a host of its own; set jitsi.host or domain (meet.<domain>)"))
     if cfg.domain and not cfg.ingress.enabled:
