@@ -47,7 +47,8 @@ def test_the_opt_outs_need_a_domain() -> None:
 
 @pytest.mark.parametrize(("tls", "expected"), [
     ({"type": "cert-manager", "issuer": "letsencrypt"},
-     {"mode": "cert-manager", "secretName": "", "certManager": {"issuer": "letsencrypt", "issuerKind": "ClusterIssuer"}}),
+     {"mode": "cert-manager", "secretName": "",
+      "certManager": {"issuer": "letsencrypt", "issuerKind": "ClusterIssuer"}}),
     ({"type": "secret", "secret_name": "hub-cert"}, {"mode": "secret", "secretName": "hub-cert"}),
     ({"type": "upstream"}, {"mode": "upstream"}),
     ({"type": "none", "insecure_plain_http": True}, {"mode": "none", "allowPlainHttp": True}),

@@ -1,4 +1,4 @@
-"""validate and schema."""
+"""validate, schema and check."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from qhubctl.commands._common import ConfigOpt, handles_errors, load, out
+from qhubctl import kube, netcheck
+from qhubctl.commands._common import ConfigOpt, KubeconfigOpt, handles_errors, kube_target, load, out
 from qhubctl.config.loader import SCHEMA_FILE
 from qhubctl.schema import write_schema
 
@@ -27,3 +28,22 @@ def schema(output: Path = typer.Option(Path(SCHEMA_FILE), "-o", "--output", help
     """Write the JSON schema of the config file (editors use it for completion and checks)."""
     path = write_schema(output)
     out.print(f"wrote {path}; config files reference it with `# yaml-language-server: $schema={path.name}`")
+
+
+@handles_errors
+def check(
+    config: Path = ConfigOpt,
+    kubeconfig: Path | None = KubeconfigOpt,
+    timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for the canary pod to finish."),
+) -> None:
+    """Prove the cluster enforces QHub's NetworkPolicies: a canary pod in the release namespace, selected like a
+    user server, must reach DNS and the proxy but not the hub's internal port or the cloud metadata address.
+    Exits 1 when they are not enforced, 3 when the check could not decide."""
+    cfg = load(config)
+    path, context = kube_target(cfg, kubeconfig)
+    report = netcheck.run_check(kube.api_client(path, context), cfg, timeout=timeout,
+                                say=lambda line: out.print(line, markup=False))
+    for line in report.verdict.lines:
+        out.print(f"  {line}", markup=False)
+    out.print(f"{report.verdict.summary} (canary {report.pod} on node {report.node}, {report.seconds:.0f}s)",
+              markup=False)
