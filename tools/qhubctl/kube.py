@@ -33,7 +33,8 @@ from kubernetes import client as k8s  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 
-from qhubctl.errors import ClusterError
+from qhubctl.errors import ClusterError, UserError
+from qhubctl.kubeconfig import KUBECONFIG_HINT, check_kubeconfig
 from qhubctl.values import CHART_DIR
 
 FIELD_MANAGER = "qhubctl"
@@ -42,12 +43,16 @@ APPLY_PATCH = "application/apply-patch+yaml"
 
 
 def api_client(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None) -> k8s.ApiClient:
+    source = "--kubeconfig" if kubeconfig else "KUBECONFIG" if os.environ.get("KUBECONFIG") else "kubeconfig"
     path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    check_kubeconfig(path, source)
     try:
         return k8s_config.new_client_from_config(config_file=str(path), context=context)
-    except (k8s_config.ConfigException, FileNotFoundError, OSError) as exc:
-        raise ClusterError(f"cannot load kubeconfig {path}: {exc}",
-                           hint="set KUBECONFIG or `kubeconfig`/`kube_context` for this cluster") from None
+    except (k8s_config.ConfigException, OSError, ValueError, TypeError, AttributeError) as exc:
+        what = f"context {context!r} of " if context else ""
+        raise UserError(f"cannot use {what}kubeconfig {path}: {exc}",
+                        hint="`kubectl config get-contexts` lists its contexts (the config's cluster.kube_context "
+                             "picks one)" if context else KUBECONFIG_HINT) from None
 
 
 def _rest(api: k8s.ApiClient, method: str, path: str, *, query: dict[str, Any] | None = None,

@@ -7,7 +7,17 @@ from pathlib import Path
 import typer
 
 from qhubctl import kube
-from qhubctl.commands._common import ConfigOpt, KubeconfigOpt, YesOpt, confirm, handles_errors, kube_target, load, out
+from qhubctl.commands._common import (
+    ConfigOpt,
+    KubeconfigOpt,
+    YesOpt,
+    confirm,
+    err,
+    handles_errors,
+    kube_target,
+    load,
+    out,
+)
 from qhubctl.deploy import destroy as destroy_release
 from qhubctl.helm import Helm
 from qhubctl.status import gather
@@ -39,11 +49,18 @@ def support(
     output: Path = typer.Option(Path("qhub-support.zip"), "-o", "--output", help="Zip file to write."),
     kubeconfig: Path | None = KubeconfigOpt,
 ) -> None:
-    """Zip pod logs, events, workload states and the redacted config for a bug report."""
+    """Zip pod logs, events, workload states and the redacted config for a bug report. Without a reachable cluster
+    it still writes the version and the redacted config, and says what it could not reach."""
     cfg = load(config)
-    path, context = kube_target(cfg, kubeconfig)
-    zipped, members = bundle(cfg, Helm(path, context), kube.api_client(path, context), output)
-    out.print(f"wrote {zipped} ({len(members)} files); secrets are redacted - check before sharing")
+
+    def connect() -> tuple[Helm, object]:
+        path, context = kube_target(cfg, kubeconfig)
+        return Helm(path, context), kube.api_client(path, context)
+
+    zipped, members, missing = bundle(cfg, connect, output)
+    out.print(f"wrote {zipped} ({len(members)} files); secrets are redacted - check before sharing", markup=False)
+    if missing:
+        err.print(f"[yellow]warning:[/yellow] without the cluster's workloads, events, logs and release: {missing}")
 
 
 @handles_errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -15,18 +16,23 @@ from qhubctl.helm import Helm
 from qhubctl.values import chart_values
 
 
+class Format(str, Enum):
+    yaml = "yaml"
+    json = "json"
+
+
 @handles_errors
 def render(
     config: Path = ConfigOpt,
     diff: bool = typer.Option(False, "--diff", help="Show the difference to the deployed release's values."),
-    output_format: str = typer.Option("yaml", "--format", help="yaml or json."),
+    output_format: Format = typer.Option(Format.yaml, "--format", help="Output format."),
     kubeconfig: Path | None = KubeconfigOpt,
 ) -> None:
     """Print the Helm values the config maps to (deterministic, no secrets)."""
     cfg = load(config)
     values = chart_values(cfg)
     if not diff:
-        out.print(json.dumps(values, indent=2) if output_format == "json" else yaml.safe_dump(values, sort_keys=True),
+        out.print(json.dumps(values, indent=2) if output_format is Format.json else yaml.safe_dump(values, sort_keys=True),
                   markup=False, end="")
         return
     path, context = kube_target(cfg, kubeconfig)

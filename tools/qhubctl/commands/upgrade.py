@@ -43,7 +43,8 @@ def upgrade(
         for line in changes:
             out.print(f"  - {line}", markup=False)
         if not migrate_homes:
-            out.print("next: `qhubctl validate`, then `qhubctl deploy --dry-run` to see what changes in the cluster")
+            out.print(f"next: `qhubctl validate -c {config}`, then `qhubctl deploy -c {config} --dry-run` to see what "
+                      "changes in the cluster", markup=False)
             return
     if not migrate_homes:
         return

@@ -33,18 +33,43 @@ def _yaml() -> YAML:
 
 def load_raw(path: Path) -> Any:
     """The file as ruamel round-trip data (comments kept). ConfigError for a missing file or bad YAML."""
+    data = parse_yaml(read_text(path), path)
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty", hint="write one with `qhubctl init <provider> -o FILE`")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings", hint="start from `qhubctl init`")
+    return data
+
+
+def read_text(path: Path, what: str = "config file",
+              missing_hint: str = "create one with `qhubctl init <provider>` or pass -c FILE") -> str:
+    """The text of a file the user named; ConfigError naming the file when it is missing, a directory, unreadable
+    or not UTF-8 text (never an OSError traceback)."""
     if not path.exists():
-        raise ConfigError(f"{path}: no such file", hint="create one with `qhubctl init <provider>` or pass -c FILE")
+        raise ConfigError(f"{path}: no such file", hint=missing_hint)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a {what}", hint=f"pass the {what} itself, not its folder")
     try:
-        data = _yaml().load(path.read_text())
+        return path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot read the {what}: permission denied",
+                          hint="check the file's owner and mode (`ls -l`)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8)",
+                          hint=f"pass the YAML {what}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+
+
+def parse_yaml(text: str, path: Path) -> Any:
+    """YAML text as ruamel round-trip data; ConfigError with file:line:column on a syntax error."""
+    try:
+        return _yaml().load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}",
                           hint="fix the indentation or quoting at that line") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: the top level must be a mapping of settings", hint="start from `qhubctl init`")
-    return data
 
 
 def dump_yaml(data: Any) -> str:
@@ -92,13 +117,13 @@ def parse_config(data: Any, *, source: str = "config", environ: Mapping[str, str
     if isinstance(version, int) and version < SCHEMA_VERSION:
         raise ConfigError(
             f"{source}: schema_version {version} is older than {SCHEMA_VERSION}",
-            hint="run `qhubctl upgrade` to migrate it (a backup of the old file is kept)",
+            hint=f"run `qhubctl upgrade -c {source}` to migrate it (a backup of the old file is kept)",
         )
     apply_env(raw, os.environ if environ is None else environ)
     try:
         return QHubConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = problems_from(exc, QHubConfig, raw)
+        problems = problems_from(exc, QHubConfig, raw, data)
         raise ConfigError(
             f"{source}: {len(problems)} problem(s)",
             problems=problems,

@@ -187,8 +187,8 @@ def upgrade_file(path: Any) -> tuple[int, list[str], Any]:
     from qhubctl.config.loader import dump_yaml, load_raw, parse_config
 
     path = Path(path)
+    data = load_raw(path)  # a missing, unreadable or empty file is a ConfigError naming it
     original = path.read_text()
-    data = load_raw(path)
     start, changes = migrate(data)
     if start == SCHEMA_VERSION:
         return start, [], None

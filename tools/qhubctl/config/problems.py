@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import typing
 from typing import Any
 
@@ -90,13 +91,22 @@ def _pick(annotation: Any, node: Any) -> Any:
     return None
 
 
-def _hint(err: dict[str, Any], parts: list[str | int], model: type[BaseModel], data: Any) -> str:
+def _hint(err: dict[str, Any], parts: list[str | int], model: type[BaseModel], data: Any, literal: str = "") -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, parts, data)
         return f"remove it or fix the spelling; allowed here: {', '.join(allowed)}" if allowed else "remove it"
     if kind == "missing":
+        if _is_secret(model, parts, data):
+            env = secret_env_name(tuple(str(p) for p in parts))
+            return (f"a secret never goes into the file: set {env}=... in the environment, or write "
+                    f"{parts[-1]}: {{secretRef: {{name: <Secret in the namespace>, key: <key in it>}}}}")
         return "add this field"
+    if kind in ("string_type", "string_pattern_mismatch") and isinstance(err.get("input"), (int, float)) \
+            and not isinstance(err.get("input"), bool):
+        literal = literal or str(err["input"])
+        return (f"YAML reads the unquoted {literal} as a number; quote it: {parts[-1] if parts else 'value'}: "
+                f'"{literal}"')
     if kind == "secret_in_file":
         env = secret_env_name(tuple(str(p) for p in parts))
         return f"remove the value; set {env} in the environment or write {{secretRef: {{name: ..., key: ...}}}}"
@@ -111,6 +121,30 @@ def _hint(err: dict[str, Any], parts: list[str | int], model: type[BaseModel], d
     return ""
 
 
+def _is_secret(model: type[BaseModel], parts: list[str | int], data: Any) -> bool:
+    target = _target(model, parts, data)
+    field = target.model_fields.get(str(parts[-1])) if target is not None and parts else None
+    extra = field.json_schema_extra if field is not None else None
+    return isinstance(extra, dict) and bool(extra.get("secret"))
+
+
+def _literal(source: Any, parts: list[str | int]) -> str:
+    """How a number was written in the file (1.30, not the float 1.3), from the round-trip data; "" if unknown."""
+    node = source
+    try:
+        for part in parts:
+            node = node[part]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        return ""
+    from ruamel.yaml import YAML
+
+    buf = io.StringIO()
+    YAML().dump([node], buf)
+    return buf.getvalue().strip().removeprefix("- ").strip()
+
+
 def _description(model: type[BaseModel], parts: list[str | int], data: Any) -> str:
     target = _target(model, parts, data)
     if target is not None and str(parts[-1]) in target.model_fields:
@@ -123,8 +157,9 @@ def _message(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def problems_from(exc: ValidationError, model: type[BaseModel], data: Any) -> list[str]:
-    """One "path: message - hint" line per field, most useful error first when union members disagree."""
+def problems_from(exc: ValidationError, model: type[BaseModel], data: Any, source: Any = None) -> list[str]:
+    """One "path: message - hint" line per field, most useful error first when union members disagree. `source` is
+    the file as loaded (round-trip data), used to quote numbers as they were written."""
     best: dict[str, tuple[int, str]] = {}
     for err in exc.errors(include_url=False):
         parts = _clean_loc(tuple(err["loc"]), data)
@@ -135,7 +170,7 @@ def problems_from(exc: ValidationError, model: type[BaseModel], data: Any) -> li
                 best.setdefault(f"{prefix}.{sub}" if prefix else sub, (0, msg))
             continue
         path = format_path(parts) or "(top level)"
-        hint = _hint(err, parts, model, data)
+        hint = _hint(err, parts, model, data, _literal(source, parts) if source is not None else "")
         line = _message(err) + (f" - {hint}" if hint else "")
         rank = _PREFERRED.index(err["type"]) if err["type"] in _PREFERRED else len(_PREFERRED)
         if path not in best or rank < best[path][0]:
