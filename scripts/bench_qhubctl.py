@@ -15,7 +15,8 @@ from kubernetes import client as k8s
 from qhubctl import kube, localcluster
 from qhubctl.config import load_config
 from qhubctl.proc import run
-from qhubctl.values import CHART_DIR, chart_values
+from qhubctl.chart import chart_dir
+from qhubctl.values import chart_values
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = REPO / "tests" / "configs" / "aws.ok.full.yaml"
@@ -62,7 +63,7 @@ def main() -> None:
         (work / "values.json").write_text(json.dumps(chart_values(load_config(cfg_path, environ={}))))
         try:
             start = time.perf_counter()
-            run(["helm", "upgrade", "--install", "qb", str(CHART_DIR), "-n", ns_h, "--create-namespace", "--wait",
+            run(["helm", "upgrade", "--install", "qb", str(chart_dir()), "-n", ns_h, "--create-namespace", "--wait",
                  "--timeout", "5m", "-f", str(work / "values.json")], env=env, timeout=600)
             bare_times.append(time.perf_counter() - start)
             start = time.perf_counter()

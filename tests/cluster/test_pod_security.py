@@ -16,7 +16,8 @@ from qhubctl.config import parse_config
 from qhubctl.localcluster import LocalCluster, bin_dir
 from qhubctl.podsecurity import LEVELS, PREFIX, enforce_level, namespaces
 from qhubctl.proc import run
-from qhubctl.values import CHART_DIR, chart_values
+from qhubctl.chart import chart_dir
+from qhubctl.values import chart_values
 
 pytestmark = pytest.mark.cluster
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet")
@@ -37,7 +38,7 @@ def rendered_pods(cfg: Any, cluster: LocalCluster, tmp_path: Any) -> dict[str, t
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump(chart_values(cfg)))
     # helm template cannot ask the cluster for a free Service address: give the NFS Service one
-    out = run(["helm", "template", "psa", str(CHART_DIR), "-n", cfg.namespace, "-f", str(values),
+    out = run(["helm", "template", "psa", str(chart_dir()), "-n", cfg.namespace, "-f", str(values),
                "--set", "nfs.service.clusterIP=10.96.0.40"], env=cluster.env, timeout=120).stdout
     pods = {}
     for doc in (d for d in yaml.safe_load_all(out) if d):

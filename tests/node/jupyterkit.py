@@ -19,9 +19,12 @@ def xsrf(session: requests.Session, path: str = "/hub") -> str:
     return next(c.value for c in session.cookies if c.name == "_xsrf" and (c.path or "/").startswith(path))
 
 
-def user_token(session: requests.Session, url: str, user: str, note: str = "node test") -> str:
-    """A token for `user`, created through the hub's REST API with the user's own login session."""
-    answer = session.post(f"{url}hub/api/users/{user}/tokens", json={"note": note, "expires_in": 3600},
+def user_token(session: requests.Session, url: str, user: str, note: str = "node test", expires_in: int = 3600,
+               scopes: list[str] | None = None) -> str:
+    """A token for `user`, created through the hub's REST API with the user's own login session (what the hub's
+    token page does); `scopes` narrows it (default: the user's own access, as the page grants)."""
+    body: dict[str, Any] = {"note": note, "expires_in": expires_in, **({"scopes": scopes} if scopes else {})}
+    answer = session.post(f"{url}hub/api/users/{user}/tokens", json=body,
                           headers={"X-XSRFToken": xsrf(session), "Referer": f"{url}hub/token"}, timeout=30)
     assert answer.status_code in (200, 201), f"token request answered {answer.status_code}: {answer.text[:300]}"
     return str(answer.json()["token"])

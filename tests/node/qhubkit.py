@@ -26,7 +26,7 @@ from qhubctl.cli import app
 from qhubctl.images import registry
 from qhubctl.images.build import build
 from qhubctl.localcluster import LocalCluster
-from qhubctl.proc import run
+from qhubctl.proc import Result, run
 from qhubctl.scaffold import config_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,14 +45,45 @@ def local_config(namespace: str, release: str) -> dict[str, Any]:
     return dict(cfg)
 
 
-def push_images(cluster: LocalCluster, names: tuple[str, ...]) -> None:
+def push_images(cluster: LocalCluster, names: tuple[str, ...]) -> dict[str, str]:
     """Build the platform images (from cache when nothing changed), push them to the real node's registry under the
-    tags the chart's values name, and make the node forget older builds it holds under those tags."""
+    tags the chart's values name, and make the node forget older builds it holds under those tags; the manifest
+    digest pushed for each image."""
+    digests = {}
     for name in names:
         result = build(REPO / "images" / name)
         tag = str(yaml.safe_load((REPO / "images" / name / "image.yaml").read_text()).get("version") or app_version())
         registry.push(result.image, registry.parse_target(realnode.REGISTRY, f"qhub/{name}:{tag}"))
+        digests[name] = result.image.manifest_digest
     localcluster.real_node(cluster.name).drop_stale_images()
+    return digests
+
+
+def helm(cluster: LocalCluster, *args: str, timeout: float = 360, check: bool = True) -> Result:
+    """The cached helm binary against the local cluster."""
+    return run([str(localcluster.bin_dir() / "helm"), *args, "--kubeconfig", str(cluster.kubeconfig)],
+               check=check, timeout=timeout)
+
+
+def qhubctl_deploy(cluster: LocalCluster, config: Path, timeout: str = "5m") -> tuple[Result, float]:
+    """`qhubctl deploy --yes` of `config` (as a CLI run); its result (exit code, output) and the seconds it took."""
+    begun = time.monotonic()
+    result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes",
+                                      "--timeout", timeout], catch_exceptions=False)
+    return Result(["qhubctl", "deploy"], result.exit_code, result.output, ""), time.monotonic() - begun
+
+
+def wait_namespace_gone(cluster: LocalCluster, ns: str) -> None:
+    """A namespace left by an earlier run may still be terminating (it refuses new objects): wait until it is gone;
+    a no-op when there is none."""
+    run([str(localcluster.bin_dir() / "kubectl"), "wait", "--for=delete", f"namespace/{ns}", "--timeout=300s"],
+        env=cluster.env, check=False, timeout=320)
+
+
+def uninstall(cluster: LocalCluster, ns: str, release: str) -> None:
+    """Uninstall the release and delete its namespace (without waiting for the namespace to go)."""
+    helm(cluster, "uninstall", release, "-n", ns, "--wait", "--timeout", "3m", timeout=240, check=False)
+    cluster.kubectl("delete", "namespace", ns, "--wait=false")
 
 
 @dataclass
@@ -67,6 +98,7 @@ class Platform:
     password: str
     access: dict[str, Any]
     deploy_seconds: float
+    digests: dict[str, str] = field(default_factory=dict)  # image name -> manifest digest pushed for this deploy
     tokens: dict[str, str] = field(default_factory=dict)
     kernels: dict[str, Kernel] = field(default_factory=dict)
 
@@ -77,20 +109,29 @@ class Platform:
         path.write_text(localcluster.namespace_report(self.cluster, self.ns, logs=True))
         return path
 
+    def login(self, user: str) -> requests.Session:
+        """A session logged in as `user` through the hub's login form (the admin has a password of his own)."""
+        admin = user == self.access.get("admin_username")
+        return demo_access.login(self.url, user, self.access["admin_password"] if admin else self.password)
+
     def token(self, user: str) -> str:
         """A token of `user`'s, made through the hub API with the user's own login session."""
         if user not in self.tokens:
-            session = demo_access.login(self.url, user, self.password)
-            self.tokens[user] = user_token(session, self.url, user, note=f"node test {self.ns}")
+            self.tokens[user] = user_token(self.login(user), self.url, user, note=f"node test {self.ns}")
         return self.tokens[user]
 
     def api(self, user: str) -> dict[str, str]:
         return {"Authorization": f"token {self.token(user)}"}
 
+    def hub_api(self, method: str, path: str, token: str, **kw: Any) -> requests.Response:
+        """A call to the hub's REST API (`path` after /hub/api) through the proxy with `token`."""
+        return requests.request(method, f"{self.url}hub/api{path}", headers={"Authorization": f"token {token}"},
+                                timeout=60, **kw)
+
     def start_server(self, user: str, timeout: float = 300) -> float:
         """Start `user`'s server through the hub API and wait until it answers through the proxy; the seconds."""
         begun = time.monotonic()
-        started = wait_for("the hub to accept the start", lambda: self._post_start(user), timeout=60, interval=2)
+        started = wait_for("the hub to accept the start", lambda: self.post_start(user), timeout=60, interval=2)
         assert started.status_code in (201, 202), (started.status_code, started.text[:500])
 
         def answers() -> bool:
@@ -103,7 +144,7 @@ class Platform:
         wait_for(f"{user}'s server to answer through the proxy", answers, timeout=timeout, interval=2)
         return time.monotonic() - begun
 
-    def _post_start(self, user: str) -> requests.Response | None:
+    def post_start(self, user: str) -> requests.Response | None:
         """The hub's answer to a start request; None while an earlier stop is still pending."""
         answer = requests.post(f"{self.url}hub/api/users/{user}/server", headers=self.api(user), timeout=120)
         return None if answer.status_code == 400 and "pending" in answer.text else answer
@@ -119,38 +160,45 @@ class Platform:
         return list(json.loads(self.cluster.kubectl("get", "pods", "-n", self.ns, "-l", selector,
                                                     "-o", "json"))["items"])
 
+    def identities(self) -> dict[str, Any]:
+        """The hub's record of uids and gids (the `<release>-identities` ConfigMap)."""
+        cm = json.loads(self.cluster.kubectl("get", "configmap", f"{self.release}-identities", "-n", self.ns,
+                                             "-o", "json"))
+        return dict(json.loads(cm["data"]["identities.json"]))
+
+    def config_dict(self) -> dict[str, Any]:
+        return dict(yaml.safe_load(self.config.read_text()))
+
+    def redeploy(self, config: dict[str, Any], timeout: str = "5m") -> tuple[Result, float]:
+        """Write `config` over the deployed one and `qhubctl deploy` it; the result and the seconds it took."""
+        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
+        return qhubctl_deploy(self.cluster, self.config, timeout)
+
 
 @contextmanager
 def deployed(cluster: LocalCluster, work: Path, ns: str, release: str, config: dict[str, Any],
-             images: tuple[str, ...]) -> Iterator[Platform]:
+             images: tuple[str, ...], *, timeout: str = "5m") -> Iterator[Platform]:
     """Push `images`, deploy `config` into `ns`/`release`, log in; uninstall and delete the namespace after."""
-    push_images(cluster, images)
-    # a namespace left by an earlier run may still be terminating: deploy into a fresh one
-    run([str(localcluster.bin_dir() / "kubectl"), "wait", "--for=delete", f"namespace/{ns}", "--timeout=300s"],
-        env=cluster.env, check=False, timeout=320)
+    digests = push_images(cluster, images)
+    wait_namespace_gone(cluster, ns)
     path = work / "qhub-config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    begun = time.monotonic()
-    result = CliRunner().invoke(app, ["deploy", "-c", str(path), "--kubeconfig", str(cluster.kubeconfig), "--yes",
-                                      "--timeout", "5m"], catch_exceptions=False)
-    seconds = time.monotonic() - begun
-    bare = Platform(cluster, ns, release, path, "", "", {}, seconds)
-    if result.exit_code != 0:
-        pytest.fail(f"qhubctl deploy failed ({seconds:.0f}s):\n{result.output}\nsee {bare.report('deploy')}",
-                    pytrace=False)
-    access_file = work / "access.json"
-    if demo_access.main([str(path), "--out", str(access_file)]) != 0:
-        pytest.fail(f"no login on the deployed hub; see {bare.report('login')}", pytrace=False)
-    access = json.loads(access_file.read_text())
-    platform = Platform(cluster, ns, release, path, access["url"], access["password"], access, seconds)
+    platform = Platform(cluster, ns, release, path, "", "", {}, 0.0, digests)
     try:
+        result, platform.deploy_seconds = qhubctl_deploy(cluster, path, timeout)
+        if result.returncode != 0:
+            pytest.fail(f"qhubctl deploy failed ({platform.deploy_seconds:.0f}s):\n{result.stdout}\n"
+                        f"see {platform.report('deploy')}", pytrace=False)
+        access_file = work / "access.json"
+        if demo_access.main([str(path), "--out", str(access_file)]) != 0:
+            pytest.fail(f"no login on the deployed hub; see {platform.report('login')}", pytrace=False)
+        platform.access = json.loads(access_file.read_text())
+        platform.url, platform.password = platform.access["url"], platform.access["password"]
         yield platform
     finally:
         for kernel in platform.kernels.values():
             kernel.stop()
-        run([str(localcluster.bin_dir() / "helm"), "uninstall", release, "-n", ns, "--wait", "--timeout", "3m",
-             "--kubeconfig", str(cluster.kubeconfig)], check=False, timeout=240)
-        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+        uninstall(cluster, ns, release)
 
 
 def report_on_failure(platform: Callable[[], Platform | None], request: pytest.FixtureRequest) -> Iterator[None]:

@@ -5,37 +5,29 @@ must come from the user's own pod. The GPU profile is listed only for members of
 it who posts its slug anyway is refused (this machine has no GPU: nothing is spawned on one).
 
 Artifacts in build/test-artifacts/node/browser/: the lab screenshot with the output and every page's console log
-always; on failure also a screenshot of the failed step and the namespace's pods, events and logs."""
+always; on failure also a screenshot of the failed step, and the namespace's pods, events and logs in
+build/test-artifacts/node/."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from typer.testing import CliRunner
+import qhubkit
+from qhubkit import Platform, demo_access
 
 from nodekit import ARTIFACTS
 from qhubctl import localcluster, realnode
-from qhubctl.cli import app
 from qhubctl.errors import ToolNotFoundError
-from qhubctl.images import registry
-from qhubctl.images.build import build
 from qhubctl.localcluster import LocalCluster
 from qhubctl.proc import run, which
-from qhubctl.scaffold import config_text
 
 pytestmark = pytest.mark.node
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-import demo_access  # noqa: E402
 
 NS = "qhub-browser"
 RELEASE = "qbrowser"
@@ -61,8 +53,7 @@ CELL = "import os, socket; print(os.getuid(), socket.gethostname(), os.environ['
 def _config() -> dict[str, Any]:
     """The config `qhubctl init local` writes, in its own namespace and release, with the users, the GPU group and
     the profiles above (Dask-Gateway, conda-store, Jitsi and SSH off: this journey needs none of them)."""
-    cfg = yaml.safe_load(config_text("local"))
-    cfg.update(namespace=NS, release_name=RELEASE)
+    cfg = qhubkit.local_config(NS, RELEASE)
     cfg["node_groups"]["gpu"] = {"min_nodes": 0, "max_nodes": 1, "gpu": {"count": 1}}
     auth = cfg["auth"]
     auth["users"] = {**{u: {"groups": g} for u, g in USERS.items()}, **{a: {} for a in auth.get("admins", [])}}
@@ -70,17 +61,6 @@ def _config() -> dict[str, Any]:
     cfg["profiles"] = {"jupyterlab": PROFILES}
     cfg.setdefault("components", {})["kubessh"] = False
     return cfg
-
-
-def _app_version() -> str:
-    return str(yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"])
-
-
-def _report(cluster: LocalCluster) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / "namespace-report.txt"
-    path.write_text(localcluster.namespace_report(cluster, NS, logs=True))
-    return path
 
 
 def _playwright() -> Path:
@@ -108,41 +88,20 @@ def browser() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Images pushed to the node's registry, QHub deployed by `qhubctl deploy`, the login checked."""
-    tag = _app_version()
-    for name in IMAGES:
-        result = build(REPO / "images" / name)
-        registry.push(result.image, registry.parse_target(realnode.REGISTRY, f"qhub/{name}:{tag}"))
-    # a namespace left terminating by an earlier run refuses new objects: wait until it is gone (no-op otherwise)
-    run([str(localcluster.bin_dir() / "kubectl"), "wait", "--for=delete", f"namespace/{NS}", "--timeout=300s"],
-        env=cluster.env, check=False, timeout=320)
-    work = tmp_path_factory.mktemp("qhub-browser")
-    config = work / "qhub-config.yaml"
-    config.write_text(yaml.safe_dump(_config(), sort_keys=False))
-    result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes",
-                                      "--timeout", "5m"], catch_exceptions=False)
-    if result.exit_code != 0:
-        pytest.fail(f"qhubctl deploy failed:\n{result.output}\nsee {_report(cluster)}", pytrace=False)
-    access_file = work / "access.json"
-    if demo_access.main([str(config), "--out", str(access_file)]) != 0:
-        pytest.fail(f"the hub's login did not work; see {_report(cluster)}", pytrace=False)
-    yield json.loads(access_file.read_text())
-    run([str(localcluster.bin_dir() / "helm"), "uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m",
-         "--kubeconfig", str(cluster.kubeconfig)], check=False, timeout=240)
-    cluster.kubectl("delete", "namespace", NS, "--wait=false")
+    with qhubkit.deployed(cluster, tmp_path_factory.mktemp("qhub-browser"), NS, RELEASE, _config(),
+                          IMAGES) as deployed:
+        yield deployed
 
 
 @pytest.fixture(autouse=True)
-def _report_on_failure(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator[None]:
+def _report_on_failure(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
     """A failed assertion after the browser is done also leaves the namespace's pods, events and logs."""
-    failed = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed:
-        print(f"\n[browser] pods, events and logs of {NS}: {_report(cluster)}")
+    yield from qhubkit.report_on_failure(lambda: platform, request)
 
 
-def drive(browser: dict[str, str], cluster: LocalCluster, spec: dict[str, Any], timeout: float = 600) -> dict:
+def drive(browser: dict[str, str], platform: Platform, spec: dict[str, Any], timeout: float = 600) -> dict:
     """Run the browser driver; a failed step fails the test naming the step, its screenshot and the reports."""
     spec = {"artifacts": str(SHOTS), "chromium": str(CHROMIUM), **spec}
     result = run([browser["node"], str(DRIVER / "journey.cjs"), json.dumps(spec)],
@@ -155,9 +114,11 @@ def drive(browser: dict[str, str], cluster: LocalCluster, spec: dict[str, Any], 
                     pytrace=False)
     if not answer["ok"]:
         error = re.sub(r"\x1b\[[0-9;]*m", "", answer.get("error", "")).splitlines()  # no terminal colours
+        report = platform.report(re.sub(r"[^A-Za-z0-9]+", "-", f"browser {answer['step']}"))
         pytest.fail(f"browser step {answer['step']!r} failed for {spec['username']} at {answer.get('url')}: "
                     f"{' / '.join(error[:6])}\nscreenshot: {answer.get('screenshot')}\n"
-                    f"console: {SHOTS / (spec['username'] + '-console.log')}\npods, events, logs: {_report(cluster)}",
+                    f"console: {SHOTS / (spec['username'] + '-console.log')}\n"
+                    f"pods, events, logs: {report}",
                     pytrace=False)
     return answer
 
@@ -166,12 +127,12 @@ def _slugs(answer: dict) -> list[str]:
     return [p["slug"] for p in answer["profiles"]]
 
 
-def test_login_pick_a_profile_and_run_a_cell_in_the_users_pod(cluster: LocalCluster, platform: dict,
+def test_login_pick_a_profile_and_run_a_cell_in_the_users_pod(cluster: LocalCluster, platform: Platform,
                                                               browser: dict[str, str]) -> None:
     user = "ada"
-    answer = drive(browser, cluster, {"mode": "lab", "url": platform["url"], "username": user,
-                                      "password": platform["password"], "profile": "standard", "code": CELL,
-                                      "timeoutMs": 420_000})
+    answer = drive(browser, platform, {"mode": "lab", "url": platform.url, "username": user,
+                                       "password": platform.password, "profile": "standard", "code": CELL,
+                                       "timeoutMs": 420_000})
     assert _slugs(answer) == ["small", "gpu", "standard"], answer["profiles"]  # a member of the GPU group
     uid, hostname, jupyterhub_user = answer["output"].split()
     pod = json.loads(cluster.kubectl("get", "pod", f"jupyter-{user}", "-n", NS, "-o", "json"))
@@ -191,17 +152,17 @@ def test_login_pick_a_profile_and_run_a_cell_in_the_users_pod(cluster: LocalClus
           f"(re-sent {answer.get('reruns', 0)}x); screenshot {shot}")
 
 
-def test_the_gpu_profile_is_listed_only_for_the_gpu_group(cluster: LocalCluster, platform: dict,
-                                                          browser: dict[str, str]) -> None:
-    listed = {user: _slugs(drive(browser, cluster, {"mode": "profiles", "url": platform["url"], "username": user,
-                                                    "password": platform["password"]}))
+def test_the_gpu_profile_is_listed_only_for_the_gpu_group(platform: Platform, browser: dict[str, str]) -> None:
+    listed = {user: _slugs(drive(browser, platform, {"mode": "profiles", "url": platform.url, "username": user,
+                                                     "password": platform.password}))
               for user in ("ben", "cleo")}
     assert listed == {"ben": ["small", "standard"], "cleo": ["small", "gpu", "standard"]}, listed
 
 
-def test_a_gpu_profile_posted_by_a_user_outside_the_group_is_refused(cluster: LocalCluster, platform: dict) -> None:
-    url, user = platform["url"], "ben"
-    session = demo_access.login(url, user, platform["password"])
+def test_a_gpu_profile_posted_by_a_user_outside_the_group_is_refused(cluster: LocalCluster,
+                                                                     platform: Platform) -> None:
+    url, user = platform.url, "ben"
+    session = demo_access.login(url, user, platform.password)
     form = session.get(f"{url}hub/spawn", timeout=30)
     assert 'value="gpu"' not in form.text and 'value="small"' in form.text
     xsrf = next(c.value for c in session.cookies if c.name == "_xsrf" and c.path.startswith("/hub"))

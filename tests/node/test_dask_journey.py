@@ -77,10 +77,10 @@ def test_a_notebook_makes_a_two_worker_cluster_on_the_real_node_and_shuts_it_dow
     pods = _cluster_pods(platform, out["name"])
     roles = sorted(p["metadata"]["labels"].get("app.kubernetes.io/component", "") for p in pods)
     assert roles == ["dask-scheduler", "dask-worker", "dask-worker"], roles
-    workers = {p["metadata"]["name"] for p in pods if "worker" in p["metadata"]["labels"]["app.kubernetes.io/component"]}
+    workers = {p["metadata"]["name"] for p in pods
+               if "worker" in p["metadata"]["labels"]["app.kubernetes.io/component"]}
     assert set(out["hosts"]) == workers, (out["hosts"], workers)
-    identities = json.loads(json.loads(platform.cluster.kubectl(
-        "get", "configmap", f"{RELEASE}-identities", "-n", NS, "-o", "json"))["data"]["identities.json"])
+    identities = platform.identities()
     for pod in pods:
         name = pod["metadata"]["name"]
         assert pod["spec"]["nodeName"] == realnode.NODE_NAME, f"{name} is not on the real node"
@@ -108,7 +108,7 @@ def test_an_idle_cluster_stops_itself(platform: Platform) -> None:
     wait_for("the idle cluster to stop itself", lambda: not _cluster_pods(platform, name), timeout=300, interval=5)
     stopped = json.loads(kernel.run(
         "import json\nfrom dask_gateway import Gateway\n"
-        f"print(json.dumps([c.name for c in Gateway().list_clusters()]))"))
+        "print(json.dumps([c.name for c in Gateway().list_clusters()]))"))
     assert name not in stopped, stopped
     print(f"[node] idle Dask cluster stopped {time.monotonic() - begun:.0f}s after its scheduler started")
 

@@ -11,33 +11,22 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import paramiko
 import pytest
-import requests
-import yaml
-from jupyterkit import Kernel, user_token
+import qhubkit
+from qhubkit import Platform
 from typer.testing import CliRunner
 
-from nodekit import ARTIFACTS, wait_for
-from qhubctl import localcluster, realnode
+from nodekit import wait_for
+from qhubctl import realnode
 from qhubctl.cli import app
-from qhubctl.images import registry
-from qhubctl.images.build import build
 from qhubctl.localcluster import LocalCluster
-from qhubctl.proc import run
-from qhubctl.scaffold import config_text
 
 pytestmark = pytest.mark.node
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-import demo_access  # noqa: E402
 
 NS = "qhub-files"
 RELEASE = "qfiles"
@@ -46,101 +35,30 @@ GID = 3001
 GROUPS = {"alice": ["analysts"], "bob": ["analysts"], "carol": [], "dave": []}
 
 
-def _config() -> str:
+def _config() -> dict[str, Any]:
     """`qhubctl init local`'s config in its own namespace and release, with the users and group of this journey."""
-    cfg = yaml.safe_load(config_text("local"))
-    cfg.update(namespace=NS, release_name=RELEASE)
+    cfg = qhubkit.local_config(NS, RELEASE)
     cfg["auth"]["users"] = {name: {"groups": groups} for name, groups in GROUPS.items()} | {"admin": {}}
     cfg["auth"]["groups"] = {"analysts": {"gid": GID, "description": "shares /shared/analysts"}}
     # four servers at once on a 2-core node: small guarantees
     cfg["profiles"] = {"jupyterlab": [{"name": "tiny", "display_name": "Tiny", "default": True,
                                        "cpu": {"guarantee": 0.05, "limit": 1},
                                        "memory": {"guarantee": "256Mi", "limit": "1Gi"}}]}
-    return yaml.safe_dump(cfg, sort_keys=False)
-
-
-def _report(cluster: LocalCluster, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"files-groups-{name}.txt"
-    path.write_text(localcluster.namespace_report(cluster, NS, logs=True))
-    return path
-
-
-@pytest.fixture(autouse=True)
-def artifacts(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[None]:
-    """A failing test leaves the namespace's pods, events and logs under build/test-artifacts/node/."""
-    failed = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed:
-        print(f"\n[node] what the pods of {NS} did: {_report(cluster, request.node.name)}")
+    return cfg
 
 
 @pytest.fixture(scope="module")
-def deployed(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Images pushed to the node's registry, QHub deployed with this journey's users; the shared password."""
-    tag = str(yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"])
-    for name in IMAGES:
-        result = build(REPO / "images" / name)
-        registry.push(result.image, registry.parse_target(realnode.REGISTRY, f"qhub/{name}:{tag}"))
-    # a namespace left by an earlier run may still be terminating: deploy into a fresh one
-    run([str(localcluster.bin_dir() / "kubectl"), "wait", "--for=delete", f"namespace/{NS}", "--timeout=300s"],
-        env=cluster.env, check=False, timeout=320)
-    work = tmp_path_factory.mktemp("qhub-files")
-    config = work / "qhub-config.yaml"
-    config.write_text(_config())
-    result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes",
-                                      "--timeout", "5m"], catch_exceptions=False)
-    if result.exit_code != 0:
-        pytest.fail(f"qhubctl deploy failed:\n{result.output}\nsee {_report(cluster, 'deploy')}", pytrace=False)
-    access_file = work / "access.json"
-    assert demo_access.main([str(config), "--out", str(access_file)]) == 0, f"see {_report(cluster, 'login')}"
-    access = json.loads(access_file.read_text())
-    state: dict[str, Any] = {"config": config, "url": access["url"], "password": access["password"], "kernels": {},
-                             "tokens": {}, "ssh_port": int(access["ssh"].split("-p ", 1)[1].split()[0])}
-    yield state
-    for running in state["kernels"].values():
-        running.stop()
-    run([str(localcluster.bin_dir() / "helm"), "uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m",
-         "--kubeconfig", str(cluster.kubeconfig)], check=False, timeout=240)
-    cluster.kubectl("delete", "namespace", NS, "--wait=false")
+def deployed(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """Images pushed to the node's registry, QHub deployed with this journey's users."""
+    with qhubkit.deployed(cluster, tmp_path_factory.mktemp("qhub-files"), NS, RELEASE, _config(),
+                          IMAGES) as platform:
+        yield platform
 
 
-def identities(cluster: LocalCluster) -> dict[str, Any]:
-    """The hub's record of uids and gids."""
-    cm = json.loads(cluster.kubectl("get", "configmap", f"{RELEASE}-identities", "-n", NS, "-o", "json"))
-    return dict(json.loads(cm["data"]["identities.json"]))
-
-
-def start_server(deployed: dict[str, Any], user: str) -> tuple[str, requests.Response | None]:
-    """Log in as `user`, make a token with the user's own session, ask the hub to start the user's server."""
-    url = deployed["url"]
-    session = demo_access.login(url, user, deployed["password"])
-    token = user_token(session, url, user, note="files and groups journey")
-    started = requests.post(f"{url}hub/api/users/{user}/server", headers={"Authorization": f"token {token}"},
-                            timeout=120)
-    return token, started
-
-
-def kernel(cluster: LocalCluster, deployed: dict[str, Any], user: str) -> Kernel:
-    """A kernel in `user`'s own running server (started on first use)."""
-    kernels: dict[str, Kernel] = deployed["kernels"]
-    if user in kernels:
-        return kernels[user]
-    url = deployed["url"]
-    token, started = start_server(deployed, user)
-    assert started is not None and started.status_code in (201, 202), (started.status_code, started.text[:500])
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}user/{user}/api/status", headers={"Authorization": f"token {token}"},
-                                timeout=10).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(f"{user}'s server to answer through the proxy", ready, timeout=300, interval=3)
-    deployed["tokens"][user] = token
-    kernels[user] = Kernel(url, user, token).start()
-    return kernels[user]
+@pytest.fixture(autouse=True)
+def artifacts(deployed: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
+    """A failing test leaves the namespace's pods, events and logs under build/test-artifacts/node/."""
+    yield from qhubkit.report_on_failure(lambda: deployed, request)
 
 
 ID = """
@@ -150,10 +68,9 @@ print(json.dumps({"id": subprocess.run(["id"], capture_output=True, text=True, c
 """
 
 
-def test_each_user_runs_as_their_own_uid_with_their_groups_gids(cluster: LocalCluster,
-                                                                deployed: dict[str, Any]) -> None:
-    seen = {user: json.loads(kernel(cluster, deployed, user).run(ID)) for user in ("alice", "bob", "carol")}
-    record = identities(cluster)
+def test_each_user_runs_as_their_own_uid_with_their_groups_gids(cluster: LocalCluster, deployed: Platform) -> None:
+    seen = {user: json.loads(deployed.kernel(user).run(ID)) for user in ("alice", "bob", "carol")}
+    record = deployed.identities()
     assert record["groups"] == {"analysts": GID}
     for user, got in seen.items():
         uid = record["users"][user]
@@ -171,9 +88,9 @@ def test_each_user_runs_as_their_own_uid_with_their_groups_gids(cluster: LocalCl
     print(f"[node] uids: { {u: record['users'][u] for u in seen} }, analysts gid {GID}")
 
 
-def test_a_group_folder_is_shared_by_its_members_only(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
-    alice, bob, carol = (kernel(cluster, deployed, u) for u in ("alice", "bob", "carol"))
-    uids = identities(cluster)["users"]
+def test_a_group_folder_is_shared_by_its_members_only(deployed: Platform) -> None:
+    alice, bob, carol = (deployed.kernel(u) for u in ("alice", "bob", "carol"))
+    uids = deployed.identities()["users"]
     folder = json.loads(alice.run(
         "import json, os\n"
         "with open('/shared/analysts/x', 'w') as f:\n"
@@ -198,9 +115,9 @@ def test_a_group_folder_is_shared_by_its_members_only(cluster: LocalCluster, dep
     assert refused.strip() in ("PermissionError", "FileNotFoundError"), refused
 
 
-def test_a_home_is_its_users_alone(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
-    alice, bob = kernel(cluster, deployed, "alice"), kernel(cluster, deployed, "bob")
-    uids = identities(cluster)["users"]
+def test_a_home_is_its_users_alone(deployed: Platform) -> None:
+    alice, bob = deployed.kernel("alice"), deployed.kernel("bob")
+    uids = deployed.identities()["users"]
     home = json.loads(alice.run(
         "import json, os\n"
         "open(os.path.expanduser('~/private.txt'), 'w').write('alice only')\n"
@@ -254,12 +171,12 @@ def probe(cluster: LocalCluster, name: str, uid: int, gids: list[int], script: s
         cluster.kubectl("delete", "pod", name, "-n", NS, "--wait=false")
 
 
-def test_permissions_hold_without_the_mounts(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
+def test_permissions_hold_without_the_mounts(cluster: LocalCluster, deployed: Platform) -> None:
     """Every user's pod mounts only their own home and their groups' folders; below that, the files' owners and
     modes alone keep bob out of alice's home and carol out of analysts' folder."""
-    kernel(cluster, deployed, "alice").run("open('/shared/analysts/y', 'w').write('for analysts')\n"
-                                           "open('/home/alice/z', 'w').write('alice only')")
-    uids = identities(cluster)["users"]
+    deployed.kernel("alice").run("open('/shared/analysts/y', 'w').write('for analysts')\n"
+                                 "open('/home/alice/z', 'w').write('alice only')")
+    uids = deployed.identities()["users"]
     ls = "ls {0} >/dev/null 2>&1 && echo {1}:listed || echo {1}:refused; "
     cat = "cat {0} >/dev/null 2>&1 && echo {1}:read || echo {1}:refused; "
     as_bob = probe(cluster, "probe-bob", uids["bob"], [GID],
@@ -273,18 +190,19 @@ def test_permissions_hold_without_the_mounts(cluster: LocalCluster, deployed: di
     assert as_carol.split() == ["analysts:refused", "y:refused"], as_carol
 
 
-def test_ssh_and_sftp_act_as_the_user(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
+def test_ssh_and_sftp_act_as_the_user(deployed: Platform) -> None:
     """The SSH gateway runs commands and SFTP inside the user's own server, so they carry the user's uid and groups:
     bob's SFTP upload to the group folder is bob's and analysts', carol's is refused."""
-    uids = identities(cluster)["users"]
-    alice = kernel(cluster, deployed, "alice")
+    uids = deployed.identities()["users"]
+    alice = deployed.kernel("alice")
     for user in ("bob", "carol"):
-        kernel(cluster, deployed, user)
+        deployed.kernel(user)
+    ssh_port = int(deployed.access["ssh"].split("-p ", 1)[1].split()[0])
 
     def connect(user: str) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        client.connect("127.0.0.1", deployed["ssh_port"], username=user, password=deployed["tokens"][user],
+        client.connect("127.0.0.1", ssh_port, username=user, password=deployed.token(user),
                        look_for_keys=False, allow_agent=False, timeout=30, auth_timeout=60, banner_timeout=60)
         return client
 
@@ -311,44 +229,39 @@ def test_ssh_and_sftp_act_as_the_user(cluster: LocalCluster, deployed: dict[str,
         carol.close()
 
 
-def test_uids_survive_an_upgrade_that_restarts_the_hub(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
+def test_uids_survive_an_upgrade_that_restarts_the_hub(cluster: LocalCluster, deployed: Platform) -> None:
     """A `qhubctl deploy` of a changed config restarts the hub: every uid stays, a new user gets the next one, and
     a server that kept running still runs as its user."""
-    before = identities(cluster)
-    config: Path = deployed["config"]
-    cfg = yaml.safe_load(config.read_text())
+    before = deployed.identities()
+    cfg = deployed.config_dict()
     cfg["auth"]["users"]["erin"] = {}
-    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    hub_before = json.loads(cluster.kubectl("get", "pods", "-n", NS, "-l", "app.kubernetes.io/component=hub", "-o",
-                                            "json"))["items"][0]["metadata"]["uid"]
-    result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes",
-                                      "--timeout", "5m"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    hubs = json.loads(cluster.kubectl("get", "pods", "-n", NS, "-l", "app.kubernetes.io/component=hub", "-o",
-                                      "json"))["items"]
+    hub_before = deployed.pods("app.kubernetes.io/component=hub")[0]["metadata"]["uid"]
+    result, _ = deployed.redeploy(cfg)
+    assert result.returncode == 0, result.stdout
+    hubs = deployed.pods("app.kubernetes.io/component=hub")
     assert hub_before not in [p["metadata"]["uid"] for p in hubs], "the config change restarted the hub"
-    after = wait_for("the restarted hub to give erin a uid", lambda: (r := identities(cluster))["users"].get("erin")
+    after = wait_for("the restarted hub to give erin a uid", lambda: (r := deployed.identities())["users"].get("erin")
                      and r, timeout=120, interval=2)
     assert {u: after["users"][u] for u in before["users"]} == before["users"]
     assert after["users"]["erin"] == max(before["users"].values()) + 1 == after["nextUid"] - 1
     cm = json.loads(cluster.kubectl("get", "configmap", f"{RELEASE}-identities", "-n", NS, "-o", "json"))
     assert "meta.helm.sh/release-name" not in (cm["metadata"].get("annotations") or {}), "Helm must never own it"
     assert cm["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "jupyterhub"
-    uid = json.loads(kernel(cluster, deployed, "alice").run("import os; print(os.getuid())"))
+    uid = json.loads(deployed.kernel("alice").run("import os; print(os.getuid())"))
     assert uid == before["users"]["alice"]
 
 
-def test_upgrade_homes_gives_a_home_from_before_to_its_user(cluster: LocalCluster, deployed: dict[str, Any]) -> None:
+def test_upgrade_homes_gives_a_home_from_before_to_its_user(cluster: LocalCluster, deployed: Platform) -> None:
     """dave's home as it was before per-user uids (everything uid 1000): the hub refuses his server and says what to
     run; `qhubctl upgrade --homes` runs its one-shot Job and hands the home over; then his server starts and his
     files are his."""
-    uid = identities(cluster)["users"]["dave"]  # the hub gave every user it knows a uid at start
+    uid = deployed.identities()["users"]["dave"]  # the hub gave every user it knows a uid at start
     legacy_home(cluster)
-    _, refused = start_server(deployed, "dave")
+    refused = deployed.post_start("dave")
     assert refused is not None and refused.status_code >= 400, refused.status_code if refused else None
     assert "qhubctl upgrade --homes" in refused.text, refused.text[:500]
     started = time.monotonic()
-    result = CliRunner().invoke(app, ["upgrade", "--homes", "-c", str(deployed["config"]), "--kubeconfig",
+    result = CliRunner().invoke(app, ["upgrade", "--homes", "-c", str(deployed.config), "--kubeconfig",
                                       str(cluster.kubeconfig), "--yes"], catch_exceptions=False)
     seconds = time.monotonic() - started
     assert result.exit_code == 0, result.output
@@ -357,7 +270,7 @@ def test_upgrade_homes_gives_a_home_from_before_to_its_user(cluster: LocalCluste
     ns = json.loads(cluster.kubectl("get", "namespace", NS, "-o", "json"))
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert not json.loads(cluster.kubectl("get", "jobs", "-n", NS, "-o", "json"))["items"], "the Job is cleaned up"
-    seen = json.loads(kernel(cluster, deployed, "dave").run(
+    seen = json.loads(deployed.kernel("dave").run(
         "import json, os\n"
         "print(json.dumps({'uid': os.getuid(), 'notes': open('/home/dave/notes.txt').read(),"
         " 'owners': sorted({os.lstat(os.path.join(d, n)).st_uid for d, ds, fs in os.walk('/home/dave')"

@@ -6,80 +6,45 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import qhubkit
 import requests
 import yaml
-from typer.testing import CliRunner
+from qhubkit import Platform, demo_access
 
-from nodekit import ARTIFACTS, wait_for
-from qhubctl import localcluster, realnode
-from qhubctl.cli import app
-from qhubctl.images import registry
-from qhubctl.images.build import build
+from nodekit import wait_for
+from qhubctl import realnode
 from qhubctl.localcluster import LocalCluster
-from qhubctl.proc import run
-from qhubctl.scaffold import config_text
 
 pytestmark = pytest.mark.node
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-import demo_access  # noqa: E402
 
 NS = "qhub-real"
 RELEASE = "qreal"
 IMAGES = ("jupyterhub", "jupyterlab", "kubessh")
 
 
-def _app_version() -> str:
-    return str(yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"])
-
-
-def _local_config(namespace: str, release: str) -> str:
-    """The config `qhubctl init local` writes, in its own namespace and release."""
-    return config_text("local").replace("schema_version:", f"namespace: {namespace}\nrelease_name: {release}\n"
-                                                           "schema_version:")
-
-
-def _report(cluster: LocalCluster) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / "qhub-on-real-node.txt"
-    path.write_text(localcluster.namespace_report(cluster, NS, logs=True))
-    return path
-
-
 @pytest.fixture(scope="module")
-def deployed(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def deployed(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Images pushed to the node's registry, QHub deployed with the `init local` config."""
-    tag = _app_version()
-    for name in IMAGES:
-        result = build(REPO / "images" / name)
-        registry.push(result.image, registry.parse_target(realnode.REGISTRY, f"qhub/{name}:{tag}"))
-    work = tmp_path_factory.mktemp("qhub-real")
-    config = work / "qhub-config.yaml"
-    config.write_text(_local_config(NS, RELEASE))
-    started = time.monotonic()
-    result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes",
-                                      "--timeout", "5m"], catch_exceptions=False)
-    seconds = time.monotonic() - started
-    if result.exit_code != 0:
-        pytest.fail(f"qhubctl deploy failed ({seconds:.0f}s):\n{result.output}\nsee {_report(cluster)}", pytrace=False)
-    yield {"config": config, "work": work, "deploy_seconds": seconds}
-    run([str(localcluster.bin_dir() / "helm"), "uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m",
-         "--kubeconfig", str(cluster.kubeconfig)], check=False, timeout=240)
-    cluster.kubectl("delete", "namespace", NS, "--wait=false")
+    with qhubkit.deployed(cluster, tmp_path_factory.mktemp("qhub-real"), NS, RELEASE,
+                          qhubkit.local_config(NS, RELEASE), IMAGES) as platform:
+        yield platform
+
+
+@pytest.fixture(autouse=True)
+def _report(deployed: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
+    yield from qhubkit.report_on_failure(lambda: deployed, request)
 
 
 def _pods(cluster: LocalCluster) -> list[dict]:
     return json.loads(cluster.kubectl("get", "pods", "-n", NS, "-o", "json"))["items"]
 
 
-def test_every_pod_runs_its_real_process_on_the_real_node(cluster: LocalCluster, deployed: dict) -> None:
+def test_every_pod_runs_its_real_process_on_the_real_node(cluster: LocalCluster, deployed: Platform) -> None:
     # qhubctl created the namespace enforcing Pod Security "restricted" (storage on local-path, no NFS server):
     # every pod below, and the user server spawned later, was admitted under it
     labels = json.loads(cluster.kubectl("get", "namespace", NS, "-o", "json"))["metadata"]["labels"]
@@ -90,16 +55,15 @@ def test_every_pod_runs_its_real_process_on_the_real_node(cluster: LocalCluster,
         name = pod["metadata"]["name"]
         assert pod["spec"].get("nodeName") == realnode.NODE_NAME, f"{name} is not on the real node"
         for status in pod["status"]["containerStatuses"]:
-            assert status["ready"], f"{name}/{status['name']} is not ready; see {_report(cluster)}"
+            assert status["ready"], f"{name}/{status['name']} is not ready"
             assert status["imageID"].startswith(f"{realnode.REGISTRY}/qhub/"), status["imageID"]
             assert status["containerID"].startswith("containerd://")
 
 
-def test_login_through_the_proxy_and_the_hub_health_endpoint(cluster: LocalCluster, deployed: dict,
-                                                             tmp_path: Path) -> None:
+def test_login_through_the_proxy_and_the_hub_health_endpoint(deployed: Platform, tmp_path: Path) -> None:
     access_file = tmp_path / "access.json"
-    code = demo_access.main([str(deployed["config"]), "--out", str(access_file)])
-    assert code == 0, f"see {_report(cluster)}"
+    code = demo_access.main([str(deployed.config), "--out", str(access_file)])
+    assert code == 0
     access = json.loads(access_file.read_text())
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", access["url"])
     health = requests.get(access["url"] + "hub/health", timeout=10)
@@ -113,10 +77,10 @@ def test_login_through_the_proxy_and_the_hub_health_endpoint(cluster: LocalClust
     assert refused.status_code in (200, 403) and "hub/spawn" not in refused.headers.get("Location", "")
 
 
-def test_a_jupyterlab_server_spawns_on_the_real_node_and_answers(cluster: LocalCluster, deployed: dict,
+def test_a_jupyterlab_server_spawns_on_the_real_node_and_answers(cluster: LocalCluster, deployed: Platform,
                                                                  tmp_path: Path) -> None:
     access_file = tmp_path / "access.json"
-    assert demo_access.main([str(deployed["config"]), "--out", str(access_file)]) == 0
+    assert demo_access.main([str(deployed.config), "--out", str(access_file)]) == 0
     access = json.loads(access_file.read_text())
     user, url = access["username"], access["url"]
     session = demo_access.login(url, user, access["password"])
@@ -135,30 +99,27 @@ def test_a_jupyterlab_server_spawns_on_the_real_node_and_answers(cluster: LocalC
             return None
         return page.text if page.status_code == 200 and "JupyterLab" in page.text else None
 
-    try:
-        page = wait_for("JupyterLab to answer through the proxy", lab, timeout=300, interval=3)
-    except AssertionError as err:
-        raise AssertionError(f"{err}; see {_report(cluster)}") from None
+    page = wait_for("JupyterLab to answer through the proxy", lab, timeout=300, interval=3)
     assert f"/user/{user}/" in page
     spawn_seconds = time.monotonic() - started
     pod = json.loads(cluster.kubectl("get", "pod", f"jupyter-{user}", "-n", NS, "-o", "json"))
     assert pod["spec"]["nodeName"] == realnode.NODE_NAME
     assert pod["status"]["containerStatuses"][0]["ready"]
     assert pod["spec"]["securityContext"].get("runAsNonRoot") is True
-    print(f"[node] deploy {deployed['deploy_seconds']:.0f}s, spawn to JupyterLab {spawn_seconds:.0f}s")
+    print(f"[node] deploy {deployed.deploy_seconds:.0f}s, spawn to JupyterLab {spawn_seconds:.0f}s")
 
 
-def test_helm_test_runs_real_probes_that_fail_when_the_hub_is_down(cluster: LocalCluster, deployed: dict) -> None:
-    helm = [str(localcluster.bin_dir() / "helm"), "test", RELEASE, "-n", NS, "--logs", "--timeout", "2m",
-            "--kubeconfig", str(cluster.kubeconfig)]
-    passed = run(helm, check=False, timeout=180)
+def test_helm_test_runs_real_probes_that_fail_when_the_hub_is_down(cluster: LocalCluster,
+                                                                   deployed: Platform) -> None:
+    helm_test = ("test", RELEASE, "-n", NS, "--logs", "--timeout", "2m")
+    passed = qhubkit.helm(cluster, *helm_test, check=False, timeout=180)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "answered: version=" in passed.stdout
     cluster.kubectl("scale", "deployment", f"{RELEASE}-hub", "-n", NS, "--replicas=0")
     try:
         cluster.kubectl("wait", "--for=delete", "pod", "-n", NS, "-l", "app.kubernetes.io/component=hub",
                         "--timeout=60s", timeout=90)
-        failed = run(helm, check=False, timeout=180)
+        failed = qhubkit.helm(cluster, *helm_test, check=False, timeout=180)
         assert failed.returncode != 0, "helm test passed with the hub down"
     finally:
         cluster.kubectl("scale", "deployment", f"{RELEASE}-hub", "-n", NS, "--replicas=1")
@@ -170,20 +131,18 @@ def test_deploy_names_the_workload_whose_image_cannot_be_pulled(cluster: LocalCl
     for which image, and why."""
     ns, release = "qhub-broken", "qbroken"
     mirror = f"{realnode.REGISTRY}/no-such-mirror"
+    cfg = qhubkit.local_config(ns, release)
+    assert cfg["image_registry"] == realnode.REGISTRY
+    cfg["image_registry"] = mirror
     config = tmp_path / "qhub-config.yaml"
-    config.write_text(_local_config(ns, release).replace(f'image_registry: "{realnode.REGISTRY}"',
-                                                         f'image_registry: "{mirror}"'))
-    started = time.monotonic()
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    qhubkit.wait_namespace_gone(cluster, ns)
     try:
-        result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig),
-                                          "--yes", "--timeout", "1m"], catch_exceptions=False)
-        elapsed = time.monotonic() - started
-        assert result.exit_code == 3, result.output
+        result, elapsed = qhubkit.qhubctl_deploy(cluster, config, timeout="1m")
+        assert result.returncode == 3, result.stdout
         assert elapsed < 150, f"deploy took {elapsed:.0f}s with a 1m timeout"
-        assert f"Deployment/{release}-hub" in result.output, result.output
-        assert re.search(r"ErrImagePull|ImagePullBackOff", result.output), result.output
-        assert f"{mirror}/qhub/jupyterhub:{_app_version()}" in result.output, result.output
+        assert f"Deployment/{release}-hub" in result.stdout, result.stdout
+        assert re.search(r"ErrImagePull|ImagePullBackOff", result.stdout), result.stdout
+        assert f"{mirror}/qhub/jupyterhub:{qhubkit.app_version()}" in result.stdout, result.stdout
     finally:
-        run([str(localcluster.bin_dir() / "helm"), "uninstall", release, "-n", ns, "--wait", "--timeout", "2m",
-             "--kubeconfig", str(cluster.kubeconfig)], check=False, timeout=180)
-        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+        qhubkit.uninstall(cluster, ns, release)

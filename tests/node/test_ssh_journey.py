@@ -19,31 +19,25 @@ import os
 import re
 import shutil
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import qhubkit
 import requests
 import yaml
-from typer.testing import CliRunner
+from jupyterkit import user_token
+from qhubkit import REPO, Platform
 
-from nodekit import ARTIFACTS, wait_for
-from qhubctl import localcluster, realnode
-from qhubctl.cli import app
-from qhubctl.images import registry
-from qhubctl.images.build import build
+from nodekit import wait_for
+from qhubctl import realnode
 from qhubctl.localcluster import LocalCluster
 from qhubctl.proc import Result, run
-from qhubctl.scaffold import config_text
 
 pytestmark = pytest.mark.node
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-import demo_access  # noqa: E402
 
 NS = "qhub-ssh"
 RELEASE = "qssh"
@@ -60,28 +54,11 @@ c.ServerApp.tornado_settings = {"log_function": _log_headers}
 """
 
 
-def _app_version() -> str:
-    return str(yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"])
-
-
-def _report(cluster: LocalCluster, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"ssh-journey-{name}.txt"
-    path.write_text(localcluster.namespace_report(cluster, NS, logs=True))
-    return path
-
-
-def _helm(cluster: LocalCluster, *args: str, timeout: float = 300) -> Result:
-    return run([str(localcluster.bin_dir() / "helm"), *args, "-n", NS, "--kubeconfig", str(cluster.kubeconfig)],
-               timeout=timeout)
-
-
 @dataclass
-class Platform:
-    """The deployed platform as a user on this machine sees it."""
+class SshJourney:
+    """The deployed platform as a user on this machine sees it, with the gateway's ports."""
 
-    cluster: LocalCluster
-    url: str  # http://127.0.0.1:<proxy NodePort>/
+    qhub: Platform
     user: str
     token: str  # the user's own token, created through the hub API with her login session
     admin: str
@@ -89,17 +66,23 @@ class Platform:
     ssh_port: int  # NodePort of the Service's port 8022
     sftp_port: int  # NodePort of the Service's port 8023
     work: Path
-    digests: dict[str, str]  # image name -> manifest digest pushed by this test
     figures: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cluster(self) -> LocalCluster:
+        return self.qhub.cluster
+
+    @property
+    def url(self) -> str:  # http://127.0.0.1:<proxy NodePort>/
+        return self.qhub.url
 
     def contents(self, path: str, token: str | None = None) -> requests.Response:
         """The Jupyter contents API of the user's server, through the hub's proxy, with her token."""
         return requests.get(f"{self.url}user/{self.user}/api/contents/{path}", params={"content": "1"},
                             headers={"Authorization": f"token {token or self.token}"}, timeout=60)
 
-    def hub_api(self, method: str, path: str, token: str, **kw) -> requests.Response:
-        return requests.request(method, f"{self.url}hub/api{path}", headers={"Authorization": f"token {token}"},
-                                timeout=60, **kw)
+    def hub_api(self, method: str, path: str, token: str, **kw: Any) -> requests.Response:
+        return self.qhub.hub_api(method, path, token, **kw)
 
 
 class OpenSSH:
@@ -149,71 +132,24 @@ def _node_ports(cluster: LocalCluster) -> dict[int, int]:
     return {p["port"]: p["nodePort"] for p in svc["spec"]["ports"]}
 
 
-def _xsrf(session: requests.Session) -> str:
-    return next(c.value for c in session.cookies if c.name == "_xsrf" and (c.path or "/").startswith("/hub"))
-
-
-def _token_for(session: requests.Session, url: str, user: str, **body) -> str:
-    """A token created through the hub's REST API with the user's own login session (what the token page does)."""
-    r = session.post(f"{url}hub/api/users/{user}/tokens", json={"note": "ssh", "expires_in": 7200, **body},
-                     headers={"X-XSRFToken": _xsrf(session), "Referer": f"{url}hub/token"}, timeout=30)
-    assert r.status_code == 201, f"token request answered {r.status_code}: {r.text[:300]}"
-    return str(r.json()["token"])
-
-
-def _start_server(session: requests.Session, url: str, user: str) -> None:
-    r = session.post(f"{url}hub/api/users/{user}/server", headers={"X-XSRFToken": _xsrf(session)}, timeout=60)
-    assert r.status_code in (201, 202), f"starting {user}'s server answered {r.status_code}: {r.text[:300]}"
-
-    def ready() -> bool:
-        model = session.get(f"{url}hub/api/users/{user}", headers={"X-XSRFToken": _xsrf(session)}, timeout=30)
-        server = (model.json().get("servers") or {}).get("") if model.status_code == 200 else None
-        return bool(server and server.get("ready"))
-
-    wait_for(f"{user}'s server to be ready", ready, timeout=420, interval=3)
-
-
 @pytest.fixture(scope="module")
-def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshJourney]:
     work = tmp_path_factory.mktemp("ssh-journey")
     OpenSSH(work)  # fails now, naming the package, if the clients are missing
-    tag = _app_version()
-    digests = {}
-    for name in IMAGES:  # the gateway image is built from the tree as it is
-        result = build(REPO / "images" / name)
-        registry.push(result.image, registry.parse_target(realnode.REGISTRY, f"qhub/{name}:{tag}"))
-        digests[name] = result.image.manifest_digest
-    localcluster.real_node(cluster.name).drop_stale_images()
-    config = work / "qhub-config.yaml"
-    config.write_text(config_text("local").replace(
-        "schema_version:", f"namespace: {NS}\nrelease_name: {RELEASE}\nschema_version:"))
-    deployed = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig),
-                                        "--yes", "--timeout", "6m"], catch_exceptions=False)
-    try:
-        if deployed.exit_code != 0:
-            pytest.fail(f"qhubctl deploy failed:\n{deployed.output}\nsee {_report(cluster, 'deploy')}", pytrace=False)
-        access_file = work / "access.json"
-        assert demo_access.main([str(config), "--out", str(access_file)]) == 0, f"see {_report(cluster, 'access')}"
-        access = json.loads(access_file.read_text())
-        url, user = access["url"], access["username"]
-        session = demo_access.login(url, user, access["password"])
-        _start_server(session, url, user)
-        admin_session = demo_access.login(url, access["admin_username"], access["admin_password"])
+    # the gateway image is built from the tree as it is
+    with qhubkit.deployed(cluster, work, NS, RELEASE, qhubkit.local_config(NS, RELEASE), IMAGES,
+                          timeout="6m") as qhub:
+        user, admin = qhub.access["username"], qhub.access["admin_username"]
+        qhub.start_server(user, timeout=420)
         ports = _node_ports(cluster)
-        match = re.fullmatch(r"ssh -p (\d+) (\S+)@127\.0\.0\.1", access["ssh"])
-        assert match and int(match.group(1)) == ports[8022] and match.group(2) == user, access["ssh"]
-        yield Platform(cluster=cluster, url=url, user=user, token=_token_for(session, url, user),
-                       admin=access["admin_username"],
-                       admin_token=_token_for(admin_session, url, access["admin_username"]),
-                       ssh_port=ports[8022], sftp_port=ports[8023], work=work, digests=digests)
-    finally:
-        run([str(localcluster.bin_dir() / "helm"), "uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m",
-             "--kubeconfig", str(cluster.kubeconfig)], check=False, timeout=240)
-        cluster.kubectl("delete", "namespace", NS, "--wait=false")
+        match = re.fullmatch(r"ssh -p (\d+) (\S+)@127\.0\.0\.1", qhub.access["ssh"])
+        assert match and int(match.group(1)) == ports[8022] and match.group(2) == user, qhub.access["ssh"]
+        yield SshJourney(qhub=qhub, user=user, token=qhub.token(user), admin=admin, admin_token=qhub.token(admin),
+                         ssh_port=ports[8022], sftp_port=ports[8023], work=work)
 
 
 @pytest.fixture
-def openssh(platform: Platform, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenSSH]:
+def openssh(platform: SshJourney, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenSSH]:
     """The clients, sharing one known_hosts; on failure the namespace's pods, events and logs are saved."""
     client = OpenSSH(tmp_path)
     shared = platform.work / "known_hosts"
@@ -224,7 +160,7 @@ def openssh(platform: Platform, request: pytest.FixtureRequest, tmp_path: Path) 
     if client.known_hosts.exists():
         shutil.copy(client.known_hosts, shared)
     if request.session.testsfailed > failed_before:
-        print(f"\n[node] what the pods of {NS} did: {_report(platform.cluster, request.node.name)}")
+        print(f"\n[node] what the pods of {NS} did: {platform.qhub.report(request.node.name)}")
 
 
 def _gateway_logs(cluster: LocalCluster) -> str:
@@ -232,7 +168,7 @@ def _gateway_logs(cluster: LocalCluster) -> str:
                            "--prefix")
 
 
-def test_ssh_runs_a_command_inside_the_users_server(platform: Platform, openssh: OpenSSH) -> None:
+def test_ssh_runs_a_command_inside_the_users_server(platform: SshJourney, openssh: OpenSSH) -> None:
     times = []
     for i in range(3):
         started = time.monotonic()
@@ -250,13 +186,14 @@ def test_ssh_runs_a_command_inside_the_users_server(platform: Platform, openssh:
     gateway = json.loads(platform.cluster.kubectl("get", "pods", "-n", NS, "-l", "app.kubernetes.io/component=kubessh",
                                                   "-o", "json"))["items"]
     assert gateway and all(p["spec"]["nodeName"] == realnode.NODE_NAME for p in gateway)
-    assert {s["imageID"] for p in gateway for s in p["status"]["containerStatuses"]} == {
-        f"{realnode.REGISTRY}/qhub/kubessh@{platform.digests['kubessh']}"}, "the gateway image built from this tree"
+    built = f"{realnode.REGISTRY}/qhub/kubessh@{platform.qhub.digests['kubessh']}"
+    assert {s["imageID"] for p in gateway for s in p["status"]["containerStatuses"]} == {built}, \
+        "the gateway image built from this tree"
     platform.figures["ssh login to command output (warm server), median s"] = statistics.median(times)
     print(f"[node] ssh login to command output: {', '.join(f'{t:.2f}s' for t in times)}")
 
 
-def test_sftp_upload_shows_in_the_users_server(platform: Platform, openssh: OpenSSH) -> None:
+def test_sftp_upload_shows_in_the_users_server(platform: SshJourney, openssh: OpenSSH) -> None:
     blob = os.urandom(4 * 1024 * 1024)
     (platform.work / "data.bin").write_bytes(blob)
     (platform.work / "notes.txt").write_text("uploaded over sftp\n")
@@ -282,9 +219,9 @@ def test_sftp_upload_shows_in_the_users_server(platform: Platform, openssh: Open
     print(f"[node] sftp upload of 4 MiB: {seconds:.2f}s ({4 / seconds:.1f} MiB/s, login included)")
 
 
-def test_wrong_narrow_and_other_users_tokens_are_refused(platform: Platform, openssh: OpenSSH) -> None:
-    session = demo_access.login(platform.url, platform.user, _password(platform))
-    narrow = _token_for(session, platform.url, platform.user, scopes=["read:users:name!user"])
+def test_wrong_narrow_and_other_users_tokens_are_refused(platform: SshJourney, openssh: OpenSSH) -> None:
+    narrow = user_token(platform.qhub.login(platform.user), platform.url, platform.user, note="ssh",
+                        scopes=["read:users:name!user"])
     for user, token, why in [
         (platform.user, "not-a-token", "a wrong token"),
         (platform.user, platform.admin_token, "another user's (an admin's) token"),
@@ -305,12 +242,7 @@ def _host_keys(keyscan: str) -> list[str]:
     return sorted(line.split(None, 1)[1] for line in keyscan.splitlines() if "ssh-ed25519" in line)
 
 
-def _password(platform: Platform) -> str:
-    access = json.loads((platform.work / "access.json").read_text())
-    return str(access["password"])
-
-
-def test_the_gateway_token_never_reaches_the_users_server(platform: Platform, openssh: OpenSSH) -> None:
+def test_the_gateway_token_never_reaches_the_users_server(platform: SshJourney, openssh: OpenSSH) -> None:
     """The user logs every request her own server receives (a jupyter_server_config.py in her home, uploaded over
     SFTP), her server restarts, and SSH starts it again and runs commands in it: she sees her own token only."""
     config = platform.work / "jupyter_server_config.py"
@@ -343,7 +275,7 @@ def test_the_gateway_token_never_reaches_the_users_server(platform: Platform, op
     assert done.returncode == 0, done.stderr
 
 
-def test_failed_logins_lock_a_name_out(platform: Platform, openssh: OpenSSH) -> None:
+def test_failed_logins_lock_a_name_out(platform: SshJourney, openssh: OpenSSH) -> None:
     values = yaml.safe_load((REPO / "charts" / "qhub" / "charts" / "kubessh" / "values.yaml").read_text())
     per_user = values["failedLogins"]["perUser"]
     whoami = platform.hub_api("GET", "/user", platform.admin_token)
@@ -362,7 +294,7 @@ def test_failed_logins_lock_a_name_out(platform: Platform, openssh: OpenSSH) -> 
     assert done.stdout == "other-names-unaffected\n", done.stderr
 
 
-def test_host_key_survives_an_upgrade_that_restarts_the_gateway(platform: Platform, openssh: OpenSSH) -> None:
+def test_host_key_survives_an_upgrade_that_restarts_the_gateway(platform: SshJourney, openssh: OpenSSH) -> None:
     before = run(["ssh-keyscan", "-t", "ed25519", "-p", str(platform.ssh_port), "127.0.0.1"], check=False,
                  timeout=60).stdout
     assert "ssh-ed25519" in before
@@ -371,8 +303,8 @@ def test_host_key_survives_an_upgrade_that_restarts_the_gateway(platform: Platfo
     assert "ssh_host_ed25519_key" in secret.get("data", {}), "the gateway stored its key in the Secret"
     pods = {p["metadata"]["uid"] for p in json.loads(platform.cluster.kubectl(
         "get", "pods", "-n", NS, "-l", "app.kubernetes.io/component=kubessh", "-o", "json"))["items"]}
-    _helm(platform.cluster, "upgrade", RELEASE, str(REPO / "charts" / "qhub"), "--reuse-values",
-          "--set", "kubessh.loginTimeout=61", "--wait", "--timeout", "5m", timeout=360)
+    qhubkit.helm(platform.cluster, "upgrade", RELEASE, str(REPO / "charts" / "qhub"), "-n", NS, "--reuse-values",
+                 "--set", "kubessh.loginTimeout=61", "--wait", "--timeout", "5m", timeout=360)
     platform.cluster.kubectl("rollout", "status", f"deployment/{RELEASE}-kubessh", "-n", NS, "--timeout=180s",
                              timeout=200)
     names = [p["metadata"]["name"] for p in json.loads(platform.cluster.kubectl(

@@ -11,10 +11,13 @@ subclasses (qhubctl.errors) for anything the user should read, and run tools thr
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from qhubctl import __version__
-from qhubctl.commands import check, deploy, init, ops, render, upgrade
+from qhubctl.chart import ENV as CHART_ENV
+from qhubctl.commands import check, deploy, init, ops, render, upgrade, version
 
 app = typer.Typer(
     name="qhubctl",
@@ -34,15 +37,20 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    chart: str = typer.Option("", "--chart", envvar=CHART_ENV, show_default=False,
+                              help="The chart to deploy: a directory or a `helm package` .tgz. Default: the chart "
+                                   "installed with qhubctl (or the checkout's charts/qhub)."),
 ) -> None:
     """QHub's lifecycle tool."""
+    if chart:
+        os.environ[CHART_ENV] = chart  # qhubctl.chart reads it; so do the tools qhubctl starts
 
 
 app.command("init")(init.init)
 app.command("validate")(check.validate)
 app.command("schema")(check.schema)
-app.command("check")(check.check)
 app.command("render")(render.render)
+app.command("version")(version.version)
 app.command("deploy")(deploy.deploy)
 app.command("status")(ops.status)
 app.command("support")(ops.support)

@@ -15,9 +15,9 @@ import yaml
 from pyhelm3 import errors as herr
 from pyhelm3.models import Chart
 
+from qhubctl.chart import chart_dir as located_chart
 from qhubctl.errors import ClusterError, HelmError
 from qhubctl.proc import which
-from qhubctl.values import CHART_DIR
 
 T = TypeVar("T")
 
@@ -32,8 +32,9 @@ class Deployed:
     values: dict[str, Any]
 
 
-def chart_digest(chart_dir: Path = CHART_DIR) -> str:
+def chart_digest(chart_dir: Path | None = None) -> str:
     """sha256 over every file of the chart (paths and contents), so template edits count as changes."""
+    chart_dir = chart_dir or located_chart()
     digest = hashlib.sha256()
     for path in sorted(p for p in chart_dir.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(chart_dir)).encode())
@@ -45,8 +46,8 @@ class Helm:
     """Helm bound to one kubeconfig/context."""
 
     def __init__(self, kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None,
-                 chart_dir: Path = CHART_DIR) -> None:
-        self.chart_dir = chart_dir
+                 chart_dir: Path | None = None) -> None:
+        self.chart_dir = chart_dir = chart_dir or located_chart()
         kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
         self.client = pyhelm3.Client(
             executable=which("helm"), kubeconfig=Path(kubeconfig) if kubeconfig else None, kubecontext=context,

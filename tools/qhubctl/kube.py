@@ -33,9 +33,9 @@ from kubernetes import client as k8s  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 
+from qhubctl.chart import chart_dir as located_chart
 from qhubctl.errors import ClusterError, UserError
 from qhubctl.kubeconfig import KUBECONFIG_HINT, check_kubeconfig
-from qhubctl.values import CHART_DIR
 
 FIELD_MANAGER = "qhubctl"
 STATE_TYPE = "qhub.dev/applied-config"
@@ -83,11 +83,12 @@ def _items(api: k8s.ApiClient, path: str, **query: Any) -> list[dict[str, Any]]:
     return (listed or {}).get("items") or []
 
 
-def crd_files(chart_dir: Path = CHART_DIR) -> list[Path]:
+def crd_files(chart_dir: Path | None = None) -> list[Path]:
+    chart_dir = chart_dir or located_chart()
     return sorted(chart_dir.glob("charts/*/crds/*.yaml")) + sorted(chart_dir.glob("crds/*.yaml"))
 
 
-def apply_crds(api: k8s.ApiClient, chart_dir: Path = CHART_DIR) -> list[str]:
+def apply_crds(api: k8s.ApiClient, chart_dir: Path | None = None) -> list[str]:
     """Server-side apply every CRD of the chart (Helm never upgrades crds/). Returns their names."""
     names = []
     for path in crd_files(chart_dir):

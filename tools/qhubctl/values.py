@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 
 from qhubctl import nodegroups as ng
+from qhubctl.chart import chart_dir as located_chart
 from qhubctl.config.base import SecretRef, quantity_value
 from qhubctl.config.model import QHubConfig
 
-CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "qhub"
 # Components (config name) -> umbrella dependency name (values key).
 COMPONENTS = {
     "jupyterhub": "jupyterhub", "dask_gateway": "dask-gateway", "conda_store": "conda-store",
@@ -38,14 +38,22 @@ def secret_key(path: tuple[str, ...]) -> str:
     return "-".join(p.replace("_", "-") for p in path)
 
 
+def chart_dependencies(chart_dir: Path | None = None) -> tuple[str, ...]:
+    return _chart_dependencies(chart_dir or located_chart())
+
+
 @lru_cache(maxsize=8)
-def chart_dependencies(chart_dir: Path = CHART_DIR) -> tuple[str, ...]:
+def _chart_dependencies(chart_dir: Path) -> tuple[str, ...]:
     chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
     return tuple(d["name"] for d in chart.get("dependencies") or [])
 
 
+def subchart_defaults(name: str, chart_dir: Path | None = None) -> dict[str, Any]:
+    return _subchart_defaults(name, chart_dir or located_chart())
+
+
 @lru_cache(maxsize=32)
-def subchart_defaults(name: str, chart_dir: Path = CHART_DIR) -> dict[str, Any]:
+def _subchart_defaults(name: str, chart_dir: Path) -> dict[str, Any]:
     path = chart_dir / "charts" / name / "values.yaml"
     return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
 
@@ -76,8 +84,9 @@ def secret_source(cfg: QHubConfig, value: Any, path: tuple[str, ...]) -> tuple[s
     return generated_secret_name(cfg), secret_key(path)
 
 
-def chart_values(cfg: QHubConfig, chart_dir: Path = CHART_DIR) -> dict[str, Any]:
-    """Helm values for charts/qhub from `cfg`."""
+def chart_values(cfg: QHubConfig, chart_dir: Path | None = None) -> dict[str, Any]:
+    """Helm values for charts/qhub from `cfg` (the chart qhubctl.chart locates unless `chart_dir` is given)."""
+    chart_dir = chart_dir or located_chart()
     deps = chart_dependencies(chart_dir)
     values: dict[str, Any] = {
         "global": _global(cfg),
