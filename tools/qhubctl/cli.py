@@ -49,6 +49,7 @@ def _root(
 app.command("init")(init.init)
 app.command("validate")(check.validate)
 app.command("schema")(check.schema)
+app.command("check")(check.check)
 app.command("render")(render.render)
 app.command("version")(version.version)
 app.command("deploy")(deploy.deploy)
