@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "qhub"
 IP = "10.96.0.20"
 # The capabilities values.yaml documents for the NFS server container, and nothing else.
-NFS_CAPS = {"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "SETGID", "SETUID", "SYS_RESOURCE"}
+NFS_CAPS = {"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "SETGID", "SETUID"}
 
 
 def template(*args: str, chart: Path = CHART) -> list[dict[str, Any]]:
@@ -85,11 +85,14 @@ def test_only_the_documented_privilege_is_granted(docs: list[dict[str, Any]]) ->
     assert sc["allowPrivilegeEscalation"] is False and not sc.get("privileged")
     assert sc["capabilities"]["drop"] == ["ALL"] and set(sc["capabilities"]["add"]) == NFS_CAPS
     assert sc["readOnlyRootFilesystem"] is True
+    # no seccomp filter for the server alone (name_to_handle_at), documented with the capabilities
+    assert sc["seccompProfile"] == {"type": "Unconfined"}
     init = pod["initContainers"][0]
+    assert "seccompProfile" not in init["securityContext"]  # the pod's RuntimeDefault
     assert set(init["securityContext"]["capabilities"]["add"]) == {"CHOWN", "FOWNER"}
     assert "chown 1000:100 /export" in init["command"][-1]
     values = (CHART / "charts" / "nfs" / "values.yaml").read_text()
-    for cap in NFS_CAPS:
+    for cap in [*NFS_CAPS, "Unconfined"]:
         assert cap in values, f"{cap} is granted but not documented in nfs/values.yaml"
     for c in pod["containers"] + pod["initContainers"]:
         assert c["resources"]["requests"] and c["resources"]["limits"], c["name"]

@@ -1,15 +1,15 @@
 """Pod Security Admission labels of the namespace qhubctl deploys into.
 
-The API server's Pod Security admission rejects any pod of a labelled namespace that breaks the `enforce` level,
-and reports (warn: to the client, audit: to the audit log) pods that break `restricted`. QHub's pods - hub, proxy,
-user servers, Dask schedulers and workers, the SSH gateway, conda-store, Jitsi, helm tests - all meet
-`restricted` (non-root, no privilege escalation, every capability dropped, seccomp RuntimeDefault, no host
-namespaces or hostPath), so that is what the namespace enforces. The one exception is the in-cluster NFS server
-(storage.type nfs): NFS-Ganesha runs as root with CAP_DAC_READ_SEARCH and CAP_SYS_RESOURCE, which even `baseline`
-forbids, so a namespace that holds it can enforce only `privileged`; warn and audit stay at `restricted` so any
-other pod that breaks it is still reported. With storage.server_namespace the server runs in a namespace of its
-own (privileged) and the deployment's namespace enforces `restricted`. tests/cluster/test_pod_security.py checks each level against the real
-API server with the chart's rendered pods.
+The API server's Pod Security admission rejects any pod of a labelled namespace that breaks the `enforce` level, and
+reports (warn: to the client, audit: to the audit log) pods that break `restricted`. QHub's pods - hub, proxy, user
+servers, Dask schedulers and workers, the SSH gateway, conda-store, Jitsi, helm tests - all meet `restricted`
+(non-root, no privilege escalation, every capability dropped, seccomp RuntimeDefault, no host namespaces or
+hostPath), so that is what the namespace enforces. The one exception is the in-cluster NFS server (storage.type
+nfs): NFS-Ganesha runs as root with CAP_DAC_READ_SEARCH and without a seccomp filter, which even `baseline` forbids,
+so a namespace that holds it can enforce only `privileged`; warn and audit stay at `restricted` so any other pod
+that breaks it is still reported. With storage.server_namespace the server runs in a namespace of its own
+(privileged) and the deployment's namespace enforces `restricted`. tests/cluster/test_pod_security.py checks each
+level against the real API server with the chart's rendered pods.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def enforce_level(cfg: QHubConfig) -> tuple[str, str]:
     """The strictest level every pod of the deployment's namespace meets, and why it is not stricter."""
     if cfg.storage.type == "nfs" and nfs_namespace(cfg) is None:
         return "privileged", ("the in-cluster NFS server (storage.type nfs) runs as root with CAP_DAC_READ_SEARCH "
-                              "and CAP_SYS_RESOURCE, outside Pod Security baseline; storage.server_namespace moves "
-                              "it to a namespace of its own")
+                              "and seccomp Unconfined, outside Pod Security baseline; storage.server_namespace "
+                              "moves it to a namespace of its own")
     return "restricted", "every QHub pod meets restricted"
 
 
