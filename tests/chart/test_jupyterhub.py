@@ -324,6 +324,8 @@ def test_registered_services_and_tokens(tmp_path: Path) -> None:
     assert services["dask-gateway"]["api_token"] == (secret_dir / "token-dask-gateway").read_text()
     assert services["conda-store"]["url"] == "http://qhub-conda-store:8080/conda-store"
     assert services["conda-store"]["oauth_redirect_uri"] == "/conda-store/oauth_callback/"
+    # the platform's path /conda-store answers on the proxy too (no Ingress on a local cluster)
+    assert c.Proxy.extra_routes == {"/conda-store/": "http://qhub-conda-store:8080"}
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["idle-culler-service"]["scopes"] == ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     assert roles["user"]["scopes"] == [

@@ -164,7 +164,7 @@ def _jupyterhub(cfg: QHubConfig, deps: tuple[str, ...], chart_dir: Path) -> dict
     out: dict[str, Any] = {
         "auth": _auth(cfg),
         "groups": {g: {"gid": spec.gid, "users": sorted(members[g])} for g, spec in auth.groups.items()},
-        "cull": {"enabled": True, "timeout": cfg.jupyterhub.idle_culler.timeout_minutes * 60},
+        "cull": _cull(cfg, chart_dir),
         "hub": {"services": {
             svc: {"enabled": bool(getattr(cfg.components, comp)) and (svc in deps)}
             for comp, svc in HUB_SERVICES.items()
@@ -174,6 +174,14 @@ def _jupyterhub(cfg: QHubConfig, deps: tuple[str, ...], chart_dir: Path) -> dict
     if cfg.jupyterhub.image:
         out["singleuser"]["image"] = image_parts(cfg.jupyterhub.image)
     return out
+
+
+def _cull(cfg: QHubConfig, chart_dir: Path) -> dict[str, Any]:
+    """The idle culler: the config's timeout, checked every quarter of it (at most as rarely as the chart's own
+    period), so a short timeout stops servers soon after it and a long one is not checked more often than needed."""
+    timeout = cfg.jupyterhub.idle_culler.timeout_minutes * 60
+    every = int((subchart_defaults("jupyterhub", chart_dir).get("cull") or {}).get("every") or timeout)
+    return {"enabled": True, "timeout": timeout, "every": min(every, timeout // 4)}
 
 
 def _auth(cfg: QHubConfig) -> dict[str, Any]:
@@ -243,7 +251,19 @@ def _conda_store(cfg: QHubConfig) -> dict[str, Any]:
     for env in cfg.environments:
         deps = [d if isinstance(d, str) else {"pip": list(d.pip)} for d in env.dependencies]
         envs[env.name] = {"channels": list(env.channels), "dependencies": deps}
-    return {"environments": envs}
+    out: dict[str, Any] = {"environments": envs}
+    settings = cfg.conda_store
+    for key, ref in (("postgresql", settings.postgresql_image), ("redis", settings.redis_image)):
+        if ref:
+            out[key] = {"image": image_parts(ref)}
+    if settings.channel_alias:
+        out["build"] = {"channelAlias": settings.channel_alias}
+    if settings.mirror_cidrs:
+        out["worker"] = {"extraEgress": [{
+            "to": [{"ipBlock": {"cidr": cidr}} for cidr in settings.mirror_cidrs],
+            "ports": [{"protocol": "TCP", "port": settings.alias_port()}],
+        }]}
+    return out
 
 
 def _sorted(value: Any) -> Any:

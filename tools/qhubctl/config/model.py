@@ -11,7 +11,13 @@ from qhubctl.config.auth import Auth, NativeAuth, User
 from qhubctl.config.aws import AWSProvider
 from qhubctl.config.azure import AzureProvider
 from qhubctl.config.base import IMMUTABLE, Base, FieldProblem, Hostname, Name, SecretRef
-from qhubctl.config.components import Components, DaskGatewaySettings, JitsiSettings, JupyterHubSettings
+from qhubctl.config.components import (
+    Components,
+    CondaStoreSettings,
+    DaskGatewaySettings,
+    JitsiSettings,
+    JupyterHubSettings,
+)
 from qhubctl.config.digitalocean import DigitalOceanProvider
 from qhubctl.config.environments import Environment, check_unique, default_environments
 from qhubctl.config.existing import ExistingProvider
@@ -68,6 +74,8 @@ class QHubConfig(Base):
     jupyterhub: JupyterHubSettings = Field(default_factory=JupyterHubSettings, description="JupyterHub tunables")
     dask_gateway: DaskGatewaySettings = Field(default_factory=DaskGatewaySettings, description="Dask-Gateway tunables")
     jitsi: JitsiSettings = Field(default_factory=JitsiSettings, description="Jitsi video calls")
+    conda_store: CondaStoreSettings = Field(default_factory=CondaStoreSettings,
+                                            description="conda-store's database and Redis images, channel mirror")
 
     @field_validator("schema_version")
     @classmethod

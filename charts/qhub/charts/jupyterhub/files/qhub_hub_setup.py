@@ -1,4 +1,5 @@
-"""Hub-side settings: network addresses, database, groups, services, idle culling (login: qhub_hub_auth.py)."""
+"""Hub-side settings: network addresses, database, groups, services, idle culling and how soon activity reaches
+the hub (login: qhub_hub_auth.py)."""
 
 from __future__ import annotations
 
@@ -93,14 +94,49 @@ def configure_services(c: Any, s: HubSettings) -> None:
         roles.append(
             _service_role("idle-culler", ["list:users", "read:users:activity", "read:servers", "delete:servers"])
         )
+        # the proxy's record of each route's traffic, read this often (and lost routes restored with it)
+        c.JupyterHub.last_activity_interval = activity_interval(cull)
+        c.JupyterHub.activity_resolution = min(ACTIVITY_RESOLUTION, activity_interval(cull))
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
+    c.Proxy.extra_routes = platform_routes(services)
+
+
+# Services served on a path of the platform's host other than /services/<name>: the proxy routes it to the
+# service's host, path kept, so the path answers on the proxy too (the Ingress sends it there directly).
+PLATFORM_PATHS = {"conda-store": "/conda-store/"}
+
+
+def platform_routes(services: list[dict[str, Any]]) -> dict[str, str]:
+    """Proxy.extra_routes: each registered service of PLATFORM_PATHS whose URL ends in that path, by its host."""
+    routes = {}
+    for svc in services:
+        path = PLATFORM_PATHS.get(svc["name"])
+        url = svc.get("url", "").rstrip("/") + "/"
+        if path and url.endswith(path):
+            routes[path] = url[: -len(path)]
+    return routes
 
 
 # The hub API as the culler reaches it: the hub's own port inside the pod. The hub's Service URL (what JupyterHub
 # hands to services) has no endpoint until the pod is Ready, so the culler's first call - made as soon as the hub
 # starts it, before the readiness probe passed - was refused and the culler exited.
 CULLER_HUB_API = "http://127.0.0.1:8081/hub/api"
+
+
+# JupyterHub's own periods: activity is read from the proxy (and reported by each server) every 5 minutes, and
+# a newer time within 30 seconds of the stored one is not written.
+ACTIVITY_INTERVAL = 300
+ACTIVITY_RESOLUTION = 30
+
+
+def activity_interval(cull: dict[str, Any]) -> int:
+    """Seconds between activity updates reaching the hub: a quarter of the cull timeout, at most JupyterHub's 5
+    minutes. The culler judges by the activity the hub has heard of; with a timeout under the update period it
+    would stop servers in use."""
+    if not cull.get("enabled"):
+        return ACTIVITY_INTERVAL
+    return min(ACTIVITY_INTERVAL, max(10, int(cull.get("timeout", 3600)) // 4))
 
 
 def culler_command(cull: dict[str, Any]) -> list[str]:
