@@ -1,13 +1,16 @@
 """AWS end to end against moto in server mode on loopback: create -> plan empty -> change a max -> apply updates
-only that group -> destroy -> the emulator lists nothing of ours; plus credentials, permission and quota errors."""
+only that group -> destroy -> the emulator lists nothing of ours; plus credentials, permission and quota errors.
+EKS add-ons (the VPC CNI with its network policy agent) are answered by eks_contract's fake in front of moto."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -15,6 +18,7 @@ from typer.testing import CliRunner
 from qhubctl.cli import app
 from qhubctl.providers import eks_token
 
+from eks_contract import FakeAddons, proxy
 from emulators import Emulator, start_moto, stop
 
 pytestmark = pytest.mark.cloud
@@ -94,13 +98,29 @@ def make_cluster_owned_resources(vpc_id: str) -> None:
         {"ResourceType": "volume", "Tags": [owned, {"Key": "kubernetes.io/created-for/pvc/name", "Value": "home"}]}])
 
 
-def test_create_plan_update_destroy(aws_env: Emulator, tmp_path: Path) -> None:
+@pytest.fixture
+def eks_addons(aws_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAddons]:
+    """EKS calls through the add-on fake (moto has no add-ons); everything else still reaches moto directly."""
+    with proxy(aws_env.url) as (url, fake):
+        monkeypatch.setenv("AWS_ENDPOINT_URL_EKS", url)
+        yield fake
+
+
+def test_create_plan_update_destroy(eks_addons: FakeAddons, tmp_path: Path) -> None:
     before = inventory()
     config = write_config(tmp_path / "qhub-config.yaml", api_cidrs=["203.0.113.0/24"])
 
     created = run("cluster", "create", "-c", str(config), "--yes")
     assert created.exit_code == 0, created.output
     assert "cluster demo matches the config" in created.output
+    planned_lines = [line for line in created.output.splitlines() if line[:2] == "+ "]
+    assert planned_lines.index("+ eks-addon vpc-cni (network policy agent on: enableNetworkPolicy=true)") < \
+        planned_lines.index(next(line for line in planned_lines if line.startswith("+ nodegroup"))), \
+        "the network policy agent is on before any node joins"
+    addon = eks_addons.addons[("demo", "vpc-cni")]
+    assert json.loads(addon["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    assert addon["status"] == "ACTIVE" and addon["tags"]["qhub.dev/project"] == "demo"
+    assert [c for c, _ in eks_addons.calls if c != "DescribeAddon"] == ["CreateAddon"]
 
     planned = run("cluster", "plan", "-c", str(config))
     assert planned.exit_code == 0, planned.output
@@ -169,6 +189,25 @@ def test_create_plan_update_destroy(aws_env: Emulator, tmp_path: Path) -> None:
     assert groups() == after_groups, "node groups untouched"
     assert run("cluster", "plan", "-c", str(config)).exit_code == 0
 
+    # the agent turned off by hand (other settings kept): the plan names it, apply turns it back on, keeps the rest
+    addon["configurationValues"] = json.dumps({"enableNetworkPolicy": "false", "env": {"WARM_IP_TARGET": "2"}})
+    planned = run("cluster", "plan", "-c", str(config))
+    assert planned.exit_code == 2 and "~ eks-addon vpc-cni" in planned.output, planned.output
+    assert "enableNetworkPolicy: false -> true" in planned.output
+    assert run("cluster", "create", "-c", str(config), "--yes").exit_code == 0
+    assert json.loads(eks_addons.addons[("demo", "vpc-cni")]["configurationValues"]) == {
+        "enableNetworkPolicy": "true", "env": {"WARM_IP_TARGET": "2"}}
+    assert groups() == after_groups and run("cluster", "plan", "-c", str(config)).exit_code == 0
+    # the fake is not vacuous: what EKS would refuse is refused and recorded
+    eks_client = boto3.client("eks", region_name=REGION)
+    for bad in ({"configurationValues": json.dumps({"enableNetworkPolicy": True})},
+                {"configurationValues": json.dumps({"enableNetworkPolicies": "true"})},
+                {"resolveConflicts": "FORCE"}):
+        with pytest.raises(botocore.exceptions.ClientError, match="contract violation"):
+            eks_client.update_addon(clusterName="demo", addonName="vpc-cni", **bad)
+    assert len(eks_addons.violations) == 3
+    eks_addons.violations.clear()
+
     # resources Kubernetes made (load balancers, their security group, a PVC's volume) are removed by destroy
     make_cluster_owned_resources(subnets[0]["VpcId"])
     destroyed = run("cluster", "destroy", "-c", str(config), "--yes")
@@ -176,6 +215,7 @@ def test_create_plan_update_destroy(aws_env: Emulator, tmp_path: Path) -> None:
     for kind in ("load-balancer k8s-qhub-proxy", "classic-load-balancer a1b2c3legacy", "ebs-volume", "k8s-elb-hub"):
         assert kind in destroyed.output
     assert inventory() == before, "every resource created for the cluster is gone"
+    assert eks_addons.addons == {} and eks_addons.violations == []
 
     again = run("cluster", "destroy", "-c", str(config), "--yes")
     assert again.exit_code == 0 and "nothing to destroy" in again.output

@@ -4,6 +4,9 @@ Credentials and endpoints are boto3's own: AWS_PROFILE / AWS_ACCESS_KEY_ID..., i
 AWS_ENDPOINT_URL(_<SERVICE>). Everything qhubctl creates carries the tag `qhub.dev/project=<project_name>`, and IAM
 roles live under the path `/qhub/<project_name>/`, so plan and destroy find them without a state file.
 
+NetworkPolicies are enforced by the VPC CNI's network policy agent: the vpc-cni managed add-on with
+enableNetworkPolicy (providers.eks_netpol), created right after the cluster and before any node group.
+
 Layout (when `cluster.subnet_ids` is empty): one VPC, per zone a public subnet (load balancers, the NAT gateway) and
 a private subnet (nodes), one NAT gateway, public and private route tables. Node groups are EKS managed node groups
 in the private subnets; each carries cluster-autoscaler's auto-discovery and scale-from-zero tags, and the IRSA role
@@ -28,6 +31,7 @@ from qhubctl import nodegroups as ng
 from qhubctl.config.aws import DEFAULT_API_PUBLIC_CIDRS
 from qhubctl.config.model import QHubConfig
 from qhubctl.errors import QHubError, UserError
+from qhubctl.providers import eks_netpol
 from qhubctl.providers.base import (
     TAG_PROJECT,
     Action,
@@ -167,6 +171,7 @@ class Observed:
     role_policies: dict[str, list[str]] = field(default_factory=dict)
     role_inline: dict[str, list[str]] = field(default_factory=dict)
     cluster: dict[str, Any] | None = None
+    addon: dict[str, Any] | None = None  # the vpc-cni add-on (eks_netpol)
     oidc_arn: str | None = None
     groups: dict[str, GroupSpec] = field(default_factory=dict)
     group_tags: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -258,6 +263,7 @@ class AWS(Provider):
         seen.cluster = cluster if cluster and cluster["status"] != "DELETING" else None
         if seen.cluster:
             seen.oidc_arn = self._find_oidc()
+            seen.addon = eks_netpol.describe(eks, self.cluster_name)
             for page in eks.get_paginator("list_nodegroups").paginate(clusterName=self.cluster_name):
                 for name in page["nodegroups"]:
                     group = eks.describe_nodegroup(clusterName=self.cluster_name, nodegroupName=name)["nodegroup"]
@@ -343,6 +349,7 @@ class AWS(Provider):
                                       {"public_cidrs": (", ".join(have_cidrs), ", ".join(want_cidrs))}))
         if not seen.oidc_arn:
             actions.append(Action("create", "oidc-provider", self.cluster_name))
+        actions += eks_netpol.plan_actions(seen.addon)
         actions += self._role_actions(seen, "cluster-autoscaler")
         desired = desired_groups(self.cfg)
         group_actions = diff_groups(desired, seen.groups, compare=(
@@ -386,6 +393,8 @@ class AWS(Provider):
             self.log("  " + action.lines()[0])
             if action.kind == "nodegroup":
                 self._apply_group(action, specs.get(action.name))
+            elif action.kind == eks_netpol.KIND:
+                eks_netpol.apply(self.client("eks"), self.cluster_name, action, self.tags, self.log)
             else:
                 getattr(self, f"_{action.op}_{action.kind.replace('-', '_')}")(action)
 

@@ -1,0 +1,238 @@
+"""EKS add-ons for the AWS provider tests. The AWS emulator (moto) does not implement them, so a loopback proxy
+sits in front of moto: requests for `/clusters/<name>/addons...` are answered by a small stateful fake, every
+other request goes to moto unchanged (headers, status and body), so the provider's whole create -> plan ->
+destroy runs against one endpoint.
+
+The fake checks each add-on request against botocore's EKS service model, the published contract boto3 is
+generated from (route and method, known members, required members, enum values, value types), and the
+configuration values against the part of the vpc-cni add-on's configuration schema (`aws eks
+describe-addon-configuration --addon-name vpc-cni`) it knows: a JSON object whose `enableNetworkPolicy` is the
+string "true" or "false". A request that breaks the contract is answered 400 and recorded in `violations`.
+Add-ons go away with their cluster, as on EKS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import boto3
+import botocore.session
+from fakeapi import Violation
+
+MODEL = botocore.session.get_session().get_service_model("eks")
+OPERATIONS = ("CreateAddon", "DescribeAddon", "UpdateAddon", "ListAddons", "DeleteAddon")
+ROUTES = []
+for _name in OPERATIONS:
+    _op = MODEL.operation_model(_name)
+    _pattern = re.sub(r"\\\{[^}]+\\\}", "([^/]+)", re.escape(_op.http["requestUri"]))
+    ROUTES.append((_name, _op.http["method"], re.compile(f"^{_pattern}$")))
+ADDONS_PATH = re.compile(r"^/clusters/[^/]+/addons(/.*)?$")
+CLUSTER_PATH = re.compile(r"^/clusters/([^/]+)$")
+# The vpc-cni configuration schema's properties the fake knows (a subset of the add-on's published schema).
+VPC_CNI_KEYS = {"enableNetworkPolicy": ("true", "false"), "env": None, "nodeAgent": None, "resources": None,
+                "tolerations": None, "init": None}
+
+
+def check_shape(value: Any, shape: Any, where: str) -> None:
+    kind = shape.type_name
+    if kind == "string":
+        if not isinstance(value, str):
+            raise Violation(f"{where}: expected a string, got {value!r}")
+        if shape.enum and value not in shape.enum:
+            raise Violation(f"{where}: {value!r} is not one of {shape.enum}")
+    elif kind == "boolean" and not isinstance(value, bool):
+        raise Violation(f"{where}: expected a boolean")
+    elif kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise Violation(f"{where}: expected an integer")
+    elif kind == "map":
+        if not isinstance(value, dict):
+            raise Violation(f"{where}: expected a map")
+        for key, item in value.items():
+            check_shape(key, shape.key, f"{where} key")
+            check_shape(item, shape.value, f"{where}[{key}]")
+    elif kind == "list":
+        if not isinstance(value, list):
+            raise Violation(f"{where}: expected a list")
+        for i, item in enumerate(value):
+            check_shape(item, shape.member, f"{where}[{i}]")
+    elif kind == "structure":
+        if not isinstance(value, dict):
+            raise Violation(f"{where}: expected an object")
+        for key, item in value.items():
+            if key not in shape.members:
+                raise Violation(f"{where}.{key}: no such member of {shape.name}")
+            check_shape(item, shape.members[key], f"{where}.{key}")
+
+
+def validate(method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[str, tuple[str, ...]]:
+    """The operation a request is, and its path arguments; Violation where it breaks the model."""
+    for name, verb, pattern in ROUTES:
+        found = pattern.match(path)
+        if found and verb == method:
+            break
+    else:
+        raise Violation(f"no EKS add-on operation is {method} {path}")
+    op = MODEL.operation_model(name)
+    members = op.input_shape.members
+    located = {n: s.serialization.get("location") for n, s in members.items()}
+    for key in query:
+        if not any(s.serialization.get("name", n) == key and located[n] == "querystring" for n, s in members.items()):
+            raise Violation(f"{name}: query parameter {key} is not in the model")
+    body = body or {}
+    if not isinstance(body, dict):
+        raise Violation(f"{name}: the body is not a JSON object")
+    for key, value in body.items():
+        if key not in members or located[key]:
+            raise Violation(f"{name}.{key}: not a body member of {op.input_shape.name}")
+        check_shape(value, members[key], f"{name}.{key}")
+    in_path = {n for n, where in located.items() if where == "uri"}
+    for required in op.input_shape.required_members:
+        if required not in in_path and required not in body:
+            raise Violation(f"{name}.{required}: required")
+    if "configurationValues" in body:
+        check_vpc_cni_config(body["configurationValues"], name)
+    return name, tuple(unquote(a) for a in found.groups())
+
+
+def check_vpc_cni_config(text: str, where: str) -> None:
+    try:
+        values = json.loads(text)
+    except ValueError:
+        raise Violation(f"{where}.configurationValues: not JSON: {text!r}") from None
+    if not isinstance(values, dict):
+        raise Violation(f"{where}.configurationValues: not an object")
+    for key, value in values.items():
+        if key not in VPC_CNI_KEYS:
+            raise Violation(f"{where}.configurationValues.{key}: not in the vpc-cni configuration schema")
+        allowed = VPC_CNI_KEYS[key]
+        if allowed and value not in allowed:
+            raise Violation(f"{where}.configurationValues.{key}: {value!r} is not one of {allowed} (a string)")
+
+
+class FakeAddons:
+    """Add-ons by (cluster, name); a new or updated add-on is ACTIVE from the second look on."""
+
+    def __init__(self, moto_url: str) -> None:
+        self.moto = moto_url
+        self.addons: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.violations: list[str] = []
+
+    def _cluster_exists(self, name: str) -> bool:
+        eks = boto3.client("eks", endpoint_url=self.moto, region_name="us-east-1", aws_access_key_id="fake",
+                           aws_secret_access_key="fake")
+        try:
+            eks.describe_cluster(name=name)
+            return True
+        except eks.exceptions.ResourceNotFoundException:
+            return False
+
+    def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, str, Any]:
+        """(status, error type or "", payload)."""
+        try:
+            name, args = validate(method, path, query, body)
+        except Violation as exc:
+            self.violations.append(f"{method} {path}: {exc}")
+            return 400, "InvalidParameterException", {"message": f"contract violation: {exc}"}
+        self.calls.append((name, args))
+        cluster = args[0]
+        if not self._cluster_exists(cluster):
+            return 404, "ResourceNotFoundException", {"message": f"No cluster found for name: {cluster}."}
+        if name == "ListAddons":
+            return 200, "", {"addons": sorted(a for c, a in self.addons if c == cluster)}
+        if name == "CreateAddon":
+            key = (cluster, body["addonName"])
+            if key in self.addons:
+                return 409, "ResourceInUseException", {"message": f"Addon already exists: {key[1]}"}
+            now = time.time()
+            self.addons[key] = {
+                "addonName": key[1], "clusterName": cluster, "status": "CREATING", "addonVersion": "v1.20.4-eksbuild.2",
+                "health": {"issues": []}, "createdAt": now, "modifiedAt": now, "tags": dict(body.get("tags") or {}),
+                "addonArn": f"arn:aws:eks:us-east-1:123456789012:addon/{cluster}/{key[1]}/0",
+                "configurationValues": body.get("configurationValues", ""),
+            }
+            return 200, "", {"addon": dict(self.addons[key])}
+        addon = self.addons.get((cluster, args[1]))
+        if addon is None:
+            return 404, "ResourceNotFoundException", {"message": f"No addon: {args[1]} found in cluster: {cluster}"}
+        if name == "DescribeAddon":
+            shown = dict(addon)
+            addon["status"] = {"CREATING": "ACTIVE", "UPDATING": "ACTIVE"}.get(addon["status"], addon["status"])
+            return 200, "", {"addon": shown}
+        if name == "UpdateAddon":
+            addon.update(status="UPDATING", modifiedAt=time.time())
+            if "configurationValues" in body:
+                addon["configurationValues"] = body["configurationValues"]
+            return 200, "", {"update": {"id": "u-1", "status": "InProgress", "type": "AddonUpdate", "errors": []}}
+        del self.addons[(cluster, args[1])]
+        return 200, "", {"addon": {**addon, "status": "DELETING"}}
+
+    def cluster_deleted(self, cluster: str) -> None:
+        for key in [k for k in self.addons if k[0] == cluster]:
+            del self.addons[key]
+
+
+HOP_HEADERS = {"connection", "transfer-encoding", "content-length", "server", "date", "keep-alive"}
+
+
+@contextmanager
+def proxy(moto_url: str) -> Iterator[tuple[str, FakeAddons]]:
+    """A loopback endpoint: EKS add-on requests to the fake, everything else to moto."""
+    fake = FakeAddons(moto_url)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+        def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+            self.send_response(status)
+            for key, value in headers:
+                if key.lower() not in HOP_HEADERS:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def _serve(self) -> None:
+            split = urlsplit(self.path)
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if ADDONS_PATH.match(split.path):
+                status, error, payload = fake.answer(self.command, split.path, parse_qs(split.query),
+                                                     json.loads(raw) if raw else None)
+                headers = [("Content-Type", "application/json")] + ([("x-amzn-ErrorType", error)] if error else [])
+                return self._reply(status, headers, json.dumps(payload).encode())
+            request = urllib.request.Request(moto_url + self.path, data=raw or None, method=self.command,
+                                             headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as answer:
+                    status, headers, data = answer.status, list(answer.headers.items()), answer.read()
+            except urllib.error.HTTPError as exc:
+                status, headers, data = exc.code, list(exc.headers.items()), exc.read()
+            deleted = CLUSTER_PATH.match(split.path)
+            if deleted and self.command == "DELETE" and status < 300:
+                fake.cluster_deleted(unquote(deleted.group(1)))
+            self._reply(status, headers, data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    try:
+        yield f"http://{host}:{port}", fake
+    finally:
+        server.shutdown()
+        server.server_close()

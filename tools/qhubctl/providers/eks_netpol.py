@@ -1,0 +1,78 @@
+"""NetworkPolicy enforcement on EKS: the VPC CNI add-on with its network policy agent.
+
+EKS clusters run the Amazon VPC CNI, which ignores NetworkPolicies unless its network policy agent is on (the
+`aws-network-policy-agent` container of the aws-node DaemonSet, VPC CNI 1.14 or later). qhubctl installs the
+CNI as an EKS managed add-on with the configuration value `enableNetworkPolicy: "true"`, which turns the agent on
+and keeps it on across add-on upgrades. The add-on uses the node role's AmazonEKS_CNI_Policy (providers.aws). An
+existing cluster's add-on gets the value added to its own configuration values (the others are kept).
+`qhubctl check` proves the result on the running cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from qhubctl.errors import QHubError
+from qhubctl.providers.base import Action, Log, wait_until
+
+ADDON = "vpc-cni"
+KIND = "eks-addon"
+SETTING = "enableNetworkPolicy"  # a string in the add-on's configuration schema: "true" / "false"
+SETTLED = ("ACTIVE", "DEGRADED")  # DEGRADED: its DaemonSet has no ready pod yet (no node has joined)
+FAILED = ("CREATE_FAILED", "UPDATE_FAILED")
+
+
+def config_values(addon: dict[str, Any]) -> dict[str, Any]:
+    """The add-on's configuration values (EKS returns them as the JSON or YAML text they were given in)."""
+    text = addon.get("configurationValues") or ""
+    if not text.strip():
+        return {}
+    try:
+        found = json.loads(text)
+    except ValueError:
+        import yaml
+
+        found = yaml.safe_load(text)
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def plan_actions(addon: dict[str, Any] | None) -> list[Action]:
+    """Pure: the add-on to create, or its configuration to update, so the network policy agent runs."""
+    if addon is None:
+        return [Action("create", KIND, ADDON, detail=f"network policy agent on: {SETTING}=true")]
+    have = str(config_values(addon).get(SETTING, "false")).lower()
+    if have != "true":
+        return [Action("update", KIND, ADDON, {SETTING: (have, "true")})]
+    return []
+
+
+def describe(eks: Any, cluster: str) -> dict[str, Any] | None:
+    try:
+        return dict(eks.describe_addon(clusterName=cluster, addonName=ADDON)["addon"])
+    except eks.exceptions.ResourceNotFoundException:
+        return None
+
+
+def apply(eks: Any, cluster: str, action: Action, tags: dict[str, str], log: Log) -> None:
+    """Create the add-on or add the setting to its configuration, then wait until it has settled."""
+    # OVERWRITE: the cluster's bootstrap installed aws-node itself; the managed add-on takes over its fields
+    if action.op == "create":
+        eks.create_addon(clusterName=cluster, addonName=ADDON, resolveConflicts="OVERWRITE", tags=dict(tags),
+                         configurationValues=json.dumps({SETTING: "true"}))
+    else:
+        current = describe(eks, cluster) or {}
+        values = {**config_values(current), SETTING: "true"}
+        eks.update_addon(clusterName=cluster, addonName=ADDON, resolveConflicts="OVERWRITE",
+                         configurationValues=json.dumps(values, sort_keys=True))
+
+    def settled() -> bool:
+        addon = describe(eks, cluster) or {}
+        status = addon.get("status", "")
+        if status in FAILED:
+            issues = "; ".join(i.get("message", "") for i in (addon.get("health") or {}).get("issues") or [])
+            raise QHubError(f"EKS add-on {ADDON} is {status}: {issues or 'no reason given'}",
+                            hint="see the add-on in the EKS console; `qhubctl cluster create` tries again")
+        return status in SETTLED
+
+    wait_until(settled, f"EKS add-on {ADDON}", timeout=1200, log=log)
