@@ -209,3 +209,44 @@ def test_support_without_a_cluster_writes_what_it_can(tmp_path: Path) -> None:
         assert {"config.redacted.yaml", "qhubctl-version.txt", "unreachable.txt"} <= names
         assert "KUBECONFIG /missing/file: file not found" in zf.read("unreachable.txt").decode()
         assert "abc123" in zf.read("config.redacted.yaml").decode()  # the config itself is there
+
+
+def _help_texts(cmd: Any, path: list[str]) -> list[tuple[list[str], str]]:
+    texts = [(path, runner.invoke(app, [*path, "--help"], terminal_width=200).output)]
+    for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+        texts += _help_texts(sub, [*path, name])
+    return texts
+
+
+def test_help_shows_no_bool_metavar_and_cost_has_no_phantom_subcommands() -> None:
+    texts = _help_texts(typer.main.get_command(app), [])
+    assert len(texts) > 15
+    for path, text in texts:
+        assert "<bool>" not in text, (path, text)
+        assert "Traceback" not in text and "Usage:" in text, (path, text)
+    cost = dict((" ".join(p), t) for p, t in texts)["cost"]
+    assert "Usage: qhubctl cost [OPTIONS]" in cost and "COMMAND" not in cost, cost
+
+
+def test_cost_baseline_columns_line_up() -> None:
+    res = runner.invoke(app, ["cost", "-c", str(CONFIGS / "aws.ok.full.yaml")])
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.output.splitlines() if line.startswith("  ")]
+    assert rows[0].split() == ["part", "instance", "min", "price", "monthly"]
+    assert [r.split()[0] for r in rows[1:3]] == ["control", "general"]
+    assert len({len(r) for r in rows[1:]}) == 1, rows  # every row ends in the same column ($ amounts right-aligned)
+    inst, price_end = rows[0].index("instance"), rows[0].index("price") + len("price")
+    for row in rows[2:]:  # node groups: instance types start under their header, prices end under theirs
+        assert row[inst - 1] == " " and row[inst] != " " and row[price_end - 2:price_end] == "/h", rows
+    assert all(r.rstrip().endswith(("$73.00", "$280.32", "$0.00", "monthly")) for r in rows)
+
+
+def test_first_install_values_are_summarised() -> None:
+    from qhubctl.commands.deploy import install_summary
+    from qhubctl.config import load_config
+    from qhubctl.values import chart_values
+
+    values = chart_values(load_config(CONFIGS / "aws.ok.full.yaml", environ={}))
+    text = install_summary(values, Path("qhub-config.yaml"))
+    assert "\n" not in text and "all new" in text and "jupyterhub " in text
+    assert "--dry-run --diff" in text

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 import typer
+from typer.core import TyperOption
 
 from qhubctl import __version__
 from qhubctl.chart import ENV as CHART_ENV
@@ -26,6 +27,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+_typed = TyperOption.display_type_rich
+
+
+def _flag_without_type(self: TyperOption, ctx: object) -> str | None:
+    """Typer shows every flag with a `<bool>` value column (`--help <bool>`) though flags take no value: show none."""
+    return None if self.is_flag and self.metavar is None else _typed(self, ctx)  # type: ignore[arg-type]
+
+
+TyperOption.display_type_rich = _flag_without_type  # type: ignore[method-assign]
 
 
 def _version(value: bool) -> None:
@@ -61,7 +73,8 @@ app.command("destroy")(ops.destroy)
 # Command groups of other parts of qhubctl register here, one line each (see the module docstring).
 app.add_typer(__import__("qhubctl.images.cli", fromlist=["app"]).app, name="images")
 app.add_typer(__import__("qhubctl.providers.cli", fromlist=["app"]).app, name="cluster")
-app.add_typer(__import__("qhubctl.cost.cli", fromlist=["app"]).app, name="cost")
+app.command("cost", short_help="Monthly baseline cost of the config, and the cost of a simulated load.")(
+    __import__("qhubctl.cost.cli", fromlist=["cost"]).cost)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.live import Live
@@ -28,6 +29,8 @@ def _table(workloads: list[kube.Workload]) -> Table:
 def deploy(
     config: Path = ConfigOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (values diff) and change nothing."),
+    show_diff: bool = typer.Option(False, "--diff", help="Show the whole values diff also on a first install (which "
+                                   "is otherwise summarised: every value is new)."),
     detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="With --dry-run: exit 2 on changes."),
     timeout: str = typer.Option("10m", "--timeout", help="How long to wait for workloads to become ready."),
     yes: bool = YesOpt,
@@ -45,7 +48,10 @@ def deploy(
         return
     action = "install" if plan.install else "upgrade"
     out.print(f"plan: {action} release {plan.release} in namespace {plan.namespace} with chart {plan.chart_version}")
-    out.print("\n".join(plan.diff) or "(values unchanged; the chart changed)", markup=False)
+    if plan.install and not show_diff:
+        out.print(install_summary(plan.values, config), markup=False)
+    else:
+        out.print("\n".join(plan.diff) or "(values unchanged; the chart changed)", markup=False)
     if dry_run:
         if detailed_exitcode:
             raise typer.Exit(EXIT_CHANGES)
@@ -60,6 +66,19 @@ def deploy(
     rolled = ", ".join(result.rolled) or "none"
     out.print(f"deployed revision {result.revision} in {result.seconds:.1f}s; rolled: {rolled}")
     show_new_logins(result.new_logins, cfg, terminal=out.is_terminal)
+
+
+def _leaves(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(_leaves(v) for v in value.values())
+    return 1
+
+
+def install_summary(values: dict[str, Any], config: Path) -> str:
+    """A first install's values in one line per part (every value is new, so the diff would list them all)."""
+    parts = ", ".join(f"{key} {_leaves(v)}" for key, v in sorted(values.items()))
+    return (f"values: {_leaves(values)} settings, all new ({parts}); "
+            f"`qhubctl deploy -c {config} --dry-run --diff` or `qhubctl render -c {config}` shows them")
 
 
 def show_new_logins(logins: dict[str, str], cfg: QHubConfig, *, terminal: bool) -> None:

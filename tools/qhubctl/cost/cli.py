@@ -7,18 +7,27 @@ from pathlib import Path
 import typer
 
 from qhubctl.commands._common import ConfigOpt, handles_errors, load, out
-from qhubctl.cost import load_prices, pricing
+from qhubctl.cost import Pricing, load_prices, pricing
 from qhubctl.cost.simulate import parse_load, simulate
-
-app = typer.Typer(help="Monthly baseline cost of the config, and the cost of a simulated load.",
-                  invoke_without_command=True)
 
 
 def _say(line: str) -> None:
     out.print(line, markup=False)
 
 
-@app.callback()
+def baseline_rows(price: Pricing) -> list[str]:
+    """The baseline table: one row for the control plane and one per node group, columns aligned."""
+    rows = [("control plane", "", "", "", price.control_plane_hourly * price.hours_per_month)]
+    for g in price.groups.values():
+        rows.append((g.name, g.instance_type or "simulated", f"{g.min_nodes} x", f"${g.hourly:.4f}/h",
+                     g.monthly_min * price.hours_per_month))
+    head = ("part", "instance", "min", "price", "monthly")
+    widths = [max(len(r[i]) for r in [*rows, head]) for i in range(4)]
+    money = max(len(f"${r[4]:,.2f}") for r in rows)
+    fmt = "  {:<%d}  {:<%d}  {:>%d}  {:>%d}  {:>%d}" % (*widths, max(money, len(head[4])))
+    return [fmt.format(*head).rstrip()] + [fmt.format(*r[:4], f"${r[4]:,.2f}") for r in rows]
+
+
 @handles_errors
 def cost(
     config: Path = ConfigOpt,
@@ -30,8 +39,8 @@ def cost(
     seconds_per_hour: float = typer.Option(10.0, "--seconds-per-hour", min=2.0,
                                            help="Real seconds one simulated hour lasts."),
 ) -> None:
-    """Print the monthly baseline: control plane + min nodes of every group x price; with --simulate also the
-    node-hours and cost per group of that load."""
+    """Monthly baseline cost of the config: control plane + min nodes of every group x price; with --simulate also
+    the node-hours and cost per group of that load."""
     cfg = load(config)
     table = load_prices(prices)
     price = pricing(cfg, table, cloud)
@@ -39,10 +48,8 @@ def cost(
     _say(f"prices: {price.cloud}, as of {price.as_of}; source: {price.source}"
          + (f"; overridden by {table['overridden_by']}" if table.get("overridden_by") else ""))
     _say(f"monthly baseline ({hours:g} h): ${price.baseline_monthly():,.2f}")
-    _say(f"  control plane            ${price.control_plane_hourly * hours:>10,.2f}")
-    for g in price.groups.values():
-        label = f"{g.name} ({g.instance_type or 'simulated'}) {g.min_nodes} x ${g.hourly:.4f}/h"
-        _say(f"  {label:<40} ${g.monthly_min * hours:>10,.2f}")
+    for line in baseline_rows(price):
+        _say(line)
     if not simulate_load:
         return
     result = simulate(cfg, parse_load(simulate_load), seconds_per_hour=seconds_per_hour, log=_say)
