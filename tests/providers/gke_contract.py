@@ -136,6 +136,17 @@ class FakeGKE:
         if mid == "projects.locations.clusters.delete":
             del self.clusters[path]
             return self._op("DELETE_CLUSTER", path)
+        if mid == "projects.locations.clusters.setAddons":
+            cluster["addonsConfig"] = {**cluster.get("addonsConfig", {}), **body["addonsConfig"]}
+            return self._op("SET_ADDONS", path)
+        if mid == "projects.locations.clusters.setNetworkPolicy":
+            # GKE's clusters start with the add-on off; a set message without `disabled` is false (proto3)
+            addon = cluster.get("addonsConfig", {}).get("networkPolicyConfig")
+            if addon is None or addon.get("disabled", False):
+                return 400, {"error": {"code": 400, "status": "FAILED_PRECONDITION", "message":
+                                       "Network policy add-on must be enabled before enabling network policy."}}
+            cluster["networkPolicy"] = body["networkPolicy"]
+            return self._op("SET_NETWORK_POLICY", path)
         if mid == "projects.locations.clusters.nodePools.create":
             cluster["nodePools"].append({**body["nodePool"], "status": "RUNNING"})
             return self._op("CREATE_NODE_POOL", path)

@@ -44,7 +44,8 @@ def test_plan_is_pure_over_observed_state(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     desired = desired_groups(cfg)
     assert [a.op for a in gcp.plan_actions("demo", "1.33", desired, None)] == ["create"]
-    observed = {"currentMasterVersion": "1.33.5-gke.1200", "nodePools": [gcp.pool_body(g) for g in desired]}
+    observed = {"currentMasterVersion": "1.33.5-gke.1200", "nodePools": [gcp.pool_body(g) for g in desired],
+                "networkConfig": {"datapathProvider": "ADVANCED_DATAPATH"}}
     assert gcp.plan_actions("demo", "1.33", desired, observed) == []
     observed["nodePools"][2]["autoscaling"]["totalMaxNodeCount"] = 9
     observed["nodePools"][3]["config"]["machineType"] = "n1-standard-4"
@@ -56,6 +57,21 @@ def test_plan_is_pure_over_observed_state(tmp_path: Path) -> None:
     assert actions[2].changes == {"max_nodes": (9, 5)}
     with pytest.raises(Exception, match="cannot downgrade"):
         gcp.plan_actions("demo", "1.32", desired, observed)
+
+
+@pytest.mark.unit
+def test_a_cluster_without_network_policy_enforcement_gets_it(tmp_path: Path) -> None:
+    desired = desired_groups(config(tmp_path))
+    pools = [gcp.pool_body(g) for g in desired]
+    old = {"currentMasterVersion": "1.33.5-gke.1200", "nodePools": pools,
+           "networkConfig": {"datapathProvider": "LEGACY_DATAPATH"}}
+    (action,) = gcp.plan_actions("demo", "1.33", desired, old)
+    assert (action.op, action.kind, dict(action.changes)) == (
+        "update", "gke-network-policy", {"network policy": ("not enforced", "Calico")})
+    assert "recreates the nodes" in action.detail
+    calico = {**old, "networkPolicy": {"enabled": True, "provider": "CALICO"}}
+    assert gcp.network_policy_enforced(calico) == "Calico" and gcp.plan_actions("demo", "1.33", desired, calico) == []
+    assert gcp.network_policy_enforced({"networkConfig": {"datapathProvider": "ADVANCED_DATAPATH"}}) == "Dataplane V2"
 
 
 @pytest.mark.unit
@@ -82,6 +98,8 @@ def test_sdk_calls_fit_the_discovery_document(gke, tmp_path: Path, monkeypatch: 
     assert api.violations == []
     stored = fake.clusters["projects/my-project-1/locations/us-central1/clusters/demo"]
     assert stored["resourceLabels"]["qhub-project"] == "demo"
+    # (the SDK sends enums as numbers; the cluster as the provider reads it back names them)
+    assert provider.observe()["networkConfig"] == {"datapathProvider": "ADVANCED_DATAPATH"}, "Dataplane V2"
     assert [p["name"] for p in stored["nodePools"]] == ["general", "user", "worker", "gpu"]
     assert provider.plan().actions == []
 
@@ -93,6 +111,17 @@ def test_sdk_calls_fit_the_discovery_document(gke, tmp_path: Path, monkeypatch: 
     assert api.violations == []
     changed = [(mid.rsplit(".", 1)[1], args[3]) for mid, args in fake.calls if "nodePools" in mid]
     assert changed == [("setAutoscaling", "worker"), ("get", "worker"), ("update", "worker")]
+    assert provider.plan().actions == []
+
+    # a cluster made without enforcement (an older qhubctl): the add-on, then network policy, then nothing to do
+    del stored["networkConfig"]
+    plan = provider.plan()
+    assert [(a.op, a.kind) for a in plan.actions] == [("update", "gke-network-policy")]
+    fake.calls.clear()
+    provider.apply(plan)
+    assert [mid.rsplit(".", 1)[1] for mid, _ in fake.calls if "operations" not in mid] == [
+        "setAddons", "setNetworkPolicy"]
+    assert provider.observe()["networkPolicy"] == {"enabled": True, "provider": "CALICO"} and api.violations == []
     assert provider.plan().actions == []
 
     kubeconfig = provider.kubeconfig()

@@ -6,6 +6,11 @@ resource labels `qhub-project` / `qhub-managed-by` (GCP label keys cannot hold `
 after the node groups, with autoscaling (total min/max across zones), Kubernetes labels and taints from
 qhubctl.nodegroups, spot VMs and GPU accelerators with GKE-managed driver installation.
 
+NetworkPolicies are enforced by GKE Dataplane V2 (`networkConfig.datapathProvider: ADVANCED_DATAPATH`, eBPF, set
+at creation and fixed for the cluster's life). A cluster without Dataplane V2 and without network policy
+enforcement (made by an older qhubctl) gets GKE's Calico enforcement turned on in place: the NetworkPolicy add-on,
+then network policy on the cluster, which GKE rolls out by recreating every node pool's nodes.
+
 Plan logic is pure (`plan_actions`, `pool_spec`, `pool_body`) over the API's JSON shapes, so it is tested without
 Google; the SDK calls are checked against the container v1 discovery document.
 """
@@ -26,6 +31,17 @@ EFFECT_TO_GKE = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCH
 EFFECT_FROM_GKE = {v: k for k, v in EFFECT_TO_GKE.items()}
 COMPARED = ("min_nodes", "max_nodes", "labels", "taints", "instance_type", "spot", "disk_size_gb", "gpu_count",
             "gpu_type")
+DATAPLANE_V2 = "ADVANCED_DATAPATH"
+NETPOL_KIND = "gke-network-policy"
+
+
+def network_policy_enforced(cluster: dict[str, Any]) -> str | None:
+    """What enforces NetworkPolicies on the observed cluster (REST JSON), or None."""
+    if cluster.get("networkConfig", {}).get("datapathProvider") == DATAPLANE_V2:
+        return "Dataplane V2"
+    if cluster.get("networkPolicy", {}).get("enabled"):
+        return "Calico"
+    return None
 
 
 def pool_body(spec: GroupSpec) -> dict[str, Any]:
@@ -84,6 +100,9 @@ def plan_actions(name: str, version: str, desired: list[GroupSpec], cluster: dic
         if int(have_minor.split(".")[1]) > int(version.split(".")[1]):
             raise UserError(f"cluster {name} runs Kubernetes {have_minor}; GKE cannot downgrade to {version}")
         actions.append(Action("update", "gke-cluster", name, {"version": (have_minor, version)}))
+    if network_policy_enforced(cluster) is None:
+        actions.append(Action("update", NETPOL_KIND, name, {"network policy": ("not enforced", "Calico")},
+                              detail="GKE recreates the nodes of every node pool"))
     observed = {p["name"]: pool_spec(p) for p in cluster.get("nodePools", [])}
     return actions + diff_groups(desired, observed, kind="node-pool", compare=COMPARED)
 
@@ -185,6 +204,8 @@ class GCP(Provider):
             "nodePools": [pool_body(g) for g in desired_groups(self.cfg)],
             "workloadIdentityConfig": {"workloadPool": f"{self.cfg.cluster.project}.svc.id.goog"},
             "ipAllocationPolicy": {"useIpAliases": True},
+            # Dataplane V2 enforces NetworkPolicies (and needs VPC-native IP aliases, above)
+            "networkConfig": {"datapathProvider": DATAPLANE_V2},
         }
         if self.cfg.cluster.release_channel != "UNSPECIFIED":
             body["releaseChannel"] = {"channel": self.cfg.cluster.release_channel}
@@ -202,8 +223,19 @@ class GCP(Provider):
             elif action.kind == "gke-cluster":
                 self._wait(self._call("update_master", name=self.path,
                                       master_version=self.cfg.cluster.kubernetes_version))
+            elif action.kind == NETPOL_KIND:
+                self._enable_network_policy()
             else:
                 self._apply_pool(action, specs.get(action.name))
+
+    def _enable_network_policy(self) -> None:
+        """GKE's Calico enforcement on a cluster without Dataplane V2: the add-on first, then the policy."""
+        from google.cloud import container_v1
+
+        addons = container_v1.AddonsConfig.from_json(json.dumps({"networkPolicyConfig": {"disabled": False}}))
+        self._wait(self._call("set_addons_config", name=self.path, addons_config=addons))
+        policy = container_v1.NetworkPolicy.from_json(json.dumps({"enabled": True, "provider": "CALICO"}))
+        self._wait(self._call("set_network_policy", name=self.path, network_policy=policy))
 
     def _apply_pool(self, action: Action, spec: GroupSpec | None) -> None:
         from google.cloud import container_v1
