@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qhub_hub_identities import LEGACY_UID, IdentityStore, start_sync
+from qhub_hub_setup import activity_interval
 from qhub_hub_values import HubSettings
 from tornado import web
 
@@ -293,7 +294,11 @@ def configure_spawner(c: Any, s: HubSettings) -> None:
         "app.kubernetes.io/managed-by": "kubespawner",
     }
     ks.extra_labels = _access_labels()
-    env = {str(k): str(v) for k, v in (su.get("extraEnv") or {}).items()}
+    env: dict[str, str] = {}
+    if (s.get("cull") or {}).get("enabled"):
+        # each server tells the hub of its activity (kernels, terminals, API calls) as often as the culler needs
+        env["JUPYTERHUB_ACTIVITY_INTERVAL"] = str(activity_interval(s.get("cull") or {}))
+    env.update({str(k): str(v) for k, v in (su.get("extraEnv") or {}).items()})
     if s.get("hub.services.dask-gateway.enabled"):
         env.update(dask_gateway_env(s))
     ks.environment = env
