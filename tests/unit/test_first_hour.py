@@ -250,3 +250,17 @@ def test_first_install_values_are_summarised() -> None:
     text = install_summary(values, Path("qhub-config.yaml"))
     assert "\n" not in text and "all new" in text and "jupyterhub " in text
     assert "--dry-run --diff" in text
+
+
+def test_missing_provider_extra_names_the_pip_line(tmp_path: Path) -> None:
+    """Without boto3 (the aws extra), `cluster plan` on an aws config names the exact pip command for this
+    install (here a source checkout: the editable install of it with [aws])."""
+    config = _project(tmp_path)
+    code = ("import sys; sys.modules['boto3'] = None; sys.modules['botocore'] = None\n"  # the extra not installed
+            "from qhubctl.cli import app; sys.argv = ['qhubctl', 'cluster', 'plan', '-c', sys.argv[1]]; app()")
+    proc = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    repo = Path(__file__).resolve().parents[2]
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{sys.executable} -m pip install -e '{repo}[aws]'" in proc.stderr, proc.stderr

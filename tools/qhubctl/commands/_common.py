@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from qhubctl.config import DEFAULT_CONFIG, QHubConfig, load_config
 from qhubctl.errors import EXIT_FAILURE, EXIT_USER, QHubError, RefusedError, UserError
@@ -35,15 +36,15 @@ def handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except QHubError as exc:
-            err.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
+            err.print(f"[red]error:[/red] {escape(exc.message)}", markup=True, highlight=False)
             for line in getattr(exc, "problems", []):
                 err.print(f"  - {line}", markup=False)
             if exc.hint:
-                err.print(f"  [yellow]hint:[/yellow] {exc.hint}", markup=True)
+                err.print(f"  [yellow]hint:[/yellow] {escape(exc.hint)}", markup=True)  # [aws] is text
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # a file or directory the user named that cannot be read or written
             where = f"{exc.filename}: " if exc.filename else ""
-            err.print(f"[red]error:[/red] {where}{exc.strerror or exc}", markup=True, highlight=False)
+            err.print(f"[red]error:[/red] {escape(where + str(exc.strerror or exc))}", markup=True, highlight=False)
             raise typer.Exit(EXIT_USER if exc.filename else EXIT_FAILURE) from None
         except KeyboardInterrupt:
             err.print("interrupted")

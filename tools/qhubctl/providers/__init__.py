@@ -20,6 +20,19 @@ REGISTRY: dict[str, tuple[str, str, str | None]] = {
 }
 
 
+def pip_install_line(extra: str) -> str:
+    """The exact command that adds `extra` to this qhubctl: from a source checkout (pip install -e .) the editable
+    install of that checkout, else the package from the index."""
+    import sys
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[3]
+    pip = f"{sys.executable} -m pip install"
+    if (checkout / "pyproject.toml").is_file() and (checkout / "tools" / "qhubctl").is_dir():
+        return f"{pip} -e '{checkout}[{extra}]'"
+    return f"{pip} 'qhubctl[{extra}]'"
+
+
 def get(cfg: QHubConfig, log: Log = print) -> Provider:
     """The provider the config names, ready to use."""
     name = cfg.cluster.provider
@@ -28,7 +41,8 @@ def get(cfg: QHubConfig, log: Log = print) -> Provider:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(f"provider {name} needs a package that is not installed ({exc.name})",
-                        hint=f"pip install 'qhubctl[{extra}]'" if extra else "reinstall qhubctl") from None
+                        hint=f"install qhubctl's {extra} extra: {pip_install_line(extra)}" if extra
+                        else "reinstall qhubctl") from None
     return getattr(module, class_name)(cfg, log=log)
 
 
