@@ -133,13 +133,15 @@ class FakeARM:
                 return 200, None
         cluster_name = ids.get("cluster", "")
         if kind == "cluster":
-            if request.method == "PUT":
-                check(body, aks_models.ManagedCluster, "ManagedCluster", create=True)
+            if request.method == "PUT":  # create, or update with the whole resource (ARM's PUT)
+                check(body, aks_models.ManagedCluster, "ManagedCluster", create=cluster_name not in self.clusters)
                 props = dict(body["properties"])
                 profiles = props.pop("agentPoolProfiles")
                 self.pools[cluster_name] = {p["name"]: {k: v for k, v in p.items() if k != "name"} for p in profiles}
+                version = props["kubernetesVersion"]  # a minor gets the patch AKS picks; a full version stays
                 props.update(provisioningState="Succeeded", nodeResourceGroup=f"MC_{ids['rg']}_{cluster_name}",
-                             kubernetesVersion=props["kubernetesVersion"] + ".2", fqdn=f"{cluster_name}.example")
+                             kubernetesVersion=version + ".2" if version.count(".") == 1 else version,
+                             fqdn=f"{cluster_name}.example")
                 self.clusters[cluster_name] = {**body, "id": request.path, "name": cluster_name, "properties": props}
                 return 200, self._cluster(cluster_name)
             if cluster_name not in self.clusters:

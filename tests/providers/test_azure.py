@@ -17,11 +17,11 @@ from qhubctl.config import load_config
 from qhubctl.providers import azure
 from qhubctl.providers.base import desired_groups
 
-def config(tmp_path: Path, worker_max: int = 5, spot: bool = True):
+def config(tmp_path: Path, worker_max: int = 5, spot: bool = True, version: str = "1.33"):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({
         "schema_version": 2, "project_name": "demo",
-        "cluster": {"provider": "azure", "region": "eastus", "kubernetes_version": "1.33"},
+        "cluster": {"provider": "azure", "region": "eastus", "kubernetes_version": version},
         "node_groups": {"worker": {"max_nodes": worker_max, "spot": spot}, "gpu": {"gpu": {"count": 1}}}}))
     return load_config(path)
 
@@ -46,15 +46,26 @@ def test_plan_is_pure_over_observed_state(tmp_path: Path) -> None:
                                                ("create", "agent-pool"), ("create", "agent-pool"),
                                                ("create", "agent-pool")]
     pools = {azure.pool_name(g.name): azure.pool_body(g) for g in desired}
-    assert azure.plan_actions("demo", "1.33", desired, True, {"kubernetesVersion": "1.33.2"}, pools) == []
+    observed = {"kubernetesVersion": "1.33.2", "networkProfile": dict(azure.NETWORK_PROFILE)}
+    assert azure.plan_actions("demo", "1.33", desired, True, observed, pools) == []
     pools["worker"]["maxCount"] = 2
     pools["user"]["scaleSetPriority"] = "Spot"
-    actions = azure.plan_actions("demo", "1.34", desired, True, {"kubernetesVersion": "1.33.2"}, pools)
+    actions = azure.plan_actions("demo", "1.34", desired, True, observed, pools)
     assert [(a.op, a.name) for a in actions] == [("update", "demo"), ("replace", "user"), ("update", "worker")]
     assert pools["worker"]["nodeTaints"] == ["qhub.dev/node-group=worker:NoSchedule"]
     assert pools["general"]["mode"] == "System" and pools["gpu"]["mode"] == "User"
     with pytest.raises(Exception, match="cannot be an AKS agent pool name"):
         azure.pool_name("9lives")
+
+
+@pytest.mark.unit
+def test_a_cluster_without_a_network_policy_engine_gets_calico() -> None:
+    assert azure.network_policy_actions("demo", {"networkProfile": {"networkPlugin": "kubenet"}})[0].changes == {
+        "networkPolicy": ("none", "calico")}
+    (action,) = azure.network_policy_actions("demo", {"networkProfile": {"networkPolicy": "none"}})
+    assert (action.op, action.kind) == ("update", "aks-network-policy")
+    for engine in ("cilium", "calico", "azure"):
+        assert azure.network_policy_actions("demo", {"networkProfile": {"networkPolicy": engine}}) == []
 
 
 @pytest.mark.cloud
@@ -70,6 +81,10 @@ def test_sdk_calls_fit_the_contract(tmp_path: Path) -> None:
         assert api.violations == []
         assert fake.groups["demo-rg"]["tags"]["qhub-project"] == "demo"
         assert sorted(fake.pools["demo"]) == ["general", "gpu", "user", "worker"]
+        network = fake.clusters["demo"]["properties"]["networkProfile"]
+        assert {k: network[k] for k in azure.NETWORK_PROFILE} == {
+            "networkPlugin": "azure", "networkPluginMode": "overlay", "networkDataplane": "cilium",
+            "networkPolicy": "cilium"}, "Cilium enforces NetworkPolicies"
         assert fake.pools["demo"]["worker"]["scaleSetPriority"] == "Spot"
         assert provider.plan().actions == []
 
@@ -81,6 +96,26 @@ def test_sdk_calls_fit_the_contract(tmp_path: Path) -> None:
         assert [c for c in fake.calls if c[0] == "PUT"] == [("PUT", "pool")]
         assert fake.pools["demo"]["worker"]["maxCount"] == 9 and api.violations == []
         assert provider.kubeconfig()["clusters"][0]["name"] == "demo"
+
+        # a cluster an older qhubctl made without a policy engine: Calico in place, the rest of it unchanged
+        fake.clusters["demo"]["properties"]["networkProfile"] = {"networkPlugin": "kubenet"}
+        plan = provider.plan()
+        assert [(a.op, a.kind) for a in plan.actions] == [("update", "aks-network-policy")]
+        pools_before = {n: dict(p) for n, p in fake.pools["demo"].items()}
+        provider.apply(plan)
+        assert fake.clusters["demo"]["properties"]["networkProfile"] == {"networkPlugin": "kubenet",
+                                                                         "networkPolicy": "calico"}
+        assert fake.pools["demo"] == pools_before and api.violations == []
+        assert fake.clusters["demo"]["properties"]["kubernetesVersion"] == "1.33.2"
+        # a version upgrade keeps the network profile a running cluster cannot change
+        provider.cfg = config(tmp_path, worker_max=9, version="1.34")
+        plan = provider.plan()
+        assert [(a.op, a.kind) for a in plan.actions] == [("update", "aks-cluster")]
+        provider.apply(plan)
+        assert fake.clusters["demo"]["properties"]["networkProfile"] == {"networkPlugin": "kubenet",
+                                                                         "networkPolicy": "calico"}
+        assert provider.plan().actions == [] and api.violations == []
+        assert provider.plan().actions == []
 
         destroy = provider.destroy_plan()
         assert [a.kind for a in destroy.actions] == ["aks-cluster", "resource-group"]

@@ -5,6 +5,10 @@ identity, `az login`); the subscription is AZURE_SUBSCRIPTION_ID. The resource g
 default `<project>-rg`) and the cluster carry the tags `qhub-project`/`qhub-managed-by` (Azure tag names cannot hold
 `/`). Agent pools are named after the node groups (letters and digits, at most 12); `general` is the System pool.
 
+NetworkPolicies are enforced by Cilium: new clusters use Azure CNI Overlay with the Cilium dataplane and network
+policy engine (fixed at creation). A cluster without a network policy engine (made by an older qhubctl) gets
+Calico installed in place, which AKS supports on any network plugin of an existing cluster.
+
 Destroy deletes the managed cluster, which deletes its node resource group and with it the load balancers, public
 IPs and disks Kubernetes created; then the resource group, when qhubctl created it (tagged).
 """
@@ -23,6 +27,20 @@ from qhubctl.providers.base import Action, GroupSpec, Log, Plan, Provider, desir
 TAG_PROJECT = "qhub-project"
 TAG_MANAGED = "qhub-managed-by"
 COMPARED = ("min_nodes", "max_nodes", "labels", "taints", "instance_type", "spot", "disk_size_gb")
+ENFORCING = ("cilium", "calico", "azure")  # networkProfile.networkPolicy values with a policy engine
+NETPOL_KIND = "aks-network-policy"
+# New clusters: Azure CNI Overlay, Cilium dataplane and policy engine.
+NETWORK_PROFILE = {"networkPlugin": "azure", "networkPluginMode": "overlay", "networkDataplane": "cilium",
+                   "networkPolicy": "cilium"}
+
+
+def network_policy_actions(name: str, cluster: dict[str, Any]) -> list[Action]:
+    """Pure: Calico for an observed cluster (REST JSON properties) that has no network policy engine."""
+    have = str((cluster.get("networkProfile") or {}).get("networkPolicy") or "none").lower()
+    if have in ENFORCING:
+        return []
+    return [Action("update", NETPOL_KIND, name, {"networkPolicy": (have, "calico")},
+                   detail="AKS installs Calico on the running cluster")]
 
 
 def pool_name(group: str) -> str:
@@ -88,6 +106,7 @@ def plan_actions(name: str, version: str, desired: list[GroupSpec], group_exists
         if int(have.split(".")[1]) > int(version.split(".")[1]):
             raise UserError(f"cluster {name} runs Kubernetes {have}; AKS cannot downgrade to {version}")
         actions.append(Action("update", "aks-cluster", name, {"version": (have, version)}))
+    actions += network_policy_actions(name, cluster)
     by_pool = {pool_name(g.name): g for g in desired}
     renamed = [GroupSpec(**{**g.__dict__, "name": n}) for n, g in by_pool.items()]
     observed = {n: pool_spec(n, p) for n, p in pools.items()}
@@ -191,6 +210,7 @@ class Azure(Provider):
             dns_prefix=self.cluster_name, identity=m.ManagedClusterIdentity(type="SystemAssigned"),
             agent_pool_profiles=[m.ManagedClusterAgentPoolProfile(name="general", **_snake(general))],
             oidc_issuer_profile=m.ManagedClusterOIDCIssuerProfile(enabled=True),
+            network_profile=m.ContainerServiceNetworkProfile(**_snake(NETWORK_PROFILE)),
         )
 
     def apply(self, plan: Plan) -> None:
@@ -203,8 +223,16 @@ class Azure(Provider):
             if action.kind == "resource-group":
                 self._run("create resource group", rm.resource_groups.create_or_update, self.group,
                           {"location": self.cfg.cluster.region, "tags": self.tags})
+            elif action.kind == NETPOL_KIND:
+                cluster = self._run("get cluster", aks.managed_clusters.get, self.group, self.cluster_name)
+                cluster.network_profile.network_policy = "calico"
+                self._run("install Calico", aks.managed_clusters.begin_create_or_update, self.group,
+                          self.cluster_name, cluster).result()
             elif action.kind == "aks-cluster":
                 model = self.cluster_model()
+                if action.op == "update":  # the running cluster as it is (network profile, pools), new version
+                    model = self._run("get cluster", aks.managed_clusters.get, self.group, self.cluster_name)
+                    model.kubernetes_version = self.cfg.cluster.kubernetes_version
                 self._run("create cluster", aks.managed_clusters.begin_create_or_update, self.group,
                           self.cluster_name, model).result()
             elif action.op == "delete":
