@@ -1,4 +1,4 @@
-"""`qhubctl status`: what runs, where, and the URLs to reach it."""
+"""`qhubctl status`: what runs, where, and how to reach and log in to it, read from the cluster's real Services."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from qhubctl import kube
 from qhubctl.config.model import QHubConfig
 from qhubctl.helm import Deployed, Helm
 
-PATHS = {"jupyterhub": "/hub", "dask_gateway": "/services/dask-gateway", "conda_store": "/conda-store"}
+PATHS = {"jupyterhub": "/hub/", "dask_gateway": "/services/dask-gateway/", "conda_store": "/conda-store/"}
+SSH_PORT = 8022  # the kubessh Service's ssh port (SFTP-only: 8023)
 
 
 @dataclass
 class Status:
     release: Deployed | None
     workloads: list[kube.Workload]
-    urls: dict[str, str]
+    access: list[str] = field(default_factory=list)  # how to reach each service and log in, one line each
     node_groups: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -25,19 +26,96 @@ class Status:
         return self.release is not None and self.release.status == "deployed" and all(w.done for w in self.workloads)
 
 
-def urls(cfg: QHubConfig) -> dict[str, str]:
+def _service(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    return kube._rest(api, "GET", f"/api/v1/namespaces/{namespace}/services/{name}")
+
+
+def _node_port(svc: dict[str, Any], port: int) -> int | None:
+    for p in (svc.get("spec") or {}).get("ports") or []:
+        if p.get("port") == port and p.get("nodePort"):
+            return int(p["nodePort"])
+    return None
+
+
+def _lb_address(svc: dict[str, Any]) -> str | None:
+    for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+        if ing.get("hostname") or ing.get("ip"):
+            return str(ing.get("hostname") or ing.get("ip"))
+    return None
+
+
+def _node_host(cfg: QHubConfig) -> str:
+    # the local cluster's real node answers NodePorts on the loopback address; elsewhere any node's address does
+    return "127.0.0.1" if cfg.cluster.provider == "local" else "<a node's address>"
+
+
+def hub_access(cfg: QHubConfig, api: Any) -> tuple[str | None, list[str]]:
+    """The base URL of the platform (None when it needs a port-forward first) and the lines saying how to reach it."""
     if cfg.domain:
-        base = f"{'http' if cfg.tls.type == 'none' else 'https'}://{cfg.domain}"
-    else:
-        base = "http://localhost:8080"  # after: kubectl port-forward svc/<release>-proxy-public 8080:80
-    out = {name: base + path for name, path in PATHS.items() if getattr(cfg.components, name)}
+        scheme = "http" if cfg.tls.type == "none" else "https"
+        return f"{scheme}://{cfg.domain}", [f"(through the ingress; DNS for {cfg.domain} must point at it)"]
+    name = f"{cfg.release_name[:40].rstrip('-')}-proxy-public"
+    svc = _service(api, cfg.namespace, name)
+    if svc is None:
+        return None, [f"the Service {name} does not exist (JupyterHub off or not deployed yet)"]
+    kind = (svc.get("spec") or {}).get("type")
+    if kind == "NodePort" and _node_port(svc, 80):
+        return f"http://{_node_host(cfg)}:{_node_port(svc, 80)}", []
+    if kind == "LoadBalancer" and _lb_address(svc):
+        return f"http://{_lb_address(svc)}", []
+    forward = f"kubectl --namespace {cfg.namespace} port-forward service/{name} 8080:80"
+    return "http://localhost:8080", [f"first run: {forward}  (the Service is {kind}, not reachable from here)"]
+
+
+def ssh_access(cfg: QHubConfig, api: Any) -> list[str]:
+    name = f"{cfg.release_name[:40].rstrip('-')}-kubessh"
+    svc = _service(api, cfg.namespace, name)
+    if svc is None:
+        return [f"ssh: the Service {name} does not exist"]
+    kind = (svc.get("spec") or {}).get("type")
+    how = "user name and a JupyterHub API token (from /hub/token) as the password"
+    if kind == "NodePort" and _node_port(svc, SSH_PORT):
+        return [f"ssh: ssh -p {_node_port(svc, SSH_PORT)} <user>@{_node_host(cfg)}  ({how}; NodePort of {name})"]
+    if kind == "LoadBalancer" and _lb_address(svc):
+        return [f"ssh: ssh -p {SSH_PORT} <user>@{_lb_address(svc)}  ({how})"]
+    return [f"ssh: first run: kubectl --namespace {cfg.namespace} port-forward service/{name} {SSH_PORT}:{SSH_PORT}",
+            f"     then: ssh -p {SSH_PORT} <user>@localhost  ({how})"]
+
+
+def login_lines(cfg: QHubConfig) -> list[str]:
+    from qhubctl.deploy import ADMIN_PASSWORDS_KEY, hub_secret_name
+
+    secret = f"kubectl --namespace {cfg.namespace} get secret {hub_secret_name(cfg)} -o jsonpath="
+    kind = cfg.auth.type
+    admins = ", ".join(getattr(cfg.auth, "admins", []) or [])
+    if kind == "native":
+        return [f"log in: admins ({admins or 'none configured'}) with the password generated at the first deploy: "
+                f"{secret}'{{.data.{ADMIN_PASSWORDS_KEY}}}' | base64 -d",
+                "        others sign up at /hub/signup and wait for an admin's approval at /hub/authorize"]
+    if kind == "dummy":
+        return [f"log in (trial mode): an allowed user name with the shared password: "
+                f"{secret}'{{.data.dummy-password}}' | base64 -d"]
+    return [f"log in: the hub's \"Sign in\" button ({kind}); admins: {admins or 'none configured'}"]
+
+
+def access(cfg: QHubConfig, api: Any) -> list[str]:
+    lines: list[str] = []
+    if cfg.components.jupyterhub:
+        base, notes = hub_access(cfg, api)
+        for comp, path in PATHS.items():
+            if getattr(cfg.components, comp) and base:
+                lines.append(f"{comp}: {base}{path}")
+        lines += notes
+        lines += login_lines(cfg)
     if cfg.components.kubessh:
-        out["kubessh"] = f"ssh -p 8022 <user>@{cfg.domain or '<ssh service address>'}"
-    return out
+        lines += ssh_access(cfg, api)
+    return lines
 
 
 def gather(cfg: QHubConfig, helm: Helm, api: Any) -> Status:
     release = asyncio.run(helm.deployed(cfg.release_name, cfg.namespace))
     groups = {name: ", ".join(f"{k}={v}" for k, v in p.node_selector.items())
               for name, p in cfg.placements().items()}
-    return Status(release, kube.workloads(api, cfg.namespace), urls(cfg), groups)
+    if release is None:  # nothing to reach: no URLs that would not answer
+        return Status(None, kube.workloads(api, cfg.namespace), [], groups)
+    return Status(release, kube.workloads(api, cfg.namespace), access(cfg, api), groups)

@@ -19,6 +19,7 @@ from qhubctl.commands._common import (
     out,
 )
 from qhubctl.deploy import destroy as destroy_release
+from qhubctl.errors import EXIT_FAILURE
 from qhubctl.helm import Helm
 from qhubctl.status import gather
 from qhubctl.support import bundle
@@ -26,21 +27,24 @@ from qhubctl.support import bundle
 
 @handles_errors
 def status(config: Path = ConfigOpt, kubeconfig: Path | None = KubeconfigOpt) -> None:
-    """What runs, where, and the URLs. Exits 3 when the release is missing or not ready."""
+    """What runs, where, how to reach it and log in. Exits 3 when the release is missing or not ready."""
     cfg = load(config)
     path, context = kube_target(cfg, kubeconfig)
     st = gather(cfg, Helm(path, context), kube.api_client(path, context))
     rel = st.release
     out.print(f"release {cfg.release_name} in {cfg.namespace}: "
-              + (f"revision {rel.revision}, {rel.status}, chart {rel.chart_version}" if rel else "not installed"))
+              + (f"revision {rel.revision}, {rel.status}, chart {rel.chart_version}" if rel else "not installed"),
+              markup=False)
+    if rel is None:
+        out.print(f"  install it with: qhubctl deploy -c {config}", markup=False)
     for w in st.workloads:
-        out.print(f"  {w.kind}/{w.name}: {w.ready}/{w.desired} ready")
+        out.print(f"  {w.kind}/{w.name}: {w.ready}/{w.desired} ready", markup=False)
     for name, selector in st.node_groups.items():
-        out.print(f"  node group {name}: {selector}")
-    for name, url in st.urls.items():
-        out.print(f"  {name}: {url}")
+        out.print(f"  node group {name}: {selector}", markup=False)
+    for line in st.access:
+        out.print(f"  {line}", markup=False)
     if not st.healthy:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @handles_errors
