@@ -1,0 +1,147 @@
+"""conda-store on the real node: QHub deployed by `qhubctl deploy` with conda-store on, its server and worker in
+the image built here (qhub/conda-store), and its PostgreSQL and Redis substituted through the config's
+`conda_store.postgresql_image` / `redis_image` by images built here from Debian packages (qhub/postgresql,
+qhub/redis; the chart's defaults are the upstream images, which cannot be pulled on this machine). Every part runs
+in its container on the real node and passes its probes; conda-store answers on the platform's /conda-store path
+through the hub's proxy; a user logs in to it through the hub's OAuth, with her hub login, and lists her
+namespaces and environments through its REST API, which reads them from PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+import qhubkit
+import requests
+import yaml
+from qhubkit import Platform
+
+from nodekit import wait_for
+from qhubctl import realnode
+from qhubctl.config.environments import default_environments
+from qhubctl.localcluster import LocalCluster
+
+pytestmark = pytest.mark.node
+
+NS = "qhub-condastore"
+RELEASE = "qcs"
+USER = "demo"
+SUBSTITUTES = ("postgresql", "redis")
+IMAGES = ("jupyterhub", "conda-store", *SUBSTITUTES)
+# component label -> image the pod must run
+PARTS = {"conda-store": "conda-store", "conda-store-worker": "conda-store",
+         "conda-store-postgresql": "postgresql", "conda-store-redis": "redis"}
+
+
+def _tag(name: str) -> str:
+    return str(yaml.safe_load((qhubkit.REPO / "images" / name / "image.yaml").read_text())["version"])
+
+
+@pytest.fixture(scope="module")
+def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    cfg = qhubkit.local_config(NS, RELEASE)
+    # conda-store and what it needs; the other parts stay off to spare the shared node
+    cfg["components"] = {**cfg.get("components", {}), "conda_store": True, "dask_gateway": False,
+                         "kubessh": False, "jitsi": False}
+    cfg["conda_store"] = {f"{name}_image": f"qhub/{name}:{_tag(name)}" for name in SUBSTITUTES}
+    with qhubkit.deployed(cluster, tmp_path_factory.mktemp("condastore"), NS, RELEASE, cfg, IMAGES,
+                          timeout="8m") as deployed:
+        yield deployed
+
+
+@pytest.fixture(autouse=True)
+def _report(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
+    yield from qhubkit.report_on_failure(lambda: platform, request)
+
+
+def _since(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+
+
+def _ready_pod(platform: Platform, component: str) -> dict[str, Any]:
+    pods = [p for p in platform.pods(f"app.kubernetes.io/component={component}")
+            if not p["metadata"].get("deletionTimestamp")]
+    assert len(pods) == 1, f"{component}: {[p['metadata']['name'] for p in pods]}"
+    return pods[0]
+
+
+def test_conda_store_its_database_and_redis_run_in_images_built_here(platform: Platform) -> None:
+    for component, image in PARTS.items():
+        pod = _ready_pod(platform, component)
+        name = pod["metadata"]["name"]
+        assert pod["spec"]["nodeName"] == realnode.NODE_NAME, f"{name} is not on the real node"
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"] and status["restartCount"] == 0, (name, status)
+        assert status["imageID"].startswith(f"{realnode.REGISTRY}/qhub/{image}@"), (name, status["imageID"])
+        assert status["imageID"].endswith(platform.digests[image]), (name, status["imageID"])
+        conditions = {c["type"]: c["lastTransitionTime"] for c in pod["status"]["conditions"]}
+        print(f"[node] {component}: Ready {_since(pod['status']['startTime'], conditions['Ready']):.0f}s "
+              f"after its pod started")
+    # the chart runs the substitutes as the upstream images' uids (initdb needs the uid in /etc/passwd)
+    pg = _ready_pod(platform, "conda-store-postgresql")
+    assert pg["spec"]["securityContext"]["runAsUser"] == 70
+    print(f"[node] deploy with conda-store: {platform.deploy_seconds:.0f}s")
+
+
+def _status(url: str) -> int:
+    try:
+        return requests.get(url, timeout=10).status_code
+    except requests.RequestException:
+        return 0
+
+
+def _oauth_session(platform: Platform, user: str) -> requests.Session:
+    """Log in to conda-store as a browser does: the hub's login form, then /conda-store/login/ -> the hub's
+    authorize -> conda-store's callback, which sets conda-store's own cookie."""
+    session = qhubkit.demo_access.login(platform.url, user, platform.password)
+    done = session.get(f"{platform.url}conda-store/login/", timeout=60)
+    assert done.status_code == 200, (done.status_code, done.url, done.text[:300])
+    assert "/conda-store/oauth_callback/" in (done.history[-1].url if done.history else done.url) or \
+        "/conda-store/oauth_callback/" in done.url, [r.url for r in done.history]
+    assert "conda-store-auth" in session.cookies, [r.url for r in done.history]
+    return session
+
+
+def test_a_user_logs_in_through_the_hub_and_lists_environments(platform: Platform) -> None:
+    base = f"{platform.url}conda-store/api/v1"
+    begun = time.monotonic()
+    wait_for("conda-store's API on the platform's /conda-store path",
+             lambda: _status(f"{base}/") == 200, timeout=120, interval=2)
+    health = requests.get(f"{base}/", timeout=10).json()
+    assert health["status"] == "ok", health
+    anonymous = requests.get(f"{base}/namespace/", timeout=30)
+    assert anonymous.status_code == 200 and anonymous.json()["data"] == [], "anonymous visitors see nothing"
+
+    session = _oauth_session(platform, USER)
+    permission = session.get(f"{base}/permission/", timeout=30).json()["data"]
+    assert permission["authenticated"] is True and permission["primary_namespace"] == USER, permission
+    namespaces = {n["name"] for n in session.get(f"{base}/namespace/?size=100", timeout=30).json()["data"]}
+    assert {USER, "global"} <= namespaces, namespaces
+
+    # the config's environments reach the worker as files; it registers each in the global namespace (in
+    # PostgreSQL, through the queue in Redis) and the server lists it to the user
+    declared = {e.name for e in default_environments()}  # the local config declares none of its own
+    assert "environments" not in platform.config_dict()
+
+    def listed() -> set[str]:
+        answer = session.get(f"{base}/environment/?namespace=global&size=100", timeout=30)
+        assert answer.status_code == 200, answer.text[:300]
+        return {e["name"] for e in answer.json()["data"]} & declared
+
+    wait_for("the declared environments in the user's listing", lambda: listed() == declared, timeout=180,
+             interval=3)
+    print(f"[node] conda-store: {USER} logged in through the hub and listed {sorted(declared)} in "
+          f"{time.monotonic() - begun:.0f}s; namespaces {sorted(namespaces)}")
+
+
+def test_builds_reach_only_public_channels_by_default(platform: Platform) -> None:
+    policy = json.loads(platform.cluster.kubectl("get", "networkpolicy", f"{RELEASE}-conda-store-worker", "-n", NS,
+                                                 "-o", "json"))
+    blocks = [p["ipBlock"] for rule in policy["spec"]["egress"] for p in rule.get("to", []) if "ipBlock" in p]
+    assert blocks == [{"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                         "169.254.0.0/16"]}], blocks
