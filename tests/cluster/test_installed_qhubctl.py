@@ -1,0 +1,124 @@
+"""qhubctl as installed software: the sdist and wheel built from this checkout carry the chart, and a wheel installed
+into a fresh virtualenv outside the checkout runs version, init, validate, render and deploy --dry-run (against the
+local test cluster) from another directory, with no traceback anywhere.
+
+Packages come from PyPI once, then from a wheelhouse in $QHUB_CACHE keyed by the build system and dependencies in
+pyproject.toml (pip download), so later runs install offline (--no-index).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tarfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from qhubctl import __version__, localcluster
+from qhubctl.proc import run
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+CHART_FILES = (  # a sample of what the chart needs at deploy time: metadata, schemas, subcharts, files/, crds/
+    "Chart.yaml", "values.yaml", "values.schema.json", "templates/_helpers.tpl",
+    "charts/nfs/values.schema.json", "charts/jupyterhub/files/jupyterhub_config.py",
+    "charts/dask-gateway/crds/daskclusters.yaml", "charts/conda-store/files/conda_store_config.py",
+)
+
+
+def _wheelhouse() -> Path:
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    key = json.dumps([sys.version_info[:2], data["build-system"], data["project"]["dependencies"]], sort_keys=True)
+    return localcluster.cache_dir() / "wheelhouse" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _pip(venv: Path, *args: str, env: dict[str, str]) -> None:
+    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *args], env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(sdist, wheel) built by `python -m build` (the wheel from the sdist) in an isolated build environment."""
+    tmp = tmp_path_factory.mktemp("build")
+    house = _wheelhouse()
+    house.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
+    tools = tmp / "build-venv"
+    run([sys.executable, "-m", "venv", str(tools)], timeout=120)
+    build_reqs = ["build", *tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]]
+    complete = house / ".complete"
+    if not complete.exists():  # once per dependency set: fetch what the build and the install need
+        run([str(tools / "bin" / "python"), "-m", "pip", "download", "-q", "-d", str(house), *build_reqs],
+            env=env, timeout=900)
+    offline = {**env, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(house)}
+    _pip(tools, "build", env=offline)
+    dist = tmp / "dist"
+    run([str(tools / "bin" / "python"), "-m", "build", "--outdir", str(dist), str(REPO)], env=offline, timeout=900)
+    sdist, = dist.glob("qhubctl-*.tar.gz")
+    wheel, = dist.glob("qhubctl-*.whl")
+    if not complete.exists():
+        run([str(tools / "bin" / "python"), "-m", "pip", "download", "-q", "-d", str(house), str(wheel)],
+            env=env, timeout=900)
+        complete.touch()
+    return sdist, wheel
+
+
+def test_sdist_and_wheel_carry_the_chart(built: tuple[Path, Path]) -> None:
+    sdist, wheel = built
+    with tarfile.open(sdist) as tar:
+        in_sdist = set(tar.getnames())
+    with zipfile.ZipFile(wheel) as whl:
+        in_wheel = set(whl.namelist())
+    top = sdist.name.removesuffix(".tar.gz")
+    for name in CHART_FILES:
+        assert f"{top}/charts/qhub/{name}" in in_sdist, f"sdist lacks charts/qhub/{name}"
+        assert f"qhubctl/charts/qhub/{name}" in in_wheel, f"wheel lacks qhubctl/charts/qhub/{name}"
+    templates = {n for n in in_wheel if n.startswith("qhubctl/charts/qhub/") and "/templates/" in n}
+    in_git = {p for p in (REPO / "charts" / "qhub").rglob("*") if p.is_file() and "templates" in p.parts}
+    assert len(templates) == len(in_git), "the wheel's chart templates differ from the checkout's"
+    assert not any("__pycache__" in n for n in in_wheel)
+
+
+def test_installed_wheel_works_outside_the_checkout(built: tuple[Path, Path], tmp_path: Path,
+                                                    cluster: localcluster.LocalCluster) -> None:
+    _, wheel = built
+    venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV", "QHUB_CHART"))}
+    # no .venv on PATH: the installed qhubctl and the pinned tools (helm) only
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), str(localcluster.bin_dir()), "/usr/bin", "/bin"])
+    env["KUBECONFIG"] = str(cluster.kubeconfig)
+    env["QHUB_CHART"] = ""  # proc.run adds env on top of this process's: no override leaks in
+    run([sys.executable, "-m", "venv", str(venv)], timeout=120)
+    _pip(venv, "--no-index", "--find-links", str(_wheelhouse()), str(wheel), env=env)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    qhubctl = str(venv / "bin" / "qhubctl")
+
+    def ok(*args: str) -> str:
+        result = run([qhubctl, *args], cwd=work, env=env, timeout=300, check=False)
+        both = result.stdout + result.stderr
+        assert "Traceback" not in both, f"qhubctl {' '.join(args)}:\n{both}"
+        assert result.returncode == 0, f"qhubctl {' '.join(args)} exited {result.returncode}:\n{both}"
+        return result.stdout
+
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    version = ok("version")
+    assert f"qhubctl {__version__}" in version
+    assert f"packaged with qhubctl ({site / 'qhubctl' / 'charts' / 'qhub'})" in version, version
+    ok("init", "local", "-o", "qhub-config.yaml")
+    ok("validate")
+    rendered = ok("render")
+    assert "jupyterhub:" in rendered and "nfs:" in rendered
+    plan = ok("deploy", "--dry-run")
+    assert "plan:" in plan and "with chart" in plan
+
+    # a wrong override is a message naming it, not a traceback
+    bad = run([qhubctl, "--chart", str(work / "missing.tgz"), "render"], cwd=work, env=env, timeout=120, check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stdout + bad.stderr
+    assert f"QHUB_CHART={work / 'missing.tgz'}" in bad.stderr
