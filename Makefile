@@ -9,8 +9,10 @@ PY := $(CURDIR)/.venv/bin/python
 CLUSTER ?= qhub-local
 KUBECONFIG_LOCAL := $(QHUB_CACHE)/clusters/$(CLUSTER)/kubeconfig
 CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/qhub/Chart.yaml)
+APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/qhub/Chart.yaml)
 
-.PHONY: setup tools cluster-up cluster-down demo test test-unit test-chart test-cluster test-node package bench images schema clean
+.PHONY: setup tools cluster-up cluster-down demo test test-unit test-chart test-cluster test-node package chart-push \
+	release-check bench images schema clean
 
 setup:  ## Debian packages, .venv with qhubctl, and the pinned Go toolchain
 	@bash ci/setup.sh
@@ -60,6 +62,18 @@ test-node: setup  ## containers on the local cluster's real node
 
 package: setup  ## the chart archive with its subcharts, in dist/
 	@mkdir -p dist && helm package charts/qhub --destination dist && ls -l dist/qhub-$(CHART_VERSION).tgz
+
+chart-push:  ## push dist/qhub-<version>.tgz (make package) to CHART_REPO=oci://... (default oci://$(REGISTRY)/charts)
+	@bash scripts/push_chart.sh
+
+# A release (.github/workflows/release.yaml, on a tag vX.Y.Z) runs release-check, images, package and chart-push.
+release-check:  ## a release's TAG (X.Y.Z of the tag vX.Y.Z) is the chart's version and appVersion; REGISTRY is set
+	@test -n "$(TAG)" || { echo "release-check: TAG is empty (X.Y.Z of the release tag vX.Y.Z)" >&2; exit 1; }
+	@test "$(TAG)" = "$(CHART_VERSION)" -a "$(TAG)" = "$(APP_VERSION)" || { echo "release-check: TAG $(TAG) is \
+	not the chart's version $(CHART_VERSION) and appVersion $(APP_VERSION) (charts/qhub/Chart.yaml): the images \
+	would be pushed under another tag than the chart names" >&2; exit 1; }
+	@test -n "$(REGISTRY)" || { echo "release-check: REGISTRY is empty (host[:port][/namespace] to push to)" >&2; exit 1; }
+	@echo "release-check: $(TAG) pushes images and chart to $(REGISTRY)"
 
 bench: setup  ## print footprint and speed figures
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(PY) $$s || exit 1; done
