@@ -1,0 +1,97 @@
+"""Idle culling on the real node, the way users meet it: QHub deployed by `qhubctl deploy` with a one-minute idle
+timeout set in the config file (`jupyterhub.idle_culler.timeout_minutes: 1`). Two users start their servers;
+`idle` then leaves hers alone while `busy` keeps running cells in a notebook kernel of hers (through the proxy, as
+JupyterLab does). jupyterhub-idle-culler stops the idle server and its pod goes; the busy one, in use well past the
+timeout, keeps running in the same pod. (An idle Dask cluster stopping itself is in test_dask_journey.py.)"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import qhubkit
+from qhubkit import Platform
+
+from nodekit import wait_for
+from qhubctl.localcluster import LocalCluster
+
+pytestmark = pytest.mark.node
+
+NS = "qhub-cull"
+RELEASE = "qcull"
+IMAGES = ("jupyterhub", "jupyterlab")
+TIMEOUT = 60  # seconds: the config's one minute
+
+
+def _config() -> dict[str, Any]:
+    """`qhubctl init local`'s config with the two users, a one-minute idle timeout and a small profile (two servers
+    on a 2-core node shared with other tests); Dask-Gateway and SSH off, this journey needs neither."""
+    cfg = qhubkit.local_config(NS, RELEASE)
+    cfg["auth"]["users"] = {"idle": {}, "busy": {}, **{admin: {} for admin in cfg["auth"]["admins"]}}
+    cfg["jupyterhub"] = {"idle_culler": {"timeout_minutes": TIMEOUT // 60}}
+    cfg["profiles"] = {"jupyterlab": [{"name": "tiny", "display_name": "Tiny", "default": True,
+                                       "cpu": {"guarantee": 0.05, "limit": 1},
+                                       "memory": {"guarantee": "256Mi", "limit": "1Gi"}}]}
+    cfg["components"].update(dask_gateway=False, kubessh=False)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with qhubkit.deployed(cluster, tmp_path_factory.mktemp("cull"), NS, RELEASE, _config(), IMAGES) as deployed:
+        yield deployed
+
+
+@pytest.fixture(autouse=True)
+def _report(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
+    yield from qhubkit.report_on_failure(lambda: platform, request)
+
+
+def _pod(platform: Platform, user: str) -> dict[str, Any] | None:
+    """The user's server pod, unless it is gone or going."""
+    pods = [p for p in platform.pods(f"hub.jupyter.org/username={user}") if not p["metadata"].get("deletionTimestamp")]
+    return pods[0] if pods else None
+
+
+def test_an_idle_server_is_culled_and_a_busy_one_is_not(platform: Platform) -> None:
+    values = json.loads(qhubkit.helm(platform.cluster, "get", "values", RELEASE, "-n", NS, "-o", "json").stdout)
+    assert values["jupyterhub"]["cull"] == {"enabled": True, "timeout": TIMEOUT, "every": TIMEOUT // 4}
+    platform.start_server("idle")
+    idle_since = time.monotonic()  # the last request her server saw: the start's check through the proxy
+    idle_pod = _pod(platform, "idle")
+    assert idle_pod is not None
+    busy = platform.kernel("busy")
+    busy_pod = _pod(platform, "busy")
+    assert busy_pod is not None
+    busy_since = time.monotonic()
+    busy.run("n = 0")
+
+    def idle_gone() -> bool:
+        busy.run("n += 1")  # `busy` works in her notebook meanwhile, a cell every few seconds
+        return _pod(platform, "idle") is None
+
+    wait_for("the idle server's pod to go", idle_gone, timeout=TIMEOUT * 4, interval=5)
+    latency = time.monotonic() - idle_since
+    assert latency > TIMEOUT - 5, f"culled {latency:.0f}s after her last use, before the {TIMEOUT}s timeout"
+    assert platform.hub_api("GET", "/users/idle", platform.token("idle")).json()["servers"] == {}
+    hub_log = platform.cluster.kubectl("logs", "-n", NS, f"deployment/{RELEASE}-hub", "--tail=-1")
+    assert "Culling server idle (inactive for" in hub_log, "stopped by jupyterhub-idle-culler"
+
+    # `busy` keeps working until she has been at it for twice the timeout and a check period more
+    deadline = busy_since + 2 * TIMEOUT + TIMEOUT // 4
+    while time.monotonic() < deadline:
+        busy.run("n += 1")
+        time.sleep(5)
+    assert busy.run("print(n)").strip().isdigit()
+    still = _pod(platform, "busy")
+    assert still is not None and still["metadata"]["uid"] == busy_pod["metadata"]["uid"], "the busy server was culled"
+    assert all(s["restartCount"] == 0 for s in still["status"]["containerStatuses"])
+    model = platform.hub_api("GET", "/users/busy", platform.token("busy")).json()
+    assert model["servers"][""]["ready"], model
+    assert "Culling server busy" not in platform.cluster.kubectl("logs", "-n", NS, f"deployment/{RELEASE}-hub",
+                                                                 "--tail=-1")
+    print(f"[node] idle culling with a {TIMEOUT}s timeout: idle server's pod gone {latency:.0f}s after her last "
+          f"use; busy server kept for {time.monotonic() - busy_since:.0f}s; deploy {platform.deploy_seconds:.0f}s")
