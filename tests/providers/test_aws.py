@@ -113,6 +113,7 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, tmp_path: Path) -> N
     created = run("cluster", "create", "-c", str(config), "--yes")
     assert created.exit_code == 0, created.output
     assert "cluster demo matches the config" in created.output
+    assert "NetworkPolicy enforcement: the VPC CNI's network policy agent" in created.output
     planned_lines = [line for line in created.output.splitlines() if line[:2] == "+ "]
     assert planned_lines.index("+ eks-addon vpc-cni (network policy agent on: enableNetworkPolicy=true)") < \
         planned_lines.index(next(line for line in planned_lines if line.startswith("+ nodegroup"))), \

@@ -62,6 +62,19 @@ def test_templates_parse_and_catch_mistakes() -> None:
         check_body("update_node_pool", {"name": "a", "count": "three"})
 
 
+@pytest.mark.unit
+def test_doks_has_no_network_policy_setting_to_turn_on() -> None:
+    """DOKS runs Cilium, which enforces NetworkPolicies, on every cluster: its create API offers no network plugin
+    or policy field (nothing for qhubctl to set), and `qhubctl check` names Cilium where it finds no enforcement."""
+    from qhubctl.netcheck import ENFORCEMENT
+
+    fields = {part for path in body_template("create_cluster") for part in path}
+    assert "node_pools" in fields and "vpc_uuid" in fields, "the template parsed"
+    words = ("cni", "network_polic", "netpol", "cilium", "calico")
+    assert not [f for f in fields if any(word in f for word in words)], "DOKS offers a network plugin setting now"
+    assert "Cilium" in ENFORCEMENT["digitalocean"].enforcer and "cilium" in ENFORCEMENT["digitalocean"].turn_on
+
+
 @pytest.mark.cloud
 def test_sdk_calls_fit_the_contract(tmp_path: Path) -> None:
     fake = FakeDOKS()

@@ -10,6 +10,7 @@ import yaml
 from qhubctl import providers
 from qhubctl.commands._common import ConfigOpt, YesOpt, confirm, err, handles_errors, load, out
 from qhubctl.errors import EXIT_CHANGES, QHubError
+from qhubctl.netcheck import ENFORCEMENT
 from qhubctl.private import write_private
 from qhubctl.providers.base import Plan
 
@@ -73,6 +74,8 @@ def create(config: Path = ConfigOpt, yes: bool = YesOpt, kubeconfig: Path | None
                             hint="run `qhubctl cluster create` again; the cloud may still be settling")
         out.print(f"cluster {plan.cluster} matches the config", markup=False)
     _write_outputs(provider, config, kubeconfig)
+    out.print(f"NetworkPolicy enforcement: {ENFORCEMENT[cfg.cluster.provider].enforcer}; `qhubctl check` tests it "
+              "once QHub is deployed", markup=False)
 
 
 @app.command("destroy")

@@ -4,6 +4,10 @@ The API token is DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN, doctl's name)
 project and tagged `qhub-project:<project>`; node pools are named after the node groups with autoscaling, Kubernetes
 labels and taints. Destroy uses DOKS's "destroy with associated resources", which also deletes the load balancers
 and volumes the cluster created (they are listed first). The kubeconfig comes from the API and holds a token.
+
+NetworkPolicies: every DOKS cluster runs Cilium as its network plugin, which enforces them; the cluster API has no
+setting to turn it on or off (tests/providers/test_digitalocean.py checks the API's request template for one), so
+there is nothing to set here. `qhubctl check` proves it on the running cluster.
 """
 
 from __future__ import annotations
