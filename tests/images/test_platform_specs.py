@@ -21,9 +21,11 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
 PLATFORM = ["jupyterhub", "jupyterlab", "dask-worker", "dask-gateway-server", "traefik", "kubessh", "jitsi-token",
-            "conda-store"]
+            "conda-store", "nfs-server"]
 # upstream programs built here from their own source, under their own version (not Python images of QHub's)
 UPSTREAM_BUILT = ["traefik"]
+# built here from Debian packages alone, tagged with the appVersion, with no Python of their own
+DEBIAN_ONLY = ["nfs-server"]
 GPU = ["jupyterlab-gpu", "dask-worker-gpu"]
 _PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)", re.M)
 
@@ -38,7 +40,7 @@ def app_version() -> str:
     return yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"]
 
 
-@pytest.mark.parametrize("name", [n for n in PLATFORM if n not in UPSTREAM_BUILT])
+@pytest.mark.parametrize("name", [n for n in PLATFORM if n not in UPSTREAM_BUILT + DEBIAN_ONLY])
 def test_platform_spec_is_a_system_spec_tagged_with_the_app_version(name: str) -> None:
     directory = IMAGES / name
     assert spec_kind(directory) == "system"
@@ -55,6 +57,30 @@ def test_platform_spec_is_a_system_spec_tagged_with_the_app_version(name: str) -
     lock = json.loads((directory / "system.lock.json").read_text())
     assert lock["pip"]["python"] == "3.11"
     assert lock["debian"]["request"] == sorted(spec.debian)
+
+
+def test_nfs_server_image_has_what_the_nfs_chart_runs() -> None:
+    """NFS-Ganesha with its VFS backend from Debian, started with the command the StatefulSet gives it, a shell for
+    its init container's chown, and /etc/mtab, where the VFS backend looks up the exported file system."""
+    directory = IMAGES / "nfs-server"
+    spec = load_system_spec(directory)
+    assert spec.version == "" and published_tag(directory, app_version=app_version()) == (
+        f"qhub/nfs-server:{app_version()}")
+    assert spec.user != 0
+    assert {"nfs-ganesha", "nfs-ganesha-vfs", "busybox-static"} <= set(spec.debian)
+    lock = json.loads((directory / "system.lock.json").read_text())
+    assert lock["debian"]["request"] == sorted(spec.debian)
+    assert {"nfs-ganesha", "nfs-ganesha-vfs"} <= {p["name"] for p in lock["debian"]["packages"]}
+    template = (REPO / "charts/qhub/charts/nfs/templates/server/statefulset.yaml").read_text()
+    block = template[template.index("          command:\n            - ganesha.nfsd"):]
+    command = re.findall(r"^            - (\S+)$", block.split("\n          ports:")[0], re.M)
+    # the chart names the program on PATH; the image runs the same program with the same arguments
+    assert spec.entrypoint == ["/usr/bin/ganesha.nfsd"] and command == ["ganesha.nfsd", *spec.cmd]
+    assert "- sh\n            - -c\n            - chown" in template
+    mtab = directory / "rootfs" / "etc" / "mtab"
+    assert mtab.is_symlink() and str(mtab.readlink()) == "/proc/self/mounts"
+    values = yaml.safe_load((REPO / "charts/qhub/charts/nfs/values.yaml").read_text())
+    assert values["image"]["repository"] == "qhub/nfs-server" and values["image"]["tag"] == ""
 
 
 def test_hub_image_has_what_the_chart_runs() -> None:
