@@ -38,6 +38,38 @@ def test_baseline_is_control_plane_plus_min_nodes(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
+def test_the_built_in_table_has_the_shape_price_files_are_checked_against() -> None:
+    from importlib import resources
+
+    from qhubctl.cost import PriceFile
+
+    PriceFile.model_validate(yaml.safe_load(resources.files("qhubctl").joinpath("data/prices.yaml").read_text()))
+
+
+@pytest.mark.unit
+def test_a_misspelt_or_bad_price_file_is_refused_naming_each_key(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.yaml", {"provider": "aws", "region": "us-east-1"}, {"general": {}})
+    bad = tmp_path / "prices.yaml"
+    bad.write_text(yaml.safe_dump({"hours_per_mont": 700,
+                                   "clouds": {"aws": {"instancs": {"m6i.large": 0.1}, "spot_factor": 3,
+                                                      "accelerators": {"t4": -1}}}}))
+    with pytest.raises(UserError) as err:
+        load_prices(bad)
+    text = str(err.value)
+    assert "hours_per_mont: unknown key (known: as_of, hours_per_month, clouds)" in text
+    assert "clouds.aws.instancs: unknown key" in text and "instances" in text
+    assert "clouds.aws.spot_factor" in text and "clouds.aws.accelerators" in text
+    result = CliRunner().invoke(app, ["cost", "-c", str(cfg), "--prices", str(bad)])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "instancs" in result.output
+    bad.write_text("clouds: [aws]\n")
+    with pytest.raises(UserError, match="clouds"):
+        load_prices(bad)
+    bad.write_text("clouds: {aws: {instances: {a: 1}\n")
+    with pytest.raises(UserError, match="cannot read the price file"):
+        load_prices(bad)
+
+
+@pytest.mark.unit
 def test_override_file_and_unknown_type(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path / "c.yaml", {"provider": "gcp", "project": "my-project-1"}, {
         "general": {"instance_type": "c3-standard-4"}}))

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from qhubctl.config.model import QHubConfig
 from qhubctl.errors import UserError
@@ -25,16 +27,67 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _Prices(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CloudPrices(_Prices):
+    """One cloud's prices; in a --prices file every key is optional and merges over the built-in table."""
+
+    source: str | None = None
+    region: str | None = None
+    control_plane: float | None = Field(None, ge=0)
+    spot_factor: float | None = Field(None, gt=0, le=1)
+    instances: dict[str, float] | None = None
+    accelerators: dict[str, float] | None = None
+
+    @field_validator("instances", "accelerators")
+    @classmethod
+    def _not_negative(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        bad = [k for k, v in (value or {}).items() if v < 0]
+        if bad:
+            raise ValueError(f"prices cannot be negative: {', '.join(bad)}")
+        return value
+
+
+class PriceFile(_Prices):
+    """The shape of tools/qhubctl/data/prices.yaml and of a --prices file (misspelt keys are refused)."""
+
+    as_of: str | date | None = None
+    hours_per_month: float | None = Field(None, gt=0, le=744)
+    clouds: dict[str, CloudPrices] | None = None
+
+
+def _checked(path: Path, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a price file is a mapping like tools/qhubctl/data/prices.yaml")
+    try:
+        PriceFile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                owner = CloudPrices if len(err["loc"]) == 3 and err["loc"][0] == "clouds" else PriceFile
+                problems.append(f"{where}: unknown key (known: {', '.join(owner.model_fields)})")
+            else:
+                problems.append(f"{where}: {err['msg']}")
+        raise UserError(f"{path}: {len(problems)} problem(s)\n  - " + "\n  - ".join(problems),
+                        hint="keys and shape as in tools/qhubctl/data/prices.yaml") from None
+    return data
+
+
 def load_prices(override: Path | None = None) -> dict[str, Any]:
     table = yaml.safe_load(resources.files("qhubctl").joinpath("data/prices.yaml").read_text())
     path = override or (Path(os.environ["QHUB_PRICES"]) if os.environ.get("QHUB_PRICES") else None)
     if path:
-        if not path.exists():
+        if not path.is_file():
             raise UserError(f"{path}: no such price file")
-        extra = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(extra, dict):
-            raise UserError(f"{path}: a price file is a mapping like tools/qhubctl/data/prices.yaml")
-        table = _merge(table, extra)
+        try:
+            extra = yaml.safe_load(path.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UserError(f"{path}: cannot read the price file: {exc}") from None
+        table = _merge(table, _checked(path, extra))
         table["overridden_by"] = str(path)
     return table
 
