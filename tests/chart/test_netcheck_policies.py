@@ -104,7 +104,7 @@ def component(name: str, chart: str = "jupyterhub") -> dict[str, Any]:
 def test_an_enforcing_network_would_pass_the_check() -> None:
     cfg = parse_config({"schema_version": SCHEMA_VERSION, "project_name": "netcheck", "cluster": {"provider": "aws"}},
                        environ={})
-    probes = targets(cfg, "10.96.0.10", "10.96.0.11")
+    probes = targets(cfg, ("10.96.0.10", 8081), ("10.96.0.11", 80))
     canary = {"namespace": NS, "labels": canary_pod(cfg, "c", "i", {}, probes)["metadata"]["labels"]}
     assert any(matches(p["spec"]["podSelector"], canary["labels"]) for p in policies()), "a policy selects it"
     kube_dns = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}

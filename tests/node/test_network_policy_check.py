@@ -66,7 +66,7 @@ def test_check_fails_clearly_on_the_bridge_cni(platform: Platform, cluster: Loca
     # the canary is what the user servers' NetworkPolicy selects
     policy = _get(cluster, "networkpolicy", f"{RELEASE}-singleuser")
     cfg = load_config(platform.config, environ={})
-    canary = canary_pod(cfg, "x", "x", {}, targets(cfg, "10.0.0.1", "10.0.0.2"))
+    canary = canary_pod(cfg, "x", "x", {}, targets(cfg, ("10.0.0.1", 8081), ("10.0.0.2", 80)))
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= canary["metadata"]["labels"].items()
     metadata_open = _host_reaches(METADATA, 80)
 

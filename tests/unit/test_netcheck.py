@@ -18,7 +18,7 @@ from qhubctl.errors import ClusterError
 from qhubctl.netcheck import ENFORCEMENT, METADATA, PROBE, Result, Target, canary_pod, decide, parse, targets
 
 pytestmark = pytest.mark.unit
-HUB_IP, PROXY_IP = "10.96.0.10", "10.96.0.11"
+HUB, PROXY = ("10.96.0.10", 8081), ("10.96.0.11", 80)
 
 
 def cfg(provider: str = "aws") -> Any:
@@ -31,17 +31,17 @@ def results(dns: bool = True, proxy: bool = True, hub: bool = False, metadata: b
     reached = {"DNS": dns, "the proxy's public port": proxy, "the hub's internal port": hub,
                "the cloud metadata address": metadata}
     return [Result(t, reached[t.name], "connected" if reached[t.name] else "no answer (dropped)")
-            for t in targets(cfg(), HUB_IP, PROXY_IP)]
+            for t in targets(cfg(), HUB, PROXY)]
 
 
 def test_targets_are_the_hub_port_metadata_and_two_controls() -> None:
-    found = {t.name: t for t in targets(cfg(), HUB_IP, PROXY_IP)}
-    assert (found["the hub's internal port"].where, found["the hub's internal port"].allowed) == (f"{HUB_IP}:8081",
+    found = {t.name: t for t in targets(cfg(), HUB, PROXY)}
+    assert (found["the hub's internal port"].where, found["the hub's internal port"].allowed) == ("10.96.0.10:8081",
                                                                                                   False)
     assert (found["the cloud metadata address"].where, found["the cloud metadata address"].allowed) == (
         f"{METADATA}:80", False)
-    assert found["DNS"].host == "qhub-hub.qhub.svc" and found["DNS"].expect == HUB_IP and found["DNS"].allowed
-    assert found["the proxy's public port"].where == f"{PROXY_IP}:80" and found["the proxy's public port"].allowed
+    assert found["DNS"].host == "qhub-hub.qhub.svc" and found["DNS"].expect == HUB[0] and found["DNS"].allowed
+    assert found["the proxy's public port"].where == "10.96.0.11:80" and found["the proxy's public port"].allowed
 
 
 def test_enforced_only_when_controls_pass_and_nothing_forbidden_is_reached() -> None:
@@ -93,7 +93,7 @@ def test_decide_refuses_a_check_without_controls() -> None:
 def test_canary_meets_restricted_and_looks_like_a_user_server() -> None:
     pod = canary_pod(cfg(), "qhub-netcheck-abc", "registry/qhub/jupyterhub:1", {
         "nodeSelector": {"qhub.dev/node-group": "general"}, "imagePullSecrets": [{"name": "pull"}]},
-        targets(cfg(), HUB_IP, PROXY_IP))
+        targets(cfg(), HUB, PROXY))
     labels = pod["metadata"]["labels"]
     assert {labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance",
                                 "app.kubernetes.io/component")} == {"jupyterhub", "qhub", "singleuser"}
@@ -112,7 +112,7 @@ def test_canary_meets_restricted_and_looks_like_a_user_server() -> None:
 
 
 def test_parse_reads_the_canary_line_and_refuses_garbage() -> None:
-    probes = targets(cfg(), HUB_IP, PROXY_IP)
+    probes = targets(cfg(), HUB, PROXY)
     line = json.dumps([{"name": t.name, "reached": t.allowed, "detail": "x"} for t in probes])
     parsed = parse("some warning\n" + line + "\n", probes)
     assert [r.reached for r in parsed] == [True, True, False, False]

@@ -32,7 +32,7 @@ from qhubctl.errors import EXIT_USER, ClusterError, QHubError, UserError
 from qhubctl.homes import hub_image
 
 METADATA = "169.254.169.254"
-HUB_PORT = 8081
+Endpoint = tuple[str, int]  # a Service's ClusterIP and port, as the cluster has them
 TIMEOUT = 5.0  # seconds a blocked connection is given before it counts as dropped
 CANARY_LABEL = "qhub.dev/canary"
 CANARY = "network-policy"
@@ -188,12 +188,13 @@ def fullname(cfg: QHubConfig) -> str:
     return cfg.release_name[:40].rstrip("-")
 
 
-def targets(cfg: QHubConfig, hub_ip: str, proxy_ip: str) -> list[Target]:
+def targets(cfg: QHubConfig, hub: Endpoint, proxy: Endpoint) -> list[Target]:
+    """The probes: two controls the user servers' policy allows, two targets it denies."""
     name = fullname(cfg)
     return [
-        Target("DNS", "dns", f"{name}-hub.{cfg.namespace}.svc", 0, True, expect=hub_ip),
-        Target("the proxy's public port", "tcp", proxy_ip, 80, True),
-        Target("the hub's internal port", "tcp", hub_ip, HUB_PORT, False),
+        Target("DNS", "dns", f"{name}-hub.{cfg.namespace}.svc", 0, True, expect=hub[0]),
+        Target("the proxy's public port", "tcp", proxy[0], proxy[1], True),
+        Target("the hub's internal port", "tcp", hub[0], hub[1], False),
         Target("the cloud metadata address", "tcp", METADATA, 80, False),
     ]
 
@@ -248,9 +249,9 @@ def run_check(api: Any, cfg: QHubConfig, *, timeout: float = 300,
     """Run the canary in the release namespace and judge it. Raises NotEnforcedError / InconclusiveError."""
     if not cfg.components.jupyterhub:
         raise UserError("qhubctl check probes the hub's NetworkPolicies; components.jupyterhub is off")
-    hub_ip, proxy_ip = _preflight(api, cfg)
+    hub, proxy = _preflight(api, cfg)
     image, placement = hub_image(api, cfg)
-    probes = targets(cfg, hub_ip, proxy_ip)
+    probes = targets(cfg, hub, proxy)
     base = f"/api/v1/namespaces/{cfg.namespace}/pods"
     for old in kube._items(api, base, labelSelector=f"{CANARY_LABEL}={CANARY}"):  # left by an interrupted run
         kube._rest(api, "DELETE", f"{base}/{old['metadata']['name']}", query={"gracePeriodSeconds": 0})
@@ -279,19 +280,21 @@ def run_check(api: Any, cfg: QHubConfig, *, timeout: float = 300,
     return report
 
 
-def _preflight(api: Any, cfg: QHubConfig) -> tuple[str, str]:
-    """The hub and proxy Services' addresses, once the hub is ready and the user servers' policy exists."""
+def _preflight(api: Any, cfg: QHubConfig) -> tuple[Endpoint, Endpoint]:
+    """The hub and proxy Services' addresses (their `http` ports), once the hub is ready and the user servers'
+    policy exists."""
     name, ns = fullname(cfg), cfg.namespace
     policy = kube._rest(api, "GET", f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}-singleuser")
     if policy is None:
         raise UserError(f"release {cfg.release_name} in {ns} has no NetworkPolicy {name}-singleuser",
                         hint="deploy first (`qhubctl deploy`); with helm, global.networkPolicy.enabled must be true")
-    addresses = []
+    addresses: list[Endpoint] = []
     for svc in (f"{name}-hub", f"{name}-proxy-public"):
-        found = kube._rest(api, "GET", f"/api/v1/namespaces/{ns}/services/{svc}")
-        if not found or not found.get("spec", {}).get("clusterIP"):
-            raise ClusterError(f"no Service {ns}/{svc}", hint="deploy first: `qhubctl deploy`")
-        addresses.append(str(found["spec"]["clusterIP"]))
+        spec = (kube._rest(api, "GET", f"/api/v1/namespaces/{ns}/services/{svc}") or {}).get("spec") or {}
+        ports = [p for p in spec.get("ports") or [] if p.get("name") == "http"] or spec.get("ports") or []
+        if not spec.get("clusterIP") or not ports:
+            raise ClusterError(f"no Service {ns}/{svc} with an http port", hint="deploy first: `qhubctl deploy`")
+        addresses.append((str(spec["clusterIP"]), int(ports[0]["port"])))
     slices = kube._items(api, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
                          labelSelector=f"kubernetes.io/service-name={name}-hub")
     ready = [e for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")]

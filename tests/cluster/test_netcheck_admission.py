@@ -46,7 +46,7 @@ def test_canary_is_admitted_under_restricted(cluster: LocalCluster, restricted_n
     placement = {"nodeSelector": {"qhub.dev/node-group": "general"},
                  "tolerations": [{"key": "qhub.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}]}
     pod = canary_pod(cfg, "qhub-netcheck-test", "127.0.0.1:5001/qhub/jupyterhub:0.1.0", placement,
-                     targets(cfg, "10.96.0.10", "10.96.0.11"))
+                     targets(cfg, ("10.96.0.10", 8081), ("10.96.0.11", 80)))
     ok, why = _admitted(cluster, pod, restricted_ns)
     assert ok, why
     loose = copy.deepcopy(pod)
