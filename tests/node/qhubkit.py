@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from nodekit import ARTIFACTS, wait_for
 from qhubctl import localcluster, realnode
+from qhubctl.chart import ENV as CHART_ENV
 from qhubctl.cli import app
 from qhubctl.images import registry
 from qhubctl.images.build import build
@@ -65,12 +66,16 @@ def helm(cluster: LocalCluster, *args: str, timeout: float = 360, check: bool = 
                check=check, timeout=timeout)
 
 
-def qhubctl_deploy(cluster: LocalCluster, config: Path, timeout: str = "5m") -> tuple[Result, float]:
-    """`qhubctl deploy --yes` of `config` (as a CLI run); its result (exit code, output) and the seconds it took."""
+def qhubctl_deploy(cluster: LocalCluster, config: Path, timeout: str = "5m",
+                   chart: Path | None = None) -> tuple[Result, float]:
+    """`qhubctl [--chart CHART] deploy --yes` of `config` (as a CLI run); its result (exit code, output) and the
+    seconds it took. Without `chart`, the chart qhubctl finds itself (this checkout's)."""
+    args = ["--chart", str(chart)] if chart else []
+    args += ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes", "--timeout", timeout]
     begun = time.monotonic()
-    result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--kubeconfig", str(cluster.kubeconfig), "--yes",
-                                      "--timeout", timeout], catch_exceptions=False)
-    return Result(["qhubctl", "deploy"], result.exit_code, result.output, ""), time.monotonic() - begun
+    # --chart sets QHUB_CHART for the tools qhubctl starts: the runner puts the variable back afterwards
+    result = CliRunner().invoke(app, args, env={CHART_ENV: None}, catch_exceptions=False)
+    return Result(["qhubctl", *args], result.exit_code, result.output, ""), time.monotonic() - begun
 
 
 def wait_namespace_gone(cluster: LocalCluster, ns: str) -> None:
@@ -129,10 +134,14 @@ class Platform:
                                 timeout=60, **kw)
 
     def start_server(self, user: str, timeout: float = 300) -> float:
-        """Start `user`'s server through the hub API and wait until it answers through the proxy; the seconds."""
+        """Start `user`'s server through the hub API (unless it runs already) and wait until it answers through the
+        proxy; the seconds."""
         begun = time.monotonic()
-        started = wait_for("the hub to accept the start", lambda: self.post_start(user), timeout=60, interval=2)
-        assert started.status_code in (201, 202), (started.status_code, started.text[:500])
+        # a tuple: a Response is falsy for an error status, which must end the wait, not prolong it
+        started, = wait_for("the hub to accept the start", lambda: (r := self.post_start(user)) is not None and (r,),
+                            timeout=60, interval=2)
+        running = started.status_code == 400 and "already running" in started.text
+        assert started.status_code in (201, 202) or running, (started.status_code, started.text[:500])
 
         def answers() -> bool:
             try:
@@ -169,10 +178,12 @@ class Platform:
     def config_dict(self) -> dict[str, Any]:
         return dict(yaml.safe_load(self.config.read_text()))
 
-    def redeploy(self, config: dict[str, Any], timeout: str = "5m") -> tuple[Result, float]:
-        """Write `config` over the deployed one and `qhubctl deploy` it; the result and the seconds it took."""
+    def redeploy(self, config: dict[str, Any], timeout: str = "5m",
+                 chart: Path | None = None) -> tuple[Result, float]:
+        """Write `config` over the deployed one and `qhubctl deploy` it (with `chart` when given); the result and
+        the seconds it took."""
         self.config.write_text(yaml.safe_dump(config, sort_keys=False))
-        return qhubctl_deploy(self.cluster, self.config, timeout)
+        return qhubctl_deploy(self.cluster, self.config, timeout, chart)
 
 
 @contextmanager
