@@ -1,5 +1,6 @@
 """Idle culling in the hub the chart configures: the culler's timeout and period, and activity reaching the hub
-often enough that a short timeout never takes a server in use for an idle one."""
+often enough that a short timeout never takes a server in use for an idle one. The hub checks the proxy's routes
+every minute whatever the timeout, so a restarted proxy routes users to their servers again within one."""
 
 from __future__ import annotations
 
@@ -42,16 +43,18 @@ def test_a_one_minute_timeout_hears_of_activity_every_15_seconds(tmp_path: Path,
     assert c.JupyterHub.activity_resolution == 15
 
 
-def test_the_default_timeout_keeps_jupyterhubs_periods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_timeout_keeps_jupyterhubs_activity_periods(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     c = hub_config({}, tmp_path, monkeypatch)
     assert "--timeout=3600" in culler(c) and "--cull-every=300" in culler(c)
-    assert c.JupyterHub.last_activity_interval == 300
+    assert c.JupyterHub.last_activity_interval == 60  # the route check's period
     assert c.KubeSpawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "300"
     assert c.JupyterHub.activity_resolution == 30
 
 
-def test_without_culling_nothing_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_culling_only_the_route_check_remains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     c = hub_config({"enabled": False, "timeout": 60}, tmp_path, monkeypatch)
     assert "idle-culler" not in [s["name"] for s in c.JupyterHub.services]
-    assert "last_activity_interval" not in c.JupyterHub
+    assert c.JupyterHub.last_activity_interval == 60
+    assert "activity_resolution" not in c.JupyterHub
     assert "JUPYTERHUB_ACTIVITY_INTERVAL" not in c.KubeSpawner.environment

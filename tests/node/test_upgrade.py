@@ -3,7 +3,8 @@ analysts. Alice has a notebook in her home and a file in /shared/analysts, her t
 Then three changes, each followed by the same checks: `qhubctl deploy` of a changed config (a profile's
 description, a new user), `qhubctl --chart <copy> deploy` of the chart with its and its subcharts' versions bumped
 (the hub and the proxy restart), and `helm rollback` to the revision before the bump, after which `qhubctl deploy`
-takes over again. After each: the files are there, owned as before and readable by the group's
+takes over again; last a Helm change to the proxy alone (it restarts with no routes, the hub puts them back within
+its one-minute route check). After each: the files are there, owned as before and readable by the group's
 member; every user, group and uid is kept (the hub's `<release>-identities` record); the hub Secret's generated
 passwords and tokens are the same and the shared password still logs in; alice's token still authenticates at
 /hub/api/user and reaches her server; and neither user's pod was restarted (same pod UID, same restart counts)."""
@@ -132,8 +133,9 @@ def _helm_pods(platform: Platform) -> dict[str, str]:
     return {c: platform.pods(f"app.kubernetes.io/component={c}")[0]["metadata"]["uid"] for c in ("hub", "proxy")}
 
 
-def _check_kept(platform: Platform, kept: Kept, stage: str) -> None:
-    """Everything in `kept` is still there and works after `stage`."""
+def _check_kept(platform: Platform, kept: Kept, stage: str, reach_timeout: float = 60) -> None:
+    """Everything in `kept` is still there and works after `stage`; alice reaches her server within
+    `reach_timeout` seconds of the hub answering."""
     url, alice = platform.url, {"Authorization": f"token {kept.token}"}
 
     def hub_knows_alice() -> requests.Response | None:
@@ -149,12 +151,15 @@ def _check_kept(platform: Platform, kept: Kept, stage: str) -> None:
 
     def notebook() -> requests.Response | None:
         try:
-            answer = requests.get(f"{url}user/alice/api/contents/analysis.ipynb", headers=alice, timeout=10)
+            # a route the proxy lacks sends her to the hub (a redirect): not followed, it counts as unreachable
+            answer = requests.get(f"{url}user/alice/api/contents/analysis.ipynb", headers=alice, timeout=10,
+                                  allow_redirects=False)
         except requests.RequestException:
             return None
         return answer if answer.status_code == 200 else None
 
-    found = wait_for(f"alice's token to reach her server after {stage}", notebook, timeout=60, interval=2)
+    found = wait_for(f"alice's token to reach her server after {stage}", notebook, timeout=reach_timeout,
+                     interval=2)
     kept.figures[f"{stage}: alice's server reachable again, s"] = time.monotonic() - begun
     assert found.json()["type"] == "notebook"
     assert found.json()["content"]["cells"][0]["source"] == NOTEBOOK["cells"][0]["source"]
@@ -248,4 +253,17 @@ def test_a_helm_rollback_keeps_data_users_and_tokens(platform: Platform, kept: K
     assert result.returncode == 0, result.stdout
     kept.figures["qhubctl deploy after the rollback, s"] = seconds
     _check_kept(platform, kept, "qhubctl deploy after the rollback")
+
+
+def test_a_change_to_the_proxy_alone_keeps_users_reaching_their_servers(platform: Platform, kept: Kept) -> None:
+    """A Helm user's change to the proxy only (its memory request): the new proxy starts without routes and sends
+    everyone to the hub, which keeps running and puts the routes back at its next check, within a minute."""
+    helm_pods = _helm_pods(platform)
+    begun = time.monotonic()
+    qhubkit.helm(platform.cluster, "upgrade", RELEASE, str(REPO / "charts" / "qhub"), "-n", NS, "--reuse-values",
+                 "--set", "jupyterhub.proxy.resources.requests.memory=130Mi", "--wait", "--timeout", "5m")
+    kept.figures["helm upgrade of the proxy alone, s"] = time.monotonic() - begun
+    now = _helm_pods(platform)
+    assert now["proxy"] != helm_pods["proxy"] and now["hub"] == helm_pods["hub"], "only the proxy restarted"
+    _check_kept(platform, kept, "a change to the proxy alone", reach_timeout=90)
     print("[node] upgrade journey: " + json.dumps({k: round(v, 1) for k, v in kept.figures.items()}))

@@ -20,6 +20,10 @@ def configure_hub(c: Any, s: HubSettings) -> None:
     c.ConfigurableHTTPProxy.should_start = False  # the proxy is its own Deployment
     c.ConfigurableHTTPProxy.api_url = f"http://{s.name('proxyApi')}.{ns}:8001"
     c.ConfigurableHTTPProxy.auth_token = s.secret("proxy-token")
+    # The proxy keeps its routes in memory: a new proxy pod (rescheduled, evicted, or changed by an upgrade that
+    # leaves the hub alone) sends every user to the hub - "Redirect loop detected" - until the hub puts the routes
+    # back, which it does each time it reads the proxy's activity: every minute, not JupyterHub's 5.
+    c.JupyterHub.last_activity_interval = ROUTE_CHECK_INTERVAL
     public = s.name("publicUrl")
     if public:
         c.JupyterHub.public_url = public + "/"
@@ -94,8 +98,8 @@ def configure_services(c: Any, s: HubSettings) -> None:
         roles.append(
             _service_role("idle-culler", ["list:users", "read:users:activity", "read:servers", "delete:servers"])
         )
-        # the proxy's record of each route's traffic, read this often (and lost routes restored with it)
-        c.JupyterHub.last_activity_interval = activity_interval(cull)
+        # a short timeout reads the proxy's record of each route's traffic more often still
+        c.JupyterHub.last_activity_interval = min(ROUTE_CHECK_INTERVAL, activity_interval(cull))
         c.JupyterHub.activity_resolution = min(ACTIVITY_RESOLUTION, activity_interval(cull))
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
@@ -128,6 +132,9 @@ CULLER_HUB_API = "http://127.0.0.1:8081/hub/api"
 # a newer time within 30 seconds of the stored one is not written.
 ACTIVITY_INTERVAL = 300
 ACTIVITY_RESOLUTION = 30
+# Seconds between two checks of the proxy's routes (JupyterHub.last_activity_interval): at most this long after a
+# proxy restart until users reach their servers again.
+ROUTE_CHECK_INTERVAL = 60
 
 
 def activity_interval(cull: dict[str, Any]) -> int:
