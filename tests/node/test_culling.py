@@ -51,8 +51,8 @@ def _report(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None
 
 
 def _pod(platform: Platform, user: str) -> dict[str, Any] | None:
-    """The user's server pod, unless it is gone or going."""
-    pods = [p for p in platform.pods(f"hub.jupyter.org/username={user}") if not p["metadata"].get("deletionTimestamp")]
+    """The user's server pod, even while it is being deleted; None once it is gone."""
+    pods = platform.pods(f"hub.jupyter.org/username={user}")
     return pods[0] if pods else None
 
 
@@ -76,7 +76,9 @@ def test_an_idle_server_is_culled_and_a_busy_one_is_not(platform: Platform) -> N
     wait_for("the idle server's pod to go", idle_gone, timeout=TIMEOUT * 4, interval=5)
     latency = time.monotonic() - idle_since
     assert latency > TIMEOUT - 5, f"culled {latency:.0f}s after her last use, before the {TIMEOUT}s timeout"
-    assert platform.hub_api("GET", "/users/idle", platform.token("idle")).json()["servers"] == {}
+    # the hub finishes the stop as the pod goes
+    wait_for("the hub to see idle's server stopped", lambda: platform.hub_api(
+        "GET", "/users/idle", platform.token("idle")).json()["servers"] == {}, timeout=30, interval=1)
     hub_log = platform.cluster.kubectl("logs", "-n", NS, f"deployment/{RELEASE}-hub", "--tail=-1")
     assert "Culling server idle (inactive for" in hub_log, "stopped by jupyterhub-idle-culler"
 
@@ -88,6 +90,7 @@ def test_an_idle_server_is_culled_and_a_busy_one_is_not(platform: Platform) -> N
     assert busy.run("print(n)").strip().isdigit()
     still = _pod(platform, "busy")
     assert still is not None and still["metadata"]["uid"] == busy_pod["metadata"]["uid"], "the busy server was culled"
+    assert not still["metadata"].get("deletionTimestamp"), "the busy server is being stopped"
     assert all(s["restartCount"] == 0 for s in still["status"]["containerStatuses"])
     model = platform.hub_api("GET", "/users/busy", platform.token("busy")).json()
     assert model["servers"][""]["ready"], model
