@@ -12,6 +12,7 @@ would be: `conda-forge` in a spec is that channel.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
@@ -395,8 +396,8 @@ def test_subcharts_install_upgrade_rollback_keep_generated_secrets(cluster):
         return prun(["helm", *args], env=cluster.env, timeout=600).stdout
 
     def secrets() -> dict[str, dict]:
-        return {name: json.loads(cluster.kubectl("get", "secret", name, "-n", ns, "-o", "json"))["data"]
-                for name in ("qhub-conda-store", "qhub-kubessh", "qhub-jitsi")}
+        return {name: json.loads(cluster.kubectl("get", "secret", name, "-n", ns, "-o", "json")).get("data") or {}
+                for name in ("qhub-conda-store", "qhub-kubessh-host-key", "qhub-jitsi")}
 
     def template_of(deploy: str) -> dict:
         return json.loads(cluster.kubectl("get", "deploy", deploy, "-n", ns, "-o", "json"))["spec"]["template"]
@@ -408,6 +409,11 @@ def test_subcharts_install_upgrade_rollback_keep_generated_secrets(cluster):
                 name = obj["metadata"]["name"]
                 if any(part in name for part in ("conda-store", "kubessh", "jitsi")):
                     assert obj["status"].get("readyReplicas", 0) == obj["spec"]["replicas"], name
+        # the chart creates the SSH host key Secret empty; the gateway (not running on simulated nodes) fills it
+        # at its first start, as here
+        assert secrets()["qhub-kubessh-host-key"] == {}, "the chart renders no key material"
+        cluster.kubectl("patch", "secret", "qhub-kubessh-host-key", "-n", ns, "--type=merge", "-p", json.dumps(
+            {"data": {"ssh_host_ed25519_key": base64.b64encode(b"key stored by the gateway").decode()}}))
         first = secrets()
         assert set(first["qhub-jitsi"]) == {"jicofo-auth-password", "jvb-auth-password", "jwt-app-secret",
                                             "cookie-secret"}
