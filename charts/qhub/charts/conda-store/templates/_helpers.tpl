@@ -169,3 +169,23 @@ worker process is consuming from the broker.
 {{- $script := "import os, socket, sys; from celery import Celery; app = Celery(broker=os.environ['CONDA_STORE_REDIS_URL']); sys.exit(0 if app.control.ping(destination=['celery@' + socket.gethostname()], timeout=10) else 1)" -}}
 {{- list "python" "-c" $script | toJson -}}
 {{- end -}}
+
+{{- /* Python run before the worker starts: wait (10 minutes at most) until the server has created conda-store's
+tables in the database, the last of them being `worker`. */}}
+{{- define "condaStore.waitForSchema" -}}
+import os, sys, time
+import sqlalchemy as sa
+engine = sa.create_engine(os.environ["CONDA_STORE_DATABASE_URL"])
+deadline = time.monotonic() + 600
+while True:
+    try:
+        with engine.connect() as conn:
+            if sa.inspect(conn).has_table("worker"):
+                break
+            print("waiting for the conda-store server to create its tables", flush=True)
+    except Exception as exc:
+        print(f"waiting for the database: {exc.__class__.__name__}", flush=True)
+    if time.monotonic() > deadline:
+        sys.exit("the conda-store server did not create its tables within 10 minutes: see its log")
+    time.sleep(2)
+{{- end -}}
