@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,10 +212,9 @@ def deployed(cluster: LocalCluster, work: Path, ns: str, release: str, config: d
         uninstall(cluster, ns, release)
 
 
-def report_on_failure(platform: Callable[[], Platform | None], request: pytest.FixtureRequest) -> Iterator[None]:
+def report_on_failure(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
     """For an autouse fixture: when the test failed, save the namespace report and print where."""
     failed = request.session.testsfailed
     yield
-    found = platform()
-    if request.session.testsfailed > failed and found is not None:
-        print(f"\n[node] what the pods of {found.ns} did: {found.report(request.node.name)}")
+    if request.session.testsfailed > failed:
+        print(f"\n[node] what the pods of {platform.ns} did: {platform.report(request.node.name)}")

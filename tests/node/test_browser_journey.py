@@ -98,7 +98,7 @@ def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(autouse=True)
 def _report_on_failure(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
     """A failed assertion after the browser is done also leaves the namespace's pods, events and logs."""
-    yield from qhubkit.report_on_failure(lambda: platform, request)
+    yield from qhubkit.report_on_failure(platform, request)
 
 
 def drive(browser: dict[str, str], platform: Platform, spec: dict[str, Any], timeout: float = 600) -> dict:

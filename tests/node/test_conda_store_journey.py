@@ -55,7 +55,7 @@ def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(autouse=True)
 def _report(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from qhubkit.report_on_failure(lambda: platform, request)
+    yield from qhubkit.report_on_failure(platform, request)
 
 
 def _since(start: str, end: str) -> float:

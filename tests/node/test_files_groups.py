@@ -58,7 +58,7 @@ def deployed(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(autouse=True)
 def artifacts(deployed: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
     """A failing test leaves the namespace's pods, events and logs under build/test-artifacts/node/."""
-    yield from qhubkit.report_on_failure(lambda: deployed, request)
+    yield from qhubkit.report_on_failure(deployed, request)
 
 
 ID = """

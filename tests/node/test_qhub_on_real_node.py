@@ -37,7 +37,7 @@ def deployed(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(autouse=True)
 def _report(deployed: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from qhubkit.report_on_failure(lambda: deployed, request)
+    yield from qhubkit.report_on_failure(deployed, request)
 
 
 def _pods(cluster: LocalCluster) -> list[dict]:
