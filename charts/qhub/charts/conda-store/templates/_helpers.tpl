@@ -170,22 +170,39 @@ worker process is consuming from the broker.
 {{- list "python" "-c" $script | toJson -}}
 {{- end -}}
 
-{{- /* Python run before the worker starts: wait (10 minutes at most) until the server has created conda-store's
-tables in the database, the last of them being `worker`. */}}
-{{- define "condaStore.waitForSchema" -}}
+{{- /* Python run in an init container, 10 minutes at most: wait until the database answers and, when `table`
+is given, until the server has created conda-store's tables (the last of them is `worker`). The server waits for
+the database alone: started before PostgreSQL accepts connections it exits and counts a restart. */}}
+{{- define "condaStore.waitForDatabase" -}}
 import os, sys, time
 import sqlalchemy as sa
+table = {{ .table | default "" | quote }}
 engine = sa.create_engine(os.environ["CONDA_STORE_DATABASE_URL"])
 deadline = time.monotonic() + 600
 while True:
     try:
         with engine.connect() as conn:
-            if sa.inspect(conn).has_table("worker"):
+            if not table or sa.inspect(conn).has_table(table):
                 break
             print("waiting for the conda-store server to create its tables", flush=True)
     except Exception as exc:
         print(f"waiting for the database: {exc.__class__.__name__}", flush=True)
     if time.monotonic() > deadline:
-        sys.exit("the conda-store server did not create its tables within 10 minutes: see its log")
+        sys.exit("the database was not ready within 10 minutes: see the logs of PostgreSQL and the conda-store server")
     time.sleep(2)
+{{- end -}}
+
+{{- /* The init container that runs condaStore.waitForDatabase; dict: root, name, table (optional). */}}
+{{- define "condaStore.waitContainer" -}}
+- name: {{ .name }}
+  image: {{ include "qhub.image" (dict "root" .root "image" .root.Values.image) }}
+  imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+  command: [python, -c, {{ include "condaStore.waitForDatabase" . | quote }}]
+  env:
+    {{- include "condaStore.env" .root | nindent 4 }}
+  securityContext:
+    {{- include "qhub.containerSecurityContext" dict | nindent 4 }}
+  resources:
+    requests: {cpu: 10m, memory: 64Mi}
+    limits: {cpu: 200m, memory: 256Mi}
 {{- end -}}
