@@ -27,7 +27,7 @@ HELLO_1 = "qhub-hello 1.0 prefix=/opt/conda data=greetings from the local channe
 
 
 def cli(*args: str) -> tuple[int, str]:
-    from qhubctl.images.cli import app
+    from qhubctl.commands.images import app
 
     result = runner.invoke(app, list(args))
     return result.exit_code, result.output

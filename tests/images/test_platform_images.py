@@ -42,7 +42,7 @@ print("\\n".join(bad) or "ok")
 @pytest.fixture(scope="session")
 def platform_images(tmp_path_factory: pytest.TempPathFactory, registry, docker) -> dict[str, str]:  # noqa: ANN001
     """{name: pullable reference} of every platform image, built, pushed and pulled once."""
-    from qhubctl.images.cli import app
+    from qhubctl.commands.images import app
 
     specs = tmp_path_factory.mktemp("platform-specs")
     refs = {}

@@ -165,7 +165,7 @@ runner = CliRunner()
 
 
 def cli(*args: str) -> tuple[int, str]:
-    from qhubctl.images.cli import app
+    from qhubctl.commands.images import app
 
     result = runner.invoke(app, list(args))
     return result.exit_code, result.output

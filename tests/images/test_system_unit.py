@@ -209,7 +209,7 @@ def test_pip_sdists_and_home_tmp(tmp_path: Path) -> None:
 
 
 def test_cli_reports_bad_specs_without_a_traceback(tmp_path: Path) -> None:
-    from qhubctl.images.cli import app
+    from qhubctl.commands.images import app
     from typer.testing import CliRunner
 
     directory = spec_dir(tmp_path, "kind: system\nversion: 1.0.0\nentrypoint: [/x]\nuser: 0\ndebian: [a1]\n")

@@ -1,12 +1,15 @@
 """Command-line entry point. This module only registers commands; the work lives in the library modules.
 
-Adding a command group (e.g. `cluster create|plan|destroy`, `cost`, `images`): write a typer app in your own
-package and register it below with ONE line, e.g.
+Adding a command or a command group: write qhubctl/commands/<verb>.py (a function, or a typer `app` for a group
+such as `cluster create|plan|destroy`), add the module to the one `from qhubctl.commands import ...` line and
+register it below with ONE line:
 
-    app.add_typer(cluster_app, name="cluster", help="Create, plan and destroy the Kubernetes cluster.")
+    app.command("<verb>")(<verb>.<function>)      # a command
+    app.add_typer(<verb>.app, name="<verb>")      # a command group
 
-Load the config with qhubctl.commands._common.load, decorate commands with handles_errors, raise QHubError
-subclasses (qhubctl.errors) for anything the user should read, and run tools through qhubctl.proc.run.
+The libraries (qhubctl.providers, qhubctl.images, qhubctl.cost, ...) know nothing of the command line. Load the
+config with qhubctl.commands._common.load, decorate commands with handles_errors, raise QHubError subclasses
+(qhubctl.errors) for anything the user should read, and run tools through qhubctl.proc.run.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typer.core import TyperOption
 
 from qhubctl import __version__
 from qhubctl.chart import ENV as CHART_ENV
-from qhubctl.commands import check, deploy, init, ops, render, upgrade, version
+from qhubctl.commands import check, cluster, cost, deploy, images, init, ops, render, upgrade, version
 
 app = typer.Typer(
     name="qhubctl",
@@ -70,11 +73,9 @@ app.command("support")(ops.support)
 app.command("upgrade")(upgrade.upgrade)
 app.command("destroy")(ops.destroy)
 
-# Command groups of other parts of qhubctl register here, one line each (see the module docstring).
-app.add_typer(__import__("qhubctl.images.cli", fromlist=["app"]).app, name="images")
-app.add_typer(__import__("qhubctl.providers.cli", fromlist=["app"]).app, name="cluster")
-app.command("cost", short_help="Monthly baseline cost of the config, and the cost of a simulated load.")(
-    __import__("qhubctl.cost.cli", fromlist=["cost"]).cost)
+app.add_typer(images.app, name="images")
+app.add_typer(cluster.app, name="cluster")
+app.command("cost", short_help="Monthly baseline cost of the config, and the cost of a simulated load.")(cost.cost)
 
 
 def main() -> None:

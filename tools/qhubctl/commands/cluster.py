@@ -1,4 +1,4 @@
-"""`qhubctl cluster create|plan|destroy|kubeconfig|eks-token`."""
+"""`qhubctl cluster create|plan|destroy|kubeconfig|eks-token|gke-token`."""
 
 from __future__ import annotations
 
@@ -114,16 +114,16 @@ def eks_token(cluster_name: str = typer.Option(..., "--cluster-name", help="EKS 
               region: str = typer.Option(..., "--region", help="AWS region of the cluster.")) -> None:
     """Print an ExecCredential with an EKS bearer token (kubeconfig exec plugin; uses boto3's credentials)."""
     try:
+        import botocore.exceptions
+
         from qhubctl.providers import eks_token as tok
+        from qhubctl.providers.aws import explain
     except ImportError:
         raise QHubError("eks-token needs boto3", hint="pip install 'qhubctl[aws]'") from None
-    from qhubctl.providers.aws import explain
 
     try:
         typer.echo(tok.main_json(cluster_name, region))
-    except Exception as exc:  # noqa: BLE001 - any botocore failure becomes a readable message
-        if isinstance(exc, QHubError):
-            raise
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise explain(exc) from None
 
 
@@ -134,13 +134,16 @@ def gke_token() -> None:
     Credentials)."""
     import json
 
-    from qhubctl.providers.cloud_tokens import gke_credential
+    try:
+        from google.auth.exceptions import GoogleAuthError
+
+        from qhubctl.providers.cloud_tokens import gke_credential
+    except ImportError:
+        raise QHubError("gke-token needs google-auth", hint="pip install 'qhubctl[gcp]'") from None
 
     try:
         typer.echo(json.dumps(gke_credential()))
-    except ImportError:
-        raise QHubError("gke-token needs google-auth", hint="pip install 'qhubctl[gcp]'") from None
-    except Exception as exc:  # noqa: BLE001 - google.auth raises several types; show the message
+    except GoogleAuthError as exc:  # no credentials, a refused refresh, or Google unreachable
         raise QHubError(f"cannot get a Google access token: {exc}",
                         hint="run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") \
             from None
