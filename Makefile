@@ -12,7 +12,7 @@ CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/qhub/Chart.yaml)
 APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/qhub/Chart.yaml)
 
 .PHONY: setup tools cluster-up cluster-down demo test test-unit test-chart test-cluster test-node package chart-push \
-	release-check bench images schema clean
+	release-check bench images clean
 
 setup:  ## Debian packages, .venv with qhubctl, and the pinned Go toolchain
 	@bash ci/setup.sh

@@ -51,12 +51,15 @@ class Helm:
                  chart_dir: Path | None = None) -> None:
         self.chart_dir = chart_dir = chart_dir or located_chart()
         kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
-        self.client = pyhelm3.Client(
+        # pyhelm3's two public layers share one Command: the Client parses Helm's answers into models, the Command
+        # runs helm and returns its JSON as it is.
+        self.command = pyhelm3.Command(
             executable=which("helm"), kubeconfig=Path(kubeconfig) if kubeconfig else None, kubecontext=context,
         )
+        self.client = pyhelm3.Client(self.command)
         meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
         # Built from Chart.yaml directly: saves a `helm show chart` process per command.
-        self.chart = Chart(self.client._command, ref=chart_dir, metadata=meta)
+        self.chart = Chart(self.command, ref=chart_dir, metadata=meta)
 
     @property
     def chart_version(self) -> str:
@@ -82,9 +85,9 @@ class Helm:
     async def upgrade(self, release: str, namespace: str, values: dict[str, Any], *, timeout: str = "10m",
                       dry_run: bool = False) -> int:
         """`helm upgrade --install --wait` (CRDs are skipped: qhubctl applies them server-side first)."""
-        # pyhelm3's command layer directly: the client layer would parse every object of the returned manifest
-        # into models (half a second on a big chart) only for qhubctl to read the revision number.
-        release_json = await _call(self.client._command.install_or_upgrade(
+        # pyhelm3's command layer: the client layer would parse every object of the returned manifest into models
+        # (half a second on a big chart) only for qhubctl to read the revision number.
+        release_json = await _call(self.command.install_or_upgrade(
             release, self.chart.ref, values, namespace=namespace, create_namespace=True, wait=not dry_run,
             timeout=timeout, skip_crds=True, dry_run=dry_run, description="qhubctl deploy"))
         return int(release_json["version"])

@@ -3,49 +3,51 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import importlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from urllib3.exceptions import HTTPError
 
-
-def _import_kubernetes() -> None:
-    """Import the kubernetes client without its optional kubernetes_validate hook, whose import (jsonschema format
-    checkers) costs about 1.5 s of every command's start-up. Later imports of kubernetes_validate work as usual."""
-    import sys
-
-    if "kubernetes" in sys.modules or "kubernetes_validate" in sys.modules:
-        return
-    sys.modules["kubernetes_validate"] = None  # type: ignore[assignment]  # makes its import raise ImportError
-    try:
-        import kubernetes  # noqa: F401
-    finally:
-        del sys.modules["kubernetes_validate"]
-
-
-_import_kubernetes()
-from kubernetes import client as k8s  # noqa: E402
-from kubernetes import config as k8s_config  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
-
 from qhubctl.chart import chart_dir as located_chart
 from qhubctl.errors import ClusterError, UserError
 from qhubctl.kubeconfig import KUBECONFIG_HINT, check_kubeconfig
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s
 
 FIELD_MANAGER = "qhubctl"
 STATE_TYPE = "qhub.dev/applied-config"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 
+@functools.cache
+def kubernetes() -> ModuleType:
+    """The kubernetes client package, imported on first use without its optional kubernetes_validate hook, whose
+    import (jsonschema format checkers) costs about 1.5 s; a later `import kubernetes_validate` works as usual.
+    qhubctl's modules take the kubernetes package from here rather than importing it themselves."""
+    if "kubernetes" in sys.modules or "kubernetes_validate" in sys.modules:
+        return importlib.import_module("kubernetes")
+    sys.modules["kubernetes_validate"] = None  # type: ignore[assignment]  # makes its import raise ImportError
+    try:
+        return importlib.import_module("kubernetes")
+    finally:
+        del sys.modules["kubernetes_validate"]
+
+
 def api_client(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None) -> k8s.ApiClient:
     source = "--kubeconfig" if kubeconfig else "KUBECONFIG" if os.environ.get("KUBECONFIG") else "kubeconfig"
     path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     check_kubeconfig(path, source)
+    k8s_config = kubernetes().config
     try:
         return k8s_config.new_client_from_config(config_file=str(path), context=context)
     except (k8s_config.ConfigException, OSError, ValueError, TypeError, AttributeError) as exc:
@@ -60,13 +62,14 @@ def _rest(api: k8s.ApiClient, method: str, path: str, *, query: dict[str, Any] |
     """One REST call on plain JSON: the typed API classes of the kubernetes client import hundreds of model
     modules (about a second of every command's start-up) that qhubctl does not need. None on 404."""
     headers = {"Accept": "application/json", "Content-Type": content_type}
+    api_exception = kubernetes().client.exceptions.ApiException
     try:
         method, url, headers, payload, _ = api.param_serialize(
             method, path, query_params=list((query or {}).items()), header_params=headers, body=body,
             auth_settings=["BearerToken"])
         resp = api.call_api(method, url, header_params=headers, body=payload)
         resp.read()
-    except ApiException as exc:
+    except api_exception as exc:
         raise ClusterError(f"cannot reach the Kubernetes API: {exc.reason}", hint="is the cluster up?") from None
     except HTTPError as exc:
         raise ClusterError(f"cannot reach the Kubernetes API: {exc}", hint="is the cluster up?") from None

@@ -9,7 +9,7 @@ processes from the binaries `make tools` built into $QHUB_CACHE/bin; nothing is 
 - The simulated node groups (general, user, worker, gpu) are kwok nodes: the kwok controller plays their lifecycle
   (tools/qhubctl/data/kwok-stages.yaml) and manages only nodes annotated `kwok.x-k8s.io/node=fake`, so no
   container runs there, but everything the API server, scheduler, controllers, RBAC and Pod Security admission do
-  is real. They are labelled and tainted as cloud node groups are (design.md), and the simulated autoscaler
+  is real. They are labelled and tainted as cloud node groups are (qhubctl.nodegroups), and the simulated autoscaler
   (qhubctl.simautoscaler) scales them between their min and max as pods come and go.
 
 Used by `make cluster-up`/`make cluster-down` (python -m qhubctl.localcluster up|down), the pytest session

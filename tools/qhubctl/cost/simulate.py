@@ -105,7 +105,9 @@ def load_pods(cfg: QHubConfig, load: Load) -> list[dict[str, Any]]:
 
 def simulate(cfg: QHubConfig, load: Load, *, seconds_per_hour: float = 10.0, log: Any = print,
              tail_timeout: float = 120.0) -> Result:
-    from kubernetes import client, config as kconfig
+    from qhubctl.kube import kubernetes
+
+    client, kconfig = kubernetes().client, kubernetes().config
 
     name = f"qhub-{cfg.project_name}-sim"
     groups = local_groups(cfg)

@@ -21,8 +21,9 @@ from qhubctl.providers.base import Log
 def release_cloud_resources(kubeconfig: dict[str, Any], log: Log, timeout: float = 900,
                             namespace: str | None = None) -> list[str]:
     """Release what the cluster's (or one namespace's) Services and claims hold in the cloud; the names released."""
-    from kubernetes import client, config
+    from qhubctl.kube import kubernetes
 
+    client, config = kubernetes().client, kubernetes().config
     with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig") as fh:
         fh.write(yaml.safe_dump(kubeconfig))
         fh.flush()
