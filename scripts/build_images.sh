@@ -24,7 +24,7 @@ cd "$root"
 
 # The images the chart's values name by default. The GPU variants are conda specs (conda-forge's CUDA builds):
 # they build only where conda-forge or a mirror of it is reachable, so they are not in the default set.
-PLATFORM_IMAGES="jupyterhub jupyterlab dask-worker dask-gateway-server traefik kubessh jitsi-token conda-store nfs-server"
+PLATFORM_IMAGES="jupyterhub jupyterlab dask-worker dask-gateway-server traefik kubessh jitsi-token conda-store nfs-server backup"
 GPU_IMAGES="jupyterlab-gpu dask-worker-gpu"
 # What a real Kubernetes node needs besides the platform: the pod sandbox, cluster DNS, local volumes and the
 # volume helper.

@@ -21,12 +21,14 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
 PLATFORM = ["jupyterhub", "jupyterlab", "dask-worker", "dask-gateway-server", "traefik", "kubessh", "jitsi-token",
-            "conda-store", "nfs-server"]
+            "conda-store", "nfs-server", "backup"]
 # upstream programs built here from their own source, under their own version (not Python images of QHub's)
 UPSTREAM_BUILT = ["traefik"]
 # built here from Debian packages alone, tagged with the appVersion, with no Python of their own
-DEBIAN_ONLY = ["nfs-server"]
+DEBIAN_ONLY = ["nfs-server", "backup"]
 GPU = ["jupyterlab-gpu", "dask-worker-gpu"]
+# run by qhubctl's one-shot Jobs from the registry and tag of the deployed hub image, not named by the chart
+NOT_IN_CHART = ["backup"]
 _PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)", re.M)
 
 
@@ -81,6 +83,21 @@ def test_nfs_server_image_has_what_the_nfs_chart_runs() -> None:
     assert mtab.is_symlink() and str(mtab.readlink()) == "/proc/self/mounts"
     values = yaml.safe_load((REPO / "charts/qhub/charts/nfs/values.yaml").read_text())
     assert values["image"]["repository"] == "qhub/nfs-server" and values["image"]["tag"] == ""
+
+
+def test_backup_image_has_what_the_backup_jobs_run() -> None:
+    """restic, PostgreSQL's client for the conda-store database and a Python with sqlite3 for the agent program
+    (qhubctl/backup/agent.py, which uses the standard library only)."""
+    directory = IMAGES / "backup"
+    spec = load_system_spec(directory)
+    assert published_tag(directory, app_version=app_version()) == f"qhub/backup:{app_version()}"
+    assert spec.user != 0 and spec.entrypoint == ["/usr/bin/python3"]
+    assert {"restic", "postgresql-client-15", "python3"} <= set(spec.debian)
+    lock = json.loads((directory / "system.lock.json").read_text())
+    assert lock["debian"]["request"] == sorted(spec.debian)
+    agent = (REPO / "tools/qhubctl/backup/agent.py").read_text()
+    imports = set(re.findall(r"^(?:import|from) (\w+)", agent, re.M))
+    assert imports <= set(sys.stdlib_module_names) | {"__future__"}, imports
 
 
 def test_hub_image_has_what_the_chart_runs() -> None:
@@ -209,7 +226,7 @@ def test_docs_and_chart_name_every_platform_image(repo: Path) -> None:
         # an upstream program built here keeps its own version as tag; QHub's own images take the appVersion
         version = yaml.safe_load((repo / "images" / name / "image.yaml").read_text()).get("version")
         assert f"| `qhub/{name}:{version or '<appVersion>'}` | `images/{name}/` |" in docs, name
-        assert f"repository: qhub/{name}" in values, name
+        assert (f"repository: qhub/{name}" in values) == (name not in NOT_IN_CHART), name
     script = (repo / "scripts" / "build_images.sh").read_text()
     assert f'PLATFORM_IMAGES="{" ".join(PLATFORM)}"' in script
 

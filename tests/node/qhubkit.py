@@ -175,6 +175,16 @@ class Platform:
                                              "-o", "json"))
         return dict(json.loads(cm["data"]["identities.json"]))
 
+    def read_access(self) -> None:
+        """The URL and logins of the deployed hub (again after a deploy that generated new secrets); tokens made
+        before are forgotten."""
+        access_file = self.config.parent / "access.json"
+        if demo_access.main([str(self.config), "--out", str(access_file)]) != 0:
+            pytest.fail(f"no login on the deployed hub; see {self.report('login')}", pytrace=False)
+        self.access = json.loads(access_file.read_text())
+        self.url, self.password = self.access["url"], self.access["password"]
+        self.tokens.clear()
+
     def config_dict(self) -> dict[str, Any]:
         return dict(yaml.safe_load(self.config.read_text()))
 
@@ -200,11 +210,7 @@ def deployed(cluster: LocalCluster, work: Path, ns: str, release: str, config: d
         if result.returncode != 0:
             pytest.fail(f"qhubctl deploy failed ({platform.deploy_seconds:.0f}s):\n{result.stdout}\n"
                         f"see {platform.report('deploy')}", pytrace=False)
-        access_file = work / "access.json"
-        if demo_access.main([str(path), "--out", str(access_file)]) != 0:
-            pytest.fail(f"no login on the deployed hub; see {platform.report('login')}", pytrace=False)
-        platform.access = json.loads(access_file.read_text())
-        platform.url, platform.password = platform.access["url"], platform.access["password"]
+        platform.read_access()
         yield platform
     finally:
         for kernel in platform.kernels.values():

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -29,15 +29,16 @@ class Emulator:
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=10)
 
 
-def start_moto(tmp: Path, **env: str) -> Emulator:
-    port = _free_port()
+def start_moto(tmp: Path, host: str = "127.0.0.1", **env: str) -> Emulator:
+    """A moto server on `host` (loopback, or an address pods reach, e.g. the real node's bridge)."""
+    port = _free_port(host)
     server = Path(sys.executable).with_name("moto_server")
     if not server.exists():
         pytest.fail("moto_server not found: pip install 'qhubctl[test]' (moto[server])", pytrace=False)
     log = open(tmp / f"moto-{port}.log", "wb")
-    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([str(server), "-H", host, "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **env})
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:

@@ -21,7 +21,7 @@ from typer.core import TyperOption
 
 from qhubctl import __version__
 from qhubctl.chart import ENV as CHART_ENV
-from qhubctl.commands import check, cluster, cost, deploy, images, init, ops, render, upgrade, version
+from qhubctl.commands import backup, check, cluster, cost, deploy, images, init, ops, render, upgrade, version
 
 app = typer.Typer(
     name="qhubctl",
@@ -72,6 +72,8 @@ app.command("status")(ops.status)
 app.command("support")(ops.support)
 app.command("upgrade")(upgrade.upgrade)
 app.command("destroy")(ops.destroy)
+app.command("backup")(backup.backup)
+app.command("restore")(backup.restore)
 
 app.add_typer(images.app, name="images")
 app.add_typer(cluster.app, name="cluster")

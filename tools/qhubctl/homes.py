@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qhubctl import kube, migrate_homes
+from qhubctl import kube, migrate_homes, oneshot
 from qhubctl.config.model import QHubConfig
 from qhubctl.errors import ClusterError
 
@@ -33,7 +33,6 @@ IDENTITIES_KEY = "identities.json"
 MOUNT = "/srv/shared"
 SCRIPT_DIR = "/etc/qhub-migrate-homes"
 CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]
-PSA_ENFORCE = kube.PSA_ENFORCE
 
 
 @dataclass
@@ -145,41 +144,6 @@ def legacy_servers(api: Any, namespace: str) -> list[str]:
     return sorted(out)
 
 
-def _relax(api: Any, namespace: str) -> str | None:
-    """Lower the namespace's Pod Security enforce level to baseline if it is restricted; the old value."""
-    ns = kube._rest(api, "GET", f"/api/v1/namespaces/{namespace}") or {}
-    level = ((ns.get("metadata") or {}).get("labels") or {}).get(PSA_ENFORCE)
-    if level != "restricted":
-        return None
-    _label(api, namespace, "baseline")
-    return str(level)
-
-
-def _label(api: Any, namespace: str, level: str) -> None:
-    kube._rest(api, "PATCH", f"/api/v1/namespaces/{namespace}", body={"metadata": {"labels": {PSA_ENFORCE: level}}},
-               content_type="application/merge-patch+json")
-
-
-def _wait(api: Any, namespace: str, name: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = kube._rest(api, "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}") or {}
-        status = job.get("status") or {}
-        if status.get("succeeded") or status.get("failed"):
-            return job
-        time.sleep(2)
-    raise ClusterError(f"the migration Job {namespace}/{name} did not finish within {timeout:.0f}s",
-                       hint=f"kubectl -n {namespace} describe job {name}; it stays for an hour")
-
-
-def _log(api: Any, namespace: str, name: str) -> str:
-    pods = kube._items(api, f"/api/v1/namespaces/{namespace}/pods", labelSelector=f"job-name={name}")
-    if not pods:
-        return ""
-    pod = pods[0]["metadata"]["name"]
-    return str(kube._rest(api, "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", raw=True) or "")
-
-
 def migrate(api: Any, cfg: QHubConfig, *, timeout: float = 1800,
             say: Callable[[str], None] = lambda _: None) -> Outcome:
     """Run the migration Job and return its report."""
@@ -190,18 +154,18 @@ def migrate(api: Any, cfg: QHubConfig, *, timeout: float = 1800,
     base = f"/api/v1/namespaces/{where.namespace}"
     jobs = f"/apis/batch/v1/namespaces/{where.namespace}/jobs"
     started = time.monotonic()
-    old = _relax(api, where.namespace)
+    old = oneshot.relax(api, where.namespace)
     if old:
         say(f"namespace {where.namespace}: Pod Security enforce lowered from {old} to baseline while the "
             "migration Job (root, CHOWN DAC_OVERRIDE FOWNER FSETID) runs")
     try:
         for path in (f"{jobs}/{name}", f"{base}/configmaps/{name}"):  # a leftover from an earlier run
             kube._rest(api, "DELETE", path, query={"propagationPolicy": "Background"})
-        _gone(api, f"{jobs}/{name}")
+        oneshot.gone(api, f"{jobs}/{name}")
         kube._rest(api, "POST", f"{base}/configmaps", body=script_configmap(name, record))
         kube._rest(api, "POST", jobs, body=job_manifest(name, image, where))
-        job = _wait(api, where.namespace, name, timeout)
-        log = _log(api, where.namespace, name)
+        job = oneshot.wait(api, where.namespace, name, timeout, "migration Job")
+        log = oneshot.log(api, where.namespace, name)
         if not (job.get("status") or {}).get("succeeded"):
             raise ClusterError(f"the migration Job {where.namespace}/{name} failed:\n{log[-2000:]}",
                                hint="fix what it says and run `qhubctl upgrade --homes` again: it only touches "
@@ -211,17 +175,9 @@ def migrate(api: Any, cfg: QHubConfig, *, timeout: float = 1800,
             kube._rest(api, "DELETE", path, query={"propagationPolicy": "Background"})
     finally:
         if old:
-            _label(api, where.namespace, old)
+            oneshot.set_level(api, where.namespace, old)
             say(f"namespace {where.namespace}: Pod Security enforce back to {old}")
     return Outcome(report, time.monotonic() - started, bool(old))
-
-
-def _gone(api: Any, path: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while kube._rest(api, "GET", path) is not None:
-        if time.monotonic() > deadline:
-            raise ClusterError(f"{path} is still being deleted after {timeout:.0f}s")
-        time.sleep(1)
 
 
 def summary(report: dict[str, Any]) -> list[str]:

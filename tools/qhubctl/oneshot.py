@@ -1,0 +1,66 @@
+"""One-shot Jobs that qhubctl starts on the cluster (`upgrade --homes`, `backup`, `restore`): wait for them, read
+their log, lower a namespace's Pod Security level for a root Job and put it back."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from qhubctl import kube
+from qhubctl.errors import ClusterError
+
+PSA_ENFORCE = kube.PSA_ENFORCE
+
+
+def relax(api: Any, namespace: str) -> str | None:
+    """Lower the namespace's Pod Security enforce level to baseline if it is restricted; the old value."""
+    ns = kube._rest(api, "GET", f"/api/v1/namespaces/{namespace}") or {}
+    level = ((ns.get("metadata") or {}).get("labels") or {}).get(PSA_ENFORCE)
+    if level != "restricted":
+        return None
+    set_level(api, namespace, "baseline")
+    return str(level)
+
+
+def set_level(api: Any, namespace: str, level: str) -> None:
+    kube._rest(api, "PATCH", f"/api/v1/namespaces/{namespace}", body={"metadata": {"labels": {PSA_ENFORCE: level}}},
+               content_type="application/merge-patch+json")
+
+
+def finished(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Job once it has succeeded or failed, else None."""
+    job = kube._rest(api, "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}") or {}
+    status = job.get("status") or {}
+    return job if status.get("succeeded") or status.get("failed") else None
+
+
+def wait(api: Any, namespace: str, name: str, timeout: float, what: str = "Job") -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = finished(api, namespace, name)
+        if job:
+            return job
+        time.sleep(2)
+    raise ClusterError(f"the {what} {namespace}/{name} did not finish within {timeout:.0f}s",
+                       hint=f"kubectl -n {namespace} describe job {name}; it stays for an hour")
+
+
+def pod_of(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    pods = kube._items(api, f"/api/v1/namespaces/{namespace}/pods", labelSelector=f"job-name={name}")
+    return max(pods, key=lambda p: p["metadata"]["creationTimestamp"]) if pods else None
+
+
+def log(api: Any, namespace: str, name: str) -> str:
+    pod = pod_of(api, namespace, name)
+    if not pod:
+        return ""
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}/log"
+    return str(kube._rest(api, "GET", path, raw=True) or "")
+
+
+def gone(api: Any, path: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while kube._rest(api, "GET", path) is not None:
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{path} is still being deleted after {timeout:.0f}s")
+        time.sleep(1)
