@@ -169,7 +169,8 @@ def test_network_policies(objs: list[dict[str, Any]]) -> None:
         "proxy",
         "hub",
     }
-    in_release = [t for rule in user["egress"] for t in rule.get("to", []) if "podSelector" in t]
+    in_release = [t for rule in user["egress"] for t in rule.get("to", [])
+                  if "podSelector" in t and "namespaceSelector" not in t]
     assert in_release[0]["podSelector"]["matchExpressions"] == [
         {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["hub"]}
     ]

@@ -129,3 +129,19 @@ def test_the_evaluator_is_not_vacuous() -> None:
     assert reaches(helper, hub, 8081)
     assert reaches(component("singleuser"), {"ip": "203.0.113.7"}, 443)
     assert not reaches(component("singleuser"), {"ip": "10.1.2.3"}, 443), "private ranges stay closed"
+
+
+def test_dns_goes_to_the_cluster_dns_only() -> None:
+    """Every policy with egress lets its pods resolve names, through kube-dns pods only: port 53 of other pods stays
+    closed (public addresses are a separate matter, open to the pods that may use the internet)."""
+    kube_dns = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
+    elsewhere = {"namespace": "kube-system", "labels": {"k8s-app": "not-dns"}}
+    for pol in policies():
+        spec = pol["spec"]
+        if "Egress" not in spec.get("policyTypes", []) or not spec.get("egress"):
+            continue  # no egress at all (the NFS server talks to no one)
+        rules = spec["egress"]
+        name = pol["metadata"]["name"]
+        for proto in ("UDP", "TCP"):
+            assert any(rule_allows(r, "to", kube_dns, 53, proto) for r in rules), f"{name}: DNS over {proto}"
+            assert not any(rule_allows(r, "to", elsewhere, 53, proto) for r in rules), f"{name}: 53 beyond kube-dns"

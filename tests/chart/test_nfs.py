@@ -191,7 +191,7 @@ def pick(tmp_path: Path, cidrs: list[list[str]], seed: str = "qhub/qhub", taken:
     chart = tmp_path / "probe"
     (chart / "templates").mkdir(parents=True, exist_ok=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
-    shutil.copy(CHART / "charts" / "nfs" / "templates" / "_nfs.tpl", chart / "templates" / "_nfs.tpl")
+    shutil.copy(CHART / "charts" / "nfs" / "templates" / "_helpers.tpl", chart / "templates" / "_helpers.tpl")
     (chart / "templates" / "probe.yaml").write_text("ips:" + PROBE)
     (chart / "values.yaml").write_text(yaml.safe_dump({"cidrs": cidrs, "seed": seed, "taken": taken}))
     out = run(["helm", "template", "p", str(chart)], timeout=60).stdout

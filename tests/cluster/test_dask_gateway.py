@@ -134,8 +134,8 @@ def render_gateway_parts(ns: str, dest: Path) -> tuple[dict[str, Any], list[dict
     server's and controller's ServiceAccounts and RBAC; the nfs subchart's shared PersistentVolume + PVC that Dask
     pods mount (the NFS server behind it never runs here)."""
     parts = ["charts/dask-gateway/templates/config/configmap.yaml", *RBAC,
-             "charts/nfs/templates/shared/persistentvolume.yaml",
-             "charts/nfs/templates/shared/persistentvolumeclaim.yaml"]
+             "charts/nfs/templates/shared/pv.yaml",
+             "charts/nfs/templates/shared/pvc.yaml"]
     out = run(
         ["helm", "template", "qhub", str(CHART), "--namespace", ns, "--set", "nfs.service.clusterIP=10.96.0.20",
          *(a for p in parts for a in ("--show-only", p))],

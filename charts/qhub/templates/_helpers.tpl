@@ -10,6 +10,10 @@ Conventions:
   one subchart can point at another's Service or Secret by name.
 - Labels are the recommended app.kubernetes.io set; selectors use only name, instance and component, which
   never change across upgrades.
+- Layout, the same in every chart: one object per template file, in a folder per component, named after its
+  kind in lower case (deployment.yaml, pvc.yaml, pv.yaml, role.yaml, rolebinding.yaml, networkpolicy.yaml...,
+  with -<qualifier> when a folder holds two of a kind); named templates in templates/_helpers.tpl, prefixed
+  with the chart's name (qhub.* here). tests/unit/test_chart_layout.py checks it.
 */}}
 
 {{- /* Base of every object name: the release name, cut to leave room for a component suffix. */}}
@@ -143,6 +147,22 @@ secretKeyRef.
 {{- else -}}
 {{- randAlphaNum (.length | default 64) -}}
 {{- end -}}
+{{- end -}}
+
+{{- /*
+The egress rule every NetworkPolicy of the chart starts with: DNS (UDP and TCP 53) to the cluster's DNS pods only
+(label k8s-app=kube-dns in any namespace, which CoreDNS keeps too), not port 53 anywhere. A list item: include
+under `egress:` with nindent.
+*/}}
+{{- define "qhub.dnsEgress" -}}
+- to:
+    - namespaceSelector: {}
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
 {{- end -}}
 
 {{- /* Public URL prefix of the platform: https://<domain> or http://<domain>, or "" without a domain. */}}

@@ -1,20 +1,20 @@
 {{- /* conda-store subchart helpers. Names of this chart's own objects; shared names come from qhub.*. */}}
 
 {{- /* Secret holding the generated passwords and keys of conda-store, its database, Redis and MinIO. */}}
-{{- define "condaStore.secretName" -}}{{ include "qhub.condaStoreName" . }}{{- end -}}
-{{- define "condaStore.configName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-config") }}{{- end -}}
-{{- define "condaStore.environmentsName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-environments") }}{{- end -}}
-{{- define "condaStore.postgresqlName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-postgresql") }}{{- end -}}
-{{- define "condaStore.redisName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-redis") }}{{- end -}}
-{{- define "condaStore.minioName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-minio") }}{{- end -}}
-{{- define "condaStore.workerName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-worker") }}{{- end -}}
+{{- define "conda-store.secretName" -}}{{ include "qhub.condaStoreName" . }}{{- end -}}
+{{- define "conda-store.configName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-config") }}{{- end -}}
+{{- define "conda-store.environmentsName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-environments") }}{{- end -}}
+{{- define "conda-store.postgresqlName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-postgresql") }}{{- end -}}
+{{- define "conda-store.redisName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-redis") }}{{- end -}}
+{{- define "conda-store.minioName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-minio") }}{{- end -}}
+{{- define "conda-store.workerName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-worker") }}{{- end -}}
 
 {{- /* Policy handed to conda_store_config.py as settings.json (no secrets, no addresses). */}}
-{{- define "condaStore.settings" -}}
+{{- define "conda-store.settings" -}}
 {{- $s := .Values.storage -}}
 {{- $storage := dict "type" $s.type -}}
 {{- if eq $s.type "minio" -}}
-{{- $storage = dict "type" "minio" "endpoint" (printf "%s:9000" (include "condaStore.minioName" .)) "secure" false "bucket" "conda-store" "region" "us-east-1" -}}
+{{- $storage = dict "type" "minio" "endpoint" (printf "%s:9000" (include "conda-store.minioName" .)) "secure" false "bucket" "conda-store" "region" "us-east-1" -}}
 {{- else if eq $s.type "s3" -}}
 {{- $storage = dict "type" "s3" "endpoint" (required "conda-store.storage.s3.endpoint is required with storage.type s3" $s.s3.endpoint) "secure" $s.s3.secure "bucket" $s.s3.bucket "region" $s.s3.region -}}
 {{- end -}}
@@ -31,7 +31,7 @@
 {{- end -}}
 
 {{- /* Environment of the server and worker containers: addresses and secrets (never in the ConfigMap). */}}
-{{- define "condaStore.env" -}}
+{{- define "conda-store.env" -}}
 - name: JUPYTERHUB_API_URL
   value: {{ printf "http://%s:8081/hub/api" (include "qhub.hubName" .) | quote }}
 - name: JUPYTERHUB_API_TOKEN
@@ -39,7 +39,7 @@
     secretKeyRef: {name: {{ include "qhub.hubSecretName" . }}, key: token-conda-store}
 - name: CONDA_STORE_TOKEN_SECRET
   valueFrom:
-    secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: token-secret}
+    secretKeyRef: {name: {{ include "conda-store.secretName" . }}, key: token-secret}
 - name: HOME
   value: /home/conda
 - name: CONDA_STORE_DIRECTORY
@@ -49,9 +49,9 @@
 {{- if .Values.postgresql.internal }}
 - name: POSTGRES_PASSWORD
   valueFrom:
-    secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: postgresql-password}
+    secretKeyRef: {name: {{ include "conda-store.secretName" . }}, key: postgresql-password}
 - name: CONDA_STORE_DATABASE_URL
-  value: {{ printf "postgresql+psycopg2://conda-store:$(POSTGRES_PASSWORD)@%s:5432/conda-store" (include "condaStore.postgresqlName" .) | quote }}
+  value: {{ printf "postgresql+psycopg2://conda-store:$(POSTGRES_PASSWORD)@%s:5432/conda-store" (include "conda-store.postgresqlName" .) | quote }}
 {{- else }}
 - name: CONDA_STORE_DATABASE_URL
   valueFrom:
@@ -60,9 +60,9 @@
 {{- if .Values.redis.internal }}
 - name: REDIS_PASSWORD
   valueFrom:
-    secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: redis-password}
+    secretKeyRef: {name: {{ include "conda-store.secretName" . }}, key: redis-password}
 - name: CONDA_STORE_REDIS_URL
-  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:6379/0" (include "condaStore.redisName" .) | quote }}
+  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:6379/0" (include "conda-store.redisName" .) | quote }}
 {{- else }}
 - name: CONDA_STORE_REDIS_URL
   valueFrom:
@@ -71,10 +71,10 @@
 {{- if eq .Values.storage.type "minio" }}
 - name: CONDA_STORE_S3_ACCESS_KEY
   valueFrom:
-    secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: minio-user}
+    secretKeyRef: {name: {{ include "conda-store.secretName" . }}, key: minio-user}
 - name: CONDA_STORE_S3_SECRET_KEY
   valueFrom:
-    secretKeyRef: {name: {{ include "condaStore.secretName" . }}, key: minio-password}
+    secretKeyRef: {name: {{ include "conda-store.secretName" . }}, key: minio-password}
 {{- else if eq .Values.storage.type "s3" }}
 - name: CONDA_STORE_S3_ACCESS_KEY
   valueFrom:
@@ -85,20 +85,8 @@
 {{- end }}
 {{- end -}}
 
-{{- /* DNS egress for a NetworkPolicy (a list item). */}}
-{{- define "condaStore.dnsEgress" -}}
-- to:
-    - namespaceSelector: {}
-      podSelector:
-        matchLabels:
-          k8s-app: kube-dns
-  ports:
-    - {protocol: UDP, port: 53}
-    - {protocol: TCP, port: 53}
-{{- end -}}
-
 {{- /* Egress from server and worker to the backing services of the chart (list items). */}}
-{{- define "condaStore.backendEgress" -}}
+{{- define "conda-store.backendEgress" -}}
 {{- if .Values.postgresql.internal }}
 - to:
     - podSelector:
@@ -136,13 +124,13 @@
 {{- end -}}
 
 {{- /* Volumes shared by server and worker. */}}
-{{- define "condaStore.volumes" -}}
+{{- define "conda-store.volumes" -}}
 - name: config
   configMap:
-    name: {{ include "condaStore.configName" . }}
+    name: {{ include "conda-store.configName" . }}
 - name: environments
   configMap:
-    name: {{ include "condaStore.environmentsName" . }}
+    name: {{ include "conda-store.environmentsName" . }}
 - name: store
   persistentVolumeClaim:
     claimName: {{ include "qhub.sharedPvcName" . }}
@@ -152,7 +140,7 @@
   emptyDir: {}
 {{- end -}}
 
-{{- define "condaStore.volumeMounts" -}}
+{{- define "conda-store.volumeMounts" -}}
 - {name: config, mountPath: /etc/conda-store, readOnly: true}
 - {name: environments, mountPath: /opt/environments, readOnly: true}
 - {name: store, mountPath: /opt/conda-store, subPath: conda-store}
@@ -165,7 +153,7 @@ Probe command of the worker (a JSON list): Celery's remote-control ping, sent th
 (CONDA_STORE_REDIS_URL, set on the container) to this pod's worker node celery@<hostname>. Succeeds only when the
 worker process is consuming from the broker.
 */}}
-{{- define "condaStore.workerPing" -}}
+{{- define "conda-store.workerPing" -}}
 {{- $script := "import os, socket, sys; from celery import Celery; app = Celery(broker=os.environ['CONDA_STORE_REDIS_URL']); sys.exit(0 if app.control.ping(destination=['celery@' + socket.gethostname()], timeout=10) else 1)" -}}
 {{- list "python" "-c" $script | toJson -}}
 {{- end -}}
@@ -173,7 +161,7 @@ worker process is consuming from the broker.
 {{- /* Python run in an init container, 10 minutes at most: wait until the database answers and, when `table`
 is given, until the server has created conda-store's tables (the last of them is `worker`). The server waits for
 the database alone: started before PostgreSQL accepts connections it exits and counts a restart. */}}
-{{- define "condaStore.waitForDatabase" -}}
+{{- define "conda-store.waitForDatabase" -}}
 import os, sys, time
 import sqlalchemy as sa
 table = {{ .table | default "" | quote }}
@@ -192,14 +180,14 @@ while True:
     time.sleep(2)
 {{- end -}}
 
-{{- /* The init container that runs condaStore.waitForDatabase; dict: root, name, table (optional). */}}
-{{- define "condaStore.waitContainer" -}}
+{{- /* The init container that runs conda-store.waitForDatabase; dict: root, name, table (optional). */}}
+{{- define "conda-store.waitContainer" -}}
 - name: {{ .name }}
   image: {{ include "qhub.image" (dict "root" .root "image" .root.Values.image) }}
   imagePullPolicy: {{ .root.Values.image.pullPolicy }}
-  command: [python, -c, {{ include "condaStore.waitForDatabase" . | quote }}]
+  command: [python, -c, {{ include "conda-store.waitForDatabase" . | quote }}]
   env:
-    {{- include "condaStore.env" .root | nindent 4 }}
+    {{- include "conda-store.env" .root | nindent 4 }}
   securityContext:
     {{- include "qhub.containerSecurityContext" dict | nindent 4 }}
   resources:

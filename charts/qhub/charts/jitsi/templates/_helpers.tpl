@@ -38,17 +38,6 @@ automountServiceAccountToken: false
     secretKeyRef: {name: {{ include "jitsi.secretName" .root }}, key: {{ .key }}}
 {{- end -}}
 
-{{- define "jitsi.dnsEgress" -}}
-- to:
-    - namespaceSelector: {}
-      podSelector:
-        matchLabels:
-          k8s-app: kube-dns
-  ports:
-    - {protocol: UDP, port: 53}
-    - {protocol: TCP, port: 53}
-{{- end -}}
-
 {{- /* Egress to prosody's client port (list item). */}}
 {{- define "jitsi.prosodyEgress" -}}
 - to:

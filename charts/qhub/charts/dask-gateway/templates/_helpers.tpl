@@ -34,20 +34,6 @@
   {{- end }}
 {{- end -}}
 
-{{- /* Egress rule allowing DNS lookups in the cluster. */}}
-{{- define "dask-gateway.dnsEgress" -}}
-- ports:
-    - port: 53
-      protocol: UDP
-    - port: 53
-      protocol: TCP
-  to:
-    - namespaceSelector: {}
-      podSelector:
-        matchLabels:
-          k8s-app: kube-dns
-{{- end -}}
-
 {{- /* Pod selector of this release's Dask pods (schedulers and workers), optionally one component. (dict "root" $ "component" "dask-scheduler") */}}
 {{- define "dask-gateway.daskPodLabels" -}}
 gateway.dask.org/instance: {{ include "dask-gateway.instance" .root }}
