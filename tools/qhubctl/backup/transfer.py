@@ -15,9 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes.stream import stream
-
+from qhubctl import kube
 from qhubctl.errors import ClusterError
 
 AGENT = "/etc/qhub-backup/agent.py"
@@ -26,7 +24,10 @@ CHUNK = 57 * 1024     # bytes per base64 burst (76-character lines)
 
 
 def _exec(api: Any, namespace: str, pod: str, args: list[str], stdin: bytes | None = None) -> str:
-    core = k8s.CoreV1Api(api)
+    client = kube.kubernetes()
+    from kubernetes.stream import stream  # after kube.kubernetes(): it imports the client its own way
+
+    core = client.client.CoreV1Api(api)
     ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, container="agent",
                 command=["python3", AGENT, *args], stdin=stdin is not None, stdout=True, stderr=True, tty=False,
                 _preload_content=False)
