@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +20,11 @@ import qhubkit
 import requests
 import yaml
 from qhubkit import Platform
+from typer.testing import CliRunner
 
 from nodekit import wait_for
 from qhubctl import realnode
+from qhubctl.cli import app
 from qhubctl.config.environments import default_environments
 from qhubctl.localcluster import LocalCluster
 
@@ -31,7 +34,7 @@ NS = "qhub-condastore"
 RELEASE = "qcs"
 USER = "demo"
 SUBSTITUTES = ("postgresql", "redis")
-IMAGES = ("jupyterhub", "conda-store", *SUBSTITUTES)
+IMAGES = ("jupyterhub", "conda-store", "backup", *SUBSTITUTES)
 # component label -> image the pod must run
 PARTS = {"conda-store": "conda-store", "conda-store-worker": "conda-store",
          "conda-store-postgresql": "postgresql", "conda-store-redis": "redis"}
@@ -145,3 +148,30 @@ def test_builds_reach_only_public_channels_by_default(platform: Platform) -> Non
     blocks = [p["ipBlock"] for rule in policy["spec"]["egress"] for p in rule.get("to", []) if "ipBlock" in p]
     assert blocks == [{"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
                                                          "169.254.0.0/16"]}], blocks
+
+
+def _psql(platform: Platform, sql: str) -> str:
+    pod = _ready_pod(platform, "conda-store-postgresql")["metadata"]["name"]
+    return platform.cluster.kubectl("exec", "-n", NS, pod, "--", "psql", "-U", "conda-store", "-d", "conda-store",
+                                    "-tAc", sql).strip()
+
+
+def test_backup_and_restore_bring_back_conda_store_database(platform: Platform, tmp_path: Path) -> None:
+    """`qhubctl backup` dumps conda-store's database from its Job (admitted by PostgreSQL's NetworkPolicy) and
+    `qhubctl restore --force` loads it back: a row changed after the backup reads as it was."""
+    _psql(platform, "CREATE TABLE IF NOT EXISTS qhub_backup_probe (v text); DELETE FROM qhub_backup_probe; "
+                    "INSERT INTO qhub_backup_probe VALUES ('before')")
+    common = ["-c", str(platform.config), "--kubeconfig", str(platform.cluster.kubeconfig),
+              "--key-file", str(tmp_path / "key")]
+    archive = tmp_path / "archive"
+    done = CliRunner().invoke(app, ["backup", "-o", str(archive), *common], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    manifest = json.loads(next((archive / "manifests").iterdir()).read_text())
+    assert manifest["parts"]["meta"]["staged"]["conda-store.sql"]["bytes"] > 1000, manifest["parts"]["meta"]
+    _psql(platform, "UPDATE qhub_backup_probe SET v = 'after'")
+    done = CliRunner().invoke(app, ["restore", str(archive), *common, "--yes", "--force"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert "restored the conda-store database" in done.output, done.output
+    assert _psql(platform, "SELECT v FROM qhub_backup_probe") == "before"
+    base = f"{platform.url}conda-store/api/v1"
+    wait_for("conda-store's API after the restore", lambda: _status(f"{base}/") == 200, timeout=180, interval=2)

@@ -461,7 +461,8 @@ def restore(api: Any, cfg: QHubConfig, source: Destination, *, key_path: Path, f
             if old is not None:
                 stopped[deployment] = old
         say(f"stopped {', '.join(stopped) or 'nothing'} for the restore")
-        _pods_gone(api, ns, f"app.kubernetes.io/instance={cfg.release_name},app.kubernetes.io/component=hub")
+        _pods_gone(api, ns, f"app.kubernetes.io/instance={cfg.release_name},"
+                            "app.kubernetes.io/component in (hub,conda-store,conda-store-worker)")
         for part in sorted(plan, key=lambda p: p.name != "files"):  # files first: it refuses a non-empty share
             if not source.is_s3:
                 _ensure_claim(api, part.namespace, staging_claim(cfg, part.name), staging_size)
