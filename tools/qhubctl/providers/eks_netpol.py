@@ -3,7 +3,7 @@
 EKS clusters run the Amazon VPC CNI, which ignores NetworkPolicies unless its network policy agent is on (the
 `aws-network-policy-agent` container of the aws-node DaemonSet, VPC CNI 1.14 or later). qhubctl installs the
 CNI as an EKS managed add-on with the configuration value `enableNetworkPolicy: "true"`, which turns the agent on
-and keeps it on across add-on upgrades. The add-on uses the node role's AmazonEKS_CNI_Policy (providers.aws). An
+and keeps it on across add-on upgrades. The add-on uses the node role's AmazonEKS_CNI_Policy (providers.aws.iam). An
 existing cluster's add-on gets the value added to its own configuration values (the others are kept).
 `qhubctl check` proves the result on the running cluster.
 """

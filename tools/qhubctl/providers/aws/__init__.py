@@ -1,0 +1,173 @@
+"""Amazon EKS through boto3: VPC, IAM roles, EKS cluster, OIDC provider, managed node groups.
+
+Credentials and endpoints are boto3's own: AWS_PROFILE / AWS_ACCESS_KEY_ID..., instance and container roles, SSO,
+AWS_ENDPOINT_URL(_<SERVICE>). Everything qhubctl creates carries the tag `qhub.dev/project=<project_name>`, and IAM
+roles live under the path `/qhub/<project_name>/`, so plan and destroy find them without a state file.
+
+NetworkPolicies are enforced by the VPC CNI's network policy agent: the vpc-cni managed add-on with
+enableNetworkPolicy (providers.eks_netpol), created right after the cluster and before any node group.
+
+One module per concern; this one plans, and carries plans out through the two dispatch tables below:
+- `errors`: botocore failures as messages (explain, aws_errors)
+- `account`: clients, QHub's tags and names, what was observed
+- `network`: VPC, subnets, internet and NAT gateways, route tables (when `cluster.subnet_ids` is empty)
+- `iam`: cluster, node and cluster-autoscaler (IRSA) roles, the OIDC provider lookup
+- `eks`: the cluster, its endpoint, version upgrades, the OIDC provider, the kubeconfig
+- `groups`: managed node groups in the private subnets with cluster-autoscaler's auto-discovery and
+  scale-from-zero tags; the IRSA role `<project>-cluster-autoscaler` plus `extras()["cluster-autoscaler"]` chart
+  values let the autoscaler scale them
+- `teardown`: what Kubernetes made for the cluster (load balancers, volumes, security groups)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from qhubctl import nodegroups as ng
+from qhubctl.config.model import QHubConfig
+from qhubctl.errors import QHubError
+from qhubctl.providers import eks_netpol
+from qhubctl.providers.aws import eks, groups, iam, network, teardown
+from qhubctl.providers.aws.account import CA_PREFIX, Account, Observed
+from qhubctl.providers.aws.eks import public_cidrs
+from qhubctl.providers.aws.errors import aws_errors, explain
+from qhubctl.providers.aws.network import subnet_layout
+from qhubctl.providers.aws.groups import ami_type, autoscaler_tags
+from qhubctl.providers.base import Action, Log, Plan, Provider, desired_groups
+
+# (op, kind) of a plan's action -> what carries it out. Node groups and the VPC CNI add-on are applied apart:
+# they need the desired group, or the eks_netpol module's own arguments.
+APPLY: dict[tuple[str, str], Callable[[Account, Action], None]] = {
+    ("create", "vpc"): network.create_vpc,
+    ("create", "internet-gateway"): network.create_internet_gateway,
+    ("create", "subnet"): network.create_subnet,
+    ("create", "nat-gateway"): network.create_nat_gateway,
+    ("create", "route-table"): network.create_route_table,
+    ("create", "iam-role"): iam.put_role,
+    ("update", "iam-role"): iam.put_role,
+    ("create", "eks-cluster"): eks.create_cluster,
+    ("update", "eks-cluster"): eks.upgrade_cluster,
+    ("update", "eks-endpoint"): eks.update_endpoint,
+    ("create", "oidc-provider"): eks.create_oidc_provider,
+}
+
+# kind of a destroy plan's action -> what deletes the resource of that name (or id, or ARN).
+DESTROY: dict[str, Callable[[Account, str], None]] = {
+    "load-balancer": teardown.delete_load_balancer,
+    "classic-load-balancer": teardown.delete_classic_load_balancer,
+    "nodegroup": groups.delete_group,
+    "ebs-volume": teardown.delete_ebs_volume,
+    "security-group": teardown.delete_security_group,
+    "eks-cluster": eks.delete_cluster,
+    "oidc-provider": iam.delete_oidc_provider,
+    "iam-role": iam.delete_role,
+    "nat-gateway": network.delete_nat_gateway,
+    "elastic-ip": network.delete_elastic_ip,
+    "route-table": network.delete_route_table,
+    "internet-gateway": network.delete_internet_gateway,
+    "subnet": network.delete_subnet,
+    "vpc": network.delete_vpc,
+}
+
+
+class AWS(Provider):
+    name = "aws"
+
+    def __init__(self, cfg: QHubConfig, log: Log = print) -> None:
+        super().__init__(cfg, log)
+        self.account = Account(cfg, log)
+        self.region = self.account.region
+
+    @aws_errors
+    def check_credentials(self) -> str:
+        who = self.account.client("sts").get_caller_identity()
+        return f"account {who['Account']} as {who['Arn']} in {self.region}"
+
+    def observe(self) -> Observed:
+        seen = Observed()
+        network.observe(self.account, seen)
+        iam.observe(self.account, seen)
+        eks.observe(self.account, seen)
+        if seen.cluster:
+            groups.observe(self.account, seen)
+        return seen
+
+    @aws_errors
+    def plan(self) -> Plan:
+        return Plan(self.name, self.cluster_name, self.plan_actions(self.observe()))
+
+    def plan_actions(self, seen: Observed) -> list[Action]:
+        acc = self.account
+        actions = network.plan(acc, seen)
+        for short in iam.BASE_ROLES:
+            actions += iam.role_actions(acc, seen, short)
+        actions += eks.plan(acc, seen)
+        actions += iam.role_actions(acc, seen, iam.AUTOSCALER_ROLE)  # trusts the OIDC provider planned above
+        return actions + groups.plan(acc, seen)
+
+    @aws_errors
+    def apply(self, plan: Plan) -> None:
+        specs = {s.name: s for s in desired_groups(self.cfg)}
+        for action in plan.actions:
+            self.log("  " + action.lines()[0])
+            if action.kind == "nodegroup":
+                groups.apply(self.account, action, specs.get(action.name))
+            elif action.kind == eks_netpol.KIND:
+                eks_netpol.apply(self.account.client("eks"), self.cluster_name, action, self.account.tags, self.log)
+            else:
+                _handler(APPLY, (action.op, action.kind))(self.account, action)
+
+    @aws_errors
+    def destroy_plan(self) -> Plan:
+        """Everything of the cluster, in the order it can be deleted: what Kubernetes made first, the network
+        last."""
+        acc = self.account
+        seen = self.observe()
+        vpc_id = seen.vpc["VpcId"] if seen.vpc else None
+        actions = teardown.load_balancer_actions(acc)
+        actions += [Action("delete", "nodegroup", name) for name in seen.groups]
+        actions += teardown.volume_and_security_group_actions(acc, vpc_id)
+        if seen.cluster:
+            actions.append(Action("delete", "eks-cluster", self.cluster_name))
+        actions += iam.destroy_plan(acc, seen)
+        actions += network.destroy_plan(acc, seen)
+        return Plan(self.name, self.cluster_name, actions)
+
+    @aws_errors
+    def destroy(self, plan: Plan) -> None:
+        for action in plan.actions:
+            self.log("  " + action.lines()[0])
+            _handler(DESTROY, action.kind)(self.account, action.name)
+
+    @aws_errors
+    def kubeconfig(self) -> dict[str, Any]:
+        return eks.kubeconfig(self.account)
+
+    @aws_errors
+    def extras(self) -> dict[str, Any]:
+        """cluster-autoscaler chart values (kubernetes/autoscaler chart): auto-discovery by the node groups' tags,
+        IRSA role for its service account."""
+        role = iam.role_arn(self.account, iam.AUTOSCALER_ROLE)
+        return {"cluster-autoscaler": {
+            "cloudProvider": "aws",
+            "awsRegion": self.region,
+            "autoDiscovery": {"clusterName": self.cluster_name,
+                              "tags": [f"{CA_PREFIX}/enabled", f"{CA_PREFIX}/{self.cluster_name}"]},
+            "rbac": {"serviceAccount": {"create": True, "name": iam.AUTOSCALER_SA[1],
+                                        "annotations": {"eks.amazonaws.com/role-arn": role}}},
+            "extraArgs": {"balance-similar-node-groups": True, "expander": "least-waste",
+                          "skip-nodes-with-system-pods": False},
+            "nodeSelector": {ng.LABEL: ng.GENERAL},
+        }}
+
+
+def _handler(table: dict[Any, Callable[[Account, Any], None]], key: Any) -> Callable[[Account, Any], None]:
+    try:
+        return table[key]
+    except KeyError:
+        raise QHubError(f"qhubctl's AWS provider has no step for {key}",
+                        hint="report this: the plan holds an action the provider cannot carry out") from None
+
+
+__all__ = ["AWS", "ami_type", "autoscaler_tags", "explain", "public_cidrs", "subnet_layout"]
