@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qhubctl.localcluster import DEFAULT_GROUPS, NODE_GROUP_LABEL, LocalCluster, node_schedulable
+from qhubctl.localcluster import SIMULATED_GROUPS, NODE_GROUP_LABEL, LocalCluster, node_schedulable
 from qhubctl.proc import run
 
 pytestmark = pytest.mark.cluster
@@ -82,7 +82,7 @@ def test_every_group_scales_up_for_pending_pods_and_back_down(cluster: LocalClus
         cluster.kubectl("apply", "-f", "-", input=json.dumps(pod(f"needs-{group}", ns, group, gpu)))
     for group in wanted:
         found = wait_for(f"a Ready {group} node", lambda g=group: [n for n in group_nodes(cluster, g) if node_schedulable(n)])
-        spec = next(g for g in DEFAULT_GROUPS if g.name == group)
+        spec = next(g for g in SIMULATED_GROUPS if g.name == group)
         taints = {(t["key"], t["value"], t["effect"]) for t in found[0]["spec"]["taints"]}
         assert (NODE_GROUP_LABEL, group, "NoSchedule") in taints
         if spec.gpus:
@@ -102,7 +102,7 @@ def test_every_group_scales_up_for_pending_pods_and_back_down(cluster: LocalClus
 
 
 def test_group_never_exceeds_its_max(cluster: LocalCluster) -> None:
-    gpu = next(g for g in DEFAULT_GROUPS if g.name == "gpu")
+    gpu = next(g for g in SIMULATED_GROUPS if g.name == "gpu")
     ns = namespace(cluster)
     for i in range(gpu.max_nodes + 2):  # one GPU per node: more pods than the group may have nodes
         cluster.kubectl("apply", "-f", "-", input=json.dumps(pod(f"gpu-{i}", ns, "gpu", gpu=True)))
@@ -150,7 +150,7 @@ def test_another_local_cluster_leaves_this_ones_kubeconfig_alone(cluster: LocalC
 
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     before = cluster.kubeconfig.read_text()
-    other = localcluster.up("qhub-other", groups=[localcluster.NodeGroup("general", 1, 1)], log=lambda _: None,
+    other = localcluster.up("qhub-other", groups=[localcluster.SimulatedGroup("general", 1, 1)], log=lambda _: None,
                             with_real_node=False)
     try:
         assert other.kubeconfig != cluster.kubeconfig

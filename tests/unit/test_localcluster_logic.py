@@ -8,12 +8,12 @@ from types import SimpleNamespace as NS
 import pytest
 import yaml
 
-from qhubctl.localcluster import DEFAULT_GROUPS, NODE_GROUP_LABEL, NodeGroup
+from qhubctl.localcluster import SIMULATED_GROUPS, NODE_GROUP_LABEL, SimulatedGroup
 from qhubctl.simautoscaler import admits, plan_scale_up, pod_requests, tolerates
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
-GROUPS = {g.name: g for g in DEFAULT_GROUPS}
+GROUPS = {g.name: g for g in SIMULATED_GROUPS}
 
 
 def pinned() -> dict[str, str]:
@@ -102,7 +102,7 @@ def test_toleration_operators() -> None:
 
 
 def test_scale_up_packs_pods_and_respects_max() -> None:
-    worker = NodeGroup("worker", 0, 2, cpu="4", memory="16Gi")
+    worker = SimulatedGroup("worker", 0, 2, cpu="4", memory="16Gi")
     pods = [make_pod("worker", cpu="1500m", memory="2Gi", tolerate=("worker",)) for _ in range(6)]
     plan = plan_scale_up([worker], {"worker": 0}, pods)
     assert len(plan) == 2, "two pods of 1.5 CPU per 4-CPU node, and the group stops at its max of 2"
@@ -111,8 +111,8 @@ def test_scale_up_packs_pods_and_respects_max() -> None:
 
 
 def test_scale_up_prefers_the_group_that_wastes_least() -> None:
-    small = NodeGroup("small", 0, 3, cpu="2")
-    big = NodeGroup("big", 0, 3, cpu="16")
+    small = SimulatedGroup("small", 0, 3, cpu="2")
+    big = SimulatedGroup("big", 0, 3, cpu="16")
     pod = make_pod(cpu="1")
     pod.spec.tolerations = [NS(key=None, operator="Exists", value=None, effect=None)]
     plan = plan_scale_up([big, small], {}, [pod])

@@ -25,12 +25,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from qhubctl import daemons, realnode
 from qhubctl.errors import QHubError
-from qhubctl.nodegroups import GPU_RESOURCE, group_taints
+from qhubctl.nodegroups import DEFAULT_SCALE, GPU_RESOURCE, group_taints
 from qhubctl.nodegroups import LABEL as NODE_GROUP_LABEL
 from qhubctl.private import write_private
 from qhubctl.proc import run
@@ -41,8 +42,8 @@ FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
 
 @dataclass(frozen=True)
-class NodeGroup:
-    """A simulated node group: the shape of its nodes and how far it may scale."""
+class SimulatedGroup:
+    """A simulated (kwok) node group: the shape of its nodes and how far it may scale."""
 
     name: str
     min_nodes: int
@@ -81,12 +82,15 @@ class NodeGroup:
         }
 
 
-DEFAULT_GROUPS: tuple[NodeGroup, ...] = (
-    NodeGroup("general", 1, 1, cpu="8", memory="32Gi"),
-    NodeGroup("user", 0, 5, cpu="4", memory="32Gi"),
-    NodeGroup("worker", 0, 5, cpu="4", memory="16Gi"),
-    NodeGroup("gpu", 0, 2, cpu="8", memory="64Gi", gpus=1),
-)
+# The node shape of each standard group; counts from the one default table (qhubctl.nodegroups.DEFAULT_SCALE).
+_SHAPES: dict[str, dict[str, Any]] = {
+    "general": {"cpu": "8", "memory": "32Gi"},
+    "user": {"cpu": "4", "memory": "32Gi"},
+    "worker": {"cpu": "4", "memory": "16Gi"},
+    "gpu": {"cpu": "8", "memory": "64Gi", "gpus": 1},
+}
+SIMULATED_GROUPS: tuple[SimulatedGroup, ...] = tuple(
+    SimulatedGroup(name, *DEFAULT_SCALE[name], **shape) for name, shape in _SHAPES.items())
 
 
 @dataclass
@@ -96,7 +100,7 @@ class LocalCluster:
     name: str
     kubeconfig: Path
     workdir: Path
-    groups: list[NodeGroup] = field(default_factory=list)
+    groups: list[SimulatedGroup] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -229,7 +233,7 @@ def _api_port(kubeconfig: Path) -> int:
     return int(server.rsplit(":", 1)[1])
 
 
-def up(name: str = DEFAULT_NAME, groups: tuple[NodeGroup, ...] | list[NodeGroup] = DEFAULT_GROUPS,
+def up(name: str = DEFAULT_NAME, groups: tuple[SimulatedGroup, ...] | list[SimulatedGroup] = SIMULATED_GROUPS,
        scale_down_after: float = 30.0, log=print, with_real_node: bool = True) -> LocalCluster:
     """Start (or reuse) the cluster: control plane, real node with its add-ons, the min nodes of every simulated
     group, and the autoscaler. `with_real_node=False` gives a control plane with simulated nodes only (the machine

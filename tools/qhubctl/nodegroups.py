@@ -36,8 +36,10 @@ PURPOSE: dict[str, str] = {
     WORKER: "Dask schedulers and workers",
     GPU: "GPU JupyterLab servers and workers",
 }
-# Smallest and largest default node counts per group.
+# Smallest and largest default node counts per group (the one table: config defaults, `qhubctl init`'s files and
+# the local cluster's simulated groups come from it); CUSTOM_SCALE for groups of other names.
 DEFAULT_SCALE: dict[str, tuple[int, int]] = {GENERAL: (1, 1), USER: (0, 5), WORKER: (0, 5), GPU: (0, 2)}
+CUSTOM_SCALE: tuple[int, int] = (0, 2)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qhubctl import __version__
+from qhubctl import nodegroups as ng
 from qhubctl.config.base import DEFAULT_K8S
 from qhubctl.config.loader import SCHEMA_FILE
 from qhubctl.config.model import PROVIDERS, SCHEMA_VERSION
@@ -23,22 +24,19 @@ _CLUSTER = {
 LOCAL_REGISTRY = "127.0.0.1:5001"
 DEFAULT_REGION = {"aws": "us-east-1", "gcp": "us-central1", "azure": "eastus", "digitalocean": "nyc3"}
 
+# The default groups with their default counts (qhubctl.nodegroups.DEFAULT_SCALE), one line each.
+_SCALES = "".join(f"  {name}: {{min_nodes: {ng.DEFAULT_SCALE[name][0]}, max_nodes: {ng.DEFAULT_SCALE[name][1]}}}\n"
+                  for name in ng.DEFAULT_GROUPS)
 _GROUPS_CLOUD = """\
 # Node groups: every node carries qhub.dev/node-group=<name>; all groups but general are tainted so only QHub
 # places pods there. instance_type defaults per provider; min 0 lets user and worker scale to zero.
 node_groups:
-  general: {min_nodes: 1, max_nodes: 1}
-  user: {min_nodes: 0, max_nodes: 5}
-  worker: {min_nodes: 0, max_nodes: 5}
-"""
+""" + _SCALES
 _GROUPS_LOCAL = """\
 # Node groups: with real_node, every group's pods run on the local cluster's real node; the counts size the
 # simulated (kwok) groups beside it, which `qhubctl cost --simulate` uses.
 node_groups:
-  general: {min_nodes: 1, max_nodes: 1}
-  user: {min_nodes: 0, max_nodes: 5}
-  worker: {min_nodes: 0, max_nodes: 5}
-"""
+""" + _SCALES
 _GROUPS_EXISTING = """\
 # Node groups: point each group at labels your nodes already carry (default qhub.dev/node-group=<name>).
 node_groups:

@@ -28,7 +28,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.utils import parse_quantity
 
-from qhubctl.localcluster import NODE_GROUP_LABEL, NodeGroup
+from qhubctl.localcluster import NODE_GROUP_LABEL, SimulatedGroup
 
 log = logging.getLogger("qhub.autoscaler")
 MANAGED = "qhub.dev/autoscaler"
@@ -83,7 +83,7 @@ def _affinity_admits(pod: Any, labels: dict[str, str]) -> bool:
     return False
 
 
-def admits(group: NodeGroup, pod: Any) -> bool:
+def admits(group: SimulatedGroup, pod: Any) -> bool:
     """Whether a fresh node of `group` could host `pod` (labels, taints, shape)."""
     labels = group.labels()
     if any(labels.get(k) != v for k, v in (pod.spec.node_selector or {}).items()):
@@ -98,7 +98,7 @@ def admits(group: NodeGroup, pod: Any) -> bool:
 
 @dataclass
 class _NewNode:
-    group: NodeGroup
+    group: SimulatedGroup
     free: dict[str, float]
     pods: list[Any] = field(default_factory=list)
 
@@ -112,7 +112,7 @@ class _NewNode:
         return True
 
 
-def plan_scale_up(groups: list[NodeGroup], counts: dict[str, int], pending: list[Any]) -> list[_NewNode]:
+def plan_scale_up(groups: list[SimulatedGroup], counts: dict[str, int], pending: list[Any]) -> list[_NewNode]:
     """New nodes that would let every pending pod that fits some group schedule."""
     new: list[_NewNode] = []
     for pod in pending:
@@ -122,7 +122,7 @@ def plan_scale_up(groups: list[NodeGroup], counts: dict[str, int], pending: list
         if not fitting:
             continue
 
-        def waste(g: NodeGroup) -> float:
+        def waste(g: SimulatedGroup) -> float:
             return float(parse_quantity(g.cpu)) - pod_requests(pod).get("cpu", 0.0)
 
         group = min(fitting, key=waste)
@@ -134,7 +134,7 @@ def plan_scale_up(groups: list[NodeGroup], counts: dict[str, int], pending: list
 
 
 class Autoscaler:
-    def __init__(self, api: client.CoreV1Api, groups: list[NodeGroup], scale_down_after: float) -> None:
+    def __init__(self, api: client.CoreV1Api, groups: list[SimulatedGroup], scale_down_after: float) -> None:
         self.api = api
         self.groups = groups
         self.by_name = {g.name: g for g in groups}
@@ -167,7 +167,7 @@ class Autoscaler:
         except client.ApiException as err:  # events are informative; never stop scaling for them
             log.warning("could not record event %s: %s", reason, err.reason)
 
-    def _create_node(self, group: NodeGroup) -> str:
+    def _create_node(self, group: SimulatedGroup) -> str:
         name = f"{group.name}-{int(time.time() * 1000) % 10**9:09d}"
         manifest = group.node_manifest(name)
         manifest["metadata"]["annotations"][MANAGED] = "managed"
@@ -227,13 +227,14 @@ class Autoscaler:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qhubctl.simautoscaler", description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
-    parser.add_argument("--groups", required=True, help="JSON file: list of node groups (qhubctl.localcluster.NodeGroup)")
+    parser.add_argument("--groups", required=True,
+                        help="JSON file: list of node groups (qhubctl.localcluster.SimulatedGroup)")
     parser.add_argument("--scale-down-after", type=float, default=30.0, help="seconds a node must be empty")
     parser.add_argument("--interval", type=float, default=2.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with open(args.groups) as fh:
-        groups = [NodeGroup(**g) for g in json.load(fh)]
+        groups = [SimulatedGroup(**g) for g in json.load(fh)]
     api = client.CoreV1Api(config.new_client_from_config(args.kubeconfig))
     # The cluster's identity: a cluster started later on the same address is a different cluster, and this
     # autoscaler must not add nodes to it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from qhubctl import nodegroups as ng
 from qhubctl.config.auth import Auth, NativeAuth, User
@@ -61,7 +61,8 @@ class QHubConfig(Base):
                      description="HTTPS; with a domain: cert-manager, secret or upstream (docs/security.md)")
     ingress: Ingress = Field(default_factory=Ingress, description="Ingress settings")
     node_groups: dict[Name, NodeGroup] = Field(
-        default_factory=dict, description="Node groups; general, user and worker are always present"
+        default_factory=dict, validate_default=True,  # an absent block gets the default groups too
+        description="Node groups; general, user and worker are always present",
     )
     profiles: Profiles = Field(default_factory=Profiles, description="JupyterLab and Dask worker sizes")
     environments: list[Environment] = Field(
@@ -86,6 +87,13 @@ class QHubConfig(Base):
             raise ValueError(f"version {value} is newer than this qhubctl ({SCHEMA_VERSION}); upgrade qhubctl")
         return value
 
+    @field_validator("node_groups", mode="before")
+    @classmethod
+    def _group_defaults(cls, value: Any, info: ValidationInfo) -> Any:
+        cluster = info.data.get("cluster")  # absent when the cluster block itself is invalid
+        instances = cluster.default_instances if cluster is not None else {}
+        return fill_defaults(value, instances, cluster.managed_nodes if cluster is not None else False)
+
     @field_validator("environments")
     @classmethod
     def _envs(cls, value: list[Environment]) -> list[Environment]:
@@ -94,9 +102,6 @@ class QHubConfig(Base):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> QHubConfig:
-        cluster = self.cluster
-        groups = fill_defaults(self.node_groups, cluster.default_instances, cluster.managed_nodes)
-        object.__setattr__(self, "node_groups", groups)
         problems = _check_groups(self) + _check_profiles(self) + _check_network(self)
         if problems:
             raise FieldProblem(problems)
@@ -137,7 +142,7 @@ def _check_groups(cfg: QHubConfig) -> list[tuple[str, str]]:
     managed = cfg.cluster.managed_nodes
     cloud = bool(cfg.cluster.default_instances)
     general = cfg.node_groups[ng.GENERAL]
-    if (general.min_nodes or 0) < 1:
+    if general.min_nodes < 1:
         problems.append(("node_groups.general.min_nodes", "must be at least 1: the hub and core services run there"))
     for name, group in cfg.node_groups.items():
         where = f"node_groups.{name}"

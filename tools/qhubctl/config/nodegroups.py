@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from qhubctl import nodegroups as ng
 from qhubctl.config.base import Base, FieldProblem
+
+_MinCount = Annotated[int, Field(ge=0, le=1000)]
+_MaxCount = Annotated[int, Field(ge=1, le=1000)]
+
+
+def _filled(value: Any) -> Any:
+    if value is None:
+        raise ValueError("a node group count is filled in from the group's defaults while the whole config is "
+                         "validated (QHubConfig)")
+    return value
+
+
+# A count the file may leave out or write as null; the config fills in the group's default (nodegroups.DEFAULT_SCALE)
+# before the group is validated (fill_defaults), so a validated group always holds a number.
+MinNodes = Annotated[int, BeforeValidator(_filled, json_schema_input_type=_MinCount | None)]
+MaxNodes = Annotated[int, BeforeValidator(_filled, json_schema_input_type=_MaxCount | None)]
 
 _LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 
@@ -43,8 +61,10 @@ class NodeGroup(Base):
     instance_type: str | None = Field(
         None, min_length=1, description="Machine type; empty: the provider's default for this group"
     )
-    min_nodes: int | None = Field(None, ge=0, le=1000, description="Smallest node count (general: at least 1)")
-    max_nodes: int | None = Field(None, ge=1, le=1000, description="Largest node count for the autoscaler")
+    min_nodes: MinNodes = Field(None, ge=0, le=1000,  # type: ignore[assignment]  # filled in by fill_defaults
+                                description="Smallest node count (general: at least 1)")
+    max_nodes: MaxNodes = Field(None, ge=1, le=1000,  # type: ignore[assignment]  # filled in by fill_defaults
+                                description="Largest node count for the autoscaler")
     spot: bool = Field(False, description="Use spot/preemptible machines (cheaper, can be reclaimed)")
     disk_size_gb: int = Field(100, ge=20, le=16384, description="Boot disk size per node in GB")
     labels: dict[str, str] = Field(
@@ -76,7 +96,7 @@ class NodeGroup(Base):
 
     @model_validator(mode="after")
     def _min_le_max(self) -> NodeGroup:
-        if self.min_nodes is not None and self.max_nodes is not None and self.min_nodes > self.max_nodes:
+        if self.min_nodes > self.max_nodes:
             raise FieldProblem([("min_nodes", f"{self.min_nodes} is larger than max_nodes ({self.max_nodes})")])
         return self
 
@@ -90,22 +110,42 @@ class NodeGroup(Base):
         )
 
 
-def fill_defaults(groups: dict[str, NodeGroup], instances: dict[str, str], managed: bool) -> dict[str, NodeGroup]:
-    """Add the default groups that are missing and fill scale and instance defaults, in a stable order."""
-    out: dict[str, NodeGroup] = {}
+_COUNT: TypeAdapter[int] = TypeAdapter(int)
+
+
+def _count(value: Any) -> int | None:
+    """A count as written, read the way validation will read it; None when absent or not a number."""
+    try:
+        return None if value is None else _COUNT.validate_python(value)
+    except ValidationError:
+        return None
+
+
+def fill_defaults(groups: Any, instances: dict[str, str], managed: bool) -> Any:
+    """The node_groups block as written, before validation, completed: the default groups that are missing added,
+    counts left out set from nodegroups.DEFAULT_SCALE, the provider's instance type and a GPU for groups that name
+    none, in a stable order (standard groups first). Anything that is not a mapping is left for validation to
+    report."""
+    if not isinstance(groups, dict):
+        return groups
+    out: dict[Any, Any] = {}
     names = [g for g in ng.STANDARD_GROUPS if g in groups or g in ng.DEFAULT_GROUPS]
-    names += sorted(g for g in groups if g not in ng.STANDARD_GROUPS)
+    names += sorted((g for g in groups if g not in ng.STANDARD_GROUPS), key=str)
     for name in names:
-        group = groups.get(name) or NodeGroup()
-        lo, hi = ng.DEFAULT_SCALE.get(name, (0, 2))
-        updates: dict[str, object] = {}
-        if group.min_nodes is None:
-            updates["min_nodes"] = lo if group.max_nodes is None else min(lo, group.max_nodes)
-        if group.max_nodes is None:
-            updates["max_nodes"] = max(hi, group.min_nodes or 0, 1)
-        if managed and group.instance_type is None and name in instances:
-            updates["instance_type"] = instances[name]
-        if name == ng.GPU and group.gpu is None and managed and instances:
-            updates["gpu"] = GPUSpec()
-        out[name] = group.model_copy(update=updates)
+        group = groups.get(name, {})
+        if not isinstance(group, dict):
+            out[name] = group
+            continue
+        group = dict(group)
+        lo, hi = ng.DEFAULT_SCALE.get(name, ng.CUSTOM_SCALE)
+        given_min, given_max = _count(group.get("min_nodes")), _count(group.get("max_nodes"))
+        if group.get("min_nodes") is None:
+            group["min_nodes"] = lo if given_max is None else min(lo, given_max)
+        if group.get("max_nodes") is None:
+            group["max_nodes"] = max(hi, given_min or 0, 1)
+        if managed and group.get("instance_type") is None and name in instances:
+            group["instance_type"] = instances[name]
+        if name == ng.GPU and group.get("gpu") is None and managed and instances:
+            group["gpu"] = {}  # one GPU of the provider's default type (GPUSpec's defaults)
+        out[name] = group
     return out

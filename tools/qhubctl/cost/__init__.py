@@ -146,7 +146,7 @@ def pricing(cfg: QHubConfig, table: dict[str, Any], cloud: str | None = None) ->
                 hourly += float(entry.get("accelerators", {}).get(group.gpu.type, 0.0)) * group.gpu.count
             if group.spot:
                 hourly *= float(entry.get("spot_factor", 1.0))
-        groups[name] = GroupPrice(name, itype, hourly, group.min_nodes or 0, group.max_nodes or 0)
+        groups[name] = GroupPrice(name, itype, hourly, group.min_nodes, group.max_nodes)
     if missing:
         raise UserError(f"no {cloud} price for the instance type of node group(s) {', '.join(missing)}",
                         hint=f"add them under clouds.{cloud}.instances in a file passed with --prices")

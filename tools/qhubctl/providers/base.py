@@ -116,8 +116,8 @@ def desired_groups(cfg: QHubConfig) -> list[GroupSpec]:
         specs.append(GroupSpec(
             name=name,
             instance_type=group.instance_type,
-            min_nodes=group.min_nodes or 0,
-            max_nodes=group.max_nodes or 1,
+            min_nodes=group.min_nodes,
+            max_nodes=group.max_nodes,
             spot=group.spot,
             disk_size_gb=group.disk_size_gb,
             labels=dict(place.labels),

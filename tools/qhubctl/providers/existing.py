@@ -77,7 +77,7 @@ class Existing(Provider):
         return f"kubeconfig context {self.cluster_name}: {len(nodes)} node(s)"
 
     def plan(self) -> Plan:
-        minimums = {n: g.min_nodes or 0 for n, g in self.cfg.node_groups.items()}
+        minimums = {n: g.min_nodes for n, g in self.cfg.node_groups.items()}
         problems, notes = missing_labels(self.cfg.placements(), minimums, self._node_labels())
         for note in notes:
             self.log(f"note: {note}")

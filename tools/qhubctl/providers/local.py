@@ -2,7 +2,7 @@
 simulated autoscaler. Free, offline, a few seconds to start; for previews, `cost --simulate` and tests.
 
 The cluster is named `qhub-<project_name>`; its node groups are the config's, with the node shapes of
-localcluster.DEFAULT_GROUPS for the standard names (4 CPU / 16 GiB otherwise).
+localcluster.SIMULATED_GROUPS for the standard names (4 CPU / 16 GiB otherwise).
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from qhubctl import localcluster
 from qhubctl.config.model import QHubConfig
 from qhubctl.providers.base import Action, GroupSpec, Plan, Provider, diff_groups
 
-_SHAPES = {g.name: g for g in localcluster.DEFAULT_GROUPS}
+_SHAPES = {g.name: g for g in localcluster.SIMULATED_GROUPS}
 
 
-def local_groups(cfg: QHubConfig) -> list[localcluster.NodeGroup]:
+def local_groups(cfg: QHubConfig) -> list[localcluster.SimulatedGroup]:
     """The config's node groups as simulated groups (same names, min/max, GPU count; standard shapes)."""
-    groups: list[localcluster.NodeGroup] = []
+    groups: list[localcluster.SimulatedGroup] = []
     for name, group in cfg.node_groups.items():
-        shape = _SHAPES.get(name, localcluster.NodeGroup(name, 0, 1))
+        shape = _SHAPES.get(name, localcluster.SimulatedGroup(name, 0, 1))
         gpus = group.gpu.count if group.gpu else 0
-        groups.append(localcluster.NodeGroup(
-            name=name, min_nodes=group.min_nodes or 0, max_nodes=group.max_nodes or 1,
+        groups.append(localcluster.SimulatedGroup(
+            name=name, min_nodes=group.min_nodes, max_nodes=group.max_nodes,
             cpu=shape.cpu, memory=shape.memory, gpus=gpus))
     return groups
 
@@ -37,7 +37,7 @@ def stop_cluster(name: str, log: Any = print) -> None:
     localcluster.down(name, log=log)
 
 
-def _spec(group: localcluster.NodeGroup) -> GroupSpec:
+def _spec(group: localcluster.SimulatedGroup) -> GroupSpec:
     return GroupSpec(group.name, None, group.min_nodes, group.max_nodes, gpu_count=group.gpus)
 
 
@@ -56,7 +56,7 @@ class Local(Provider):
         path = localcluster.cluster_dir(self.cluster_name) / "nodegroups.json"
         if not path.exists():
             return {}
-        return {g["name"]: _spec(localcluster.NodeGroup(**g)) for g in json.loads(path.read_text())}
+        return {g["name"]: _spec(localcluster.SimulatedGroup(**g)) for g in json.loads(path.read_text())}
 
     def plan(self) -> Plan:
         plan = Plan(self.name, self.cluster_name)
