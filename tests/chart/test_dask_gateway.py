@@ -224,7 +224,7 @@ def test_group_limits_and_group_only_profiles(tmp_path: Path) -> None:
     config = gateway_config(docs, tmp_path)
     member = resolve(config, User("bob", groups=["dask", "power"]), {})
     assert member.cluster_max_workers == 64 and member.cluster_max_cores == 100
-    assert resolve(config, User("carol", groups=["dask"]), {}).cluster_max_workers == 16
+    assert resolve(config, User("carol", groups=["dask"]), {}).cluster_max_workers == 20
     with pytest.raises(PublicException, match="no Dask worker profile"):
         config.Backend.cluster_options(User("eve", groups=[]))
 

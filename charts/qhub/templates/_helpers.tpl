@@ -176,14 +176,45 @@ under `egress:` with nindent.
 {{- define "qhub.hubName" -}}{{ include "qhub.componentName" (dict "root" . "component" "hub") }}{{- end -}}
 {{- define "qhub.hubSecretName" -}}{{ include "qhub.componentName" (dict "root" . "component" "hub") }}{{- end -}}
 {{- define "qhub.proxyApiName" -}}{{ include "qhub.componentName" (dict "root" . "component" "proxy-api") }}{{- end -}}
-{{- define "qhub.proxyPublicName" -}}{{ include "qhub.componentName" (dict "root" . "component" "proxy-public") }}{{- end -}}
+{{- define "qhub.proxyPublicName" -}}{{ include "qhub.serviceHost" (dict "root" . "service" "jupyterhub") }}{{- end -}}
 {{- define "qhub.gatewayApiName" -}}{{ include "qhub.componentName" (dict "root" . "component" "dask-gateway-api") }}{{- end -}}
-{{- define "qhub.gatewayProxyName" -}}{{ include "qhub.componentName" (dict "root" . "component" "dask-gateway-proxy") }}{{- end -}}
+{{- define "qhub.gatewayProxyName" -}}{{ include "qhub.serviceHost" (dict "root" . "service" "dask-gateway") }}{{- end -}}
 {{- define "qhub.sharedPvcName" -}}{{ include "qhub.componentName" (dict "root" . "component" "shared") }}{{- end -}}
-{{- define "qhub.condaStoreName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store") }}{{- end -}}
+{{- define "qhub.condaStoreName" -}}{{ include "qhub.serviceHost" (dict "root" . "service" "conda-store") }}{{- end -}}
 {{- define "qhub.condaEnvsPvcName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-envs") }}{{- end -}}
 {{- define "qhub.kubesshName" -}}{{ include "qhub.componentName" (dict "root" . "component" "kubessh") }}{{- end -}}
-{{- define "qhub.jitsiTokenName" -}}{{ include "qhub.componentName" (dict "root" . "component" "jitsi-token") }}{{- end -}}
+{{- define "qhub.jitsiTokenName" -}}{{ include "qhub.serviceHost" (dict "root" . "service" "jitsi") }}{{- end -}}
+
+{{- /*
+The platform's services of global.services (port, path, oauthCallback), by name - jupyterhub, dask-gateway,
+conda-store, jitsi. Each helper takes (dict "root" $ "service" "<name>").
+*/}}
+{{- /* Name of the Service a platform service is reached through. */}}
+{{- define "qhub.serviceHost" -}}
+{{- $components := dict "jupyterhub" "proxy-public" "dask-gateway" "dask-gateway-proxy" "conda-store" "conda-store" "jitsi" "jitsi-token" -}}
+{{- include "qhub.componentName" (dict "root" .root "component" (get $components .service | required (printf "no platform service %q" .service))) -}}
+{{- end -}}
+
+{{- /* A platform service's settings from global.services. */}}
+{{- define "qhub.serviceSpec" -}}
+{{- index .root.Values.global.services .service | required (printf "global.services.%s is not set" .service) | toJson -}}
+{{- end -}}
+
+{{- /*
+The URL the hub registers for a service, in the cluster: http://<Service>:<port>. The hub's proxy routes
+/services/<name>/ there with the path kept; a service that answers on a path of its own (conda-store) has that
+path in its URL.
+*/}}
+{{- define "qhub.serviceUrl" -}}
+{{- $s := include "qhub.serviceSpec" . | fromJson -}}
+http://{{ include "qhub.serviceHost" . }}:{{ $s.port }}{{ if ne $s.path (printf "/services/%s" .service) }}{{ $s.path }}{{ end }}
+{{- end -}}
+
+{{- /* The OAuth callback URL a service registers with the hub (public URL, path, oauthCallback); "" without one. */}}
+{{- define "qhub.serviceOauthCallback" -}}
+{{- $s := include "qhub.serviceSpec" . | fromJson -}}
+{{- with $s.oauthCallback -}}{{ include "qhub.publicUrl" $.root }}{{ $s.path }}/{{ . }}{{- end -}}
+{{- end -}}
 {{- define "qhub.jitsiWebName" -}}{{ include "qhub.componentName" (dict "root" . "component" "jitsi-web") }}{{- end -}}
 {{- define "qhub.identitiesName" -}}{{ include "qhub.componentName" (dict "root" . "component" "identities") }}{{- end -}}
 

@@ -16,6 +16,7 @@ user upgrading with old values gets this message instead of a bare schema error.
   (list "jupyterhub.auth.github.clientSecret" "removed: put the client secret in a Secret and set jupyterhub.auth.github.existingSecret")
   (list "jupyterhub.auth.genericOAuth.clientSecret" "removed: put the client secret in a Secret and set jupyterhub.auth.genericOAuth.existingSecret")
   (list "jupyterhub.cull.timeoutSeconds" "renamed to jupyterhub.cull.timeout")
+  (list "dask-gateway.prefix" "moved to global.services.dask-gateway.path (the umbrella's, shared with the hub and the Ingress)")
   (list "nfs.export.rootSquash" "removed: the NFS server always squashes root on its clients")
   (list "nfs.networkPolicy" "renamed: nfs.networkPolicy.clientCIDRs is nfs.clientCIDRs, the node ranges both the NetworkPolicy and Ganesha's export admit")
   | toJson -}}
@@ -40,7 +41,7 @@ user upgrading with old values gets this message instead of a bare schema error.
 {{- end -}}
 {{- $hub := .Values.jupyterhub.enabled -}}
 {{- $services := dig "hub" "services" dict (.Values.jupyterhub | default dict) -}}
-{{- range $name := list "dask-gateway" "conda-store" "kubessh" "jitsi" -}}
+{{- range $name, $_ := $services -}}
 {{- $on := dig "enabled" true (index $.Values $name | default dict) -}}
 {{- if and $on (not $hub) -}}
 {{- $errors = append $errors (printf "%s.enabled is true but jupyterhub.enabled is false: %s logs users in through JupyterHub; enable jupyterhub or disable %s." $name $name $name) -}}

@@ -19,13 +19,13 @@
 {{- $storage = dict "type" "s3" "endpoint" (required "conda-store.storage.s3.endpoint is required with storage.type s3" $s.s3.endpoint) "secure" $s.s3.secure "bucket" $s.s3.bucket "region" $s.s3.region -}}
 {{- end -}}
 {{- $settings := dict
-  "urlPrefix" "/conda-store"
+  "urlPrefix" (index .Values.global.services "conda-store" "path")
   "port" 8080
   "permissions" .Values.permissions
   "build" .Values.build
   "storage" $storage
   "worker" (dict "concurrency" .Values.worker.concurrency)
-  "hub" (dict "clientId" "service-conda-store" "authorizeUrl" (printf "%s/hub/api/oauth2/authorize" (include "qhub.publicUrl" .)) "oauthCallbackUrl" (printf "%s/conda-store/oauth_callback/" (include "qhub.publicUrl" .)))
+  "hub" (dict "clientId" "service-conda-store" "authorizeUrl" (printf "%s/hub/api/oauth2/authorize" (include "qhub.publicUrl" .)) "oauthCallbackUrl" (include "qhub.serviceOauthCallback" (dict "root" . "service" "conda-store")))
 -}}
 {{- toPrettyJson $settings -}}
 {{- end -}}

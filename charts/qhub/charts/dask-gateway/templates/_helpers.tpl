@@ -88,7 +88,7 @@ app.kubernetes.io/component: {{ . }}
 {{- $cfg := dict
   "namespace" .Release.Namespace
   "instance" (include "dask-gateway.instance" .)
-  "prefix" .Values.prefix
+  "prefix" (index .Values.global.services "dask-gateway" "path")
   "logLevel" .Values.logLevel
   "apiUrl" (printf "http://%s.%s:8000/api" (include "qhub.gatewayApiName" .) .Release.Namespace)
   "hub" (dict "apiUrl" (printf "http://%s.%s:8081/hub/api" (include "qhub.hubName" .) .Release.Namespace) "serviceName" .Values.auth.serviceName)

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from qhub_hub_values import SERVICES, HubSettings
+from qhub_hub_values import HubSettings
 
 def configure_hub(c: Any, s: HubSettings) -> None:
     """Where the hub listens, how it reaches the proxy, and its database."""
@@ -72,7 +72,7 @@ def configure_services(c: Any, s: HubSettings) -> None:
     """Register the enabled QHub services (token from the hub Secret) and the idle culler, with their roles."""
     services: list[dict[str, Any]] = []
     roles: list[dict[str, Any]] = []
-    for name in SERVICES:
+    for name in s.get("hub.services") or {}:
         spec = s.get(f"hub.services.{name}") or {}
         if not spec.get("enabled"):
             continue
@@ -103,19 +103,19 @@ def configure_services(c: Any, s: HubSettings) -> None:
         c.JupyterHub.activity_resolution = min(ACTIVITY_RESOLUTION, activity_interval(cull))
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
-    c.Proxy.extra_routes = platform_routes(services)
+    c.Proxy.extra_routes = platform_routes(services, s.get("platformServices") or {})
 
 
-# Services served on a path of the platform's host other than /services/<name>: the proxy routes it to the
-# service's host, path kept, so the path answers on the proxy too (the Ingress sends it there directly).
-PLATFORM_PATHS = {"conda-store": "/conda-store/"}
-
-
-def platform_routes(services: list[dict[str, Any]]) -> dict[str, str]:
-    """Proxy.extra_routes: each registered service of PLATFORM_PATHS whose URL ends in that path, by its host."""
+def platform_routes(services: list[dict[str, Any]], platform: dict[str, Any]) -> dict[str, str]:
+    """Proxy.extra_routes for the registered services served on a path of the platform's host other than
+    /services/<name> (`platform`: the chart's global.services, e.g. conda-store on /conda-store): the proxy routes
+    that path to the service's host, path kept, so it answers on the proxy too (the Ingress sends it there
+    directly). Only when the service's URL ends in that path."""
+    paths = {name: str(spec["path"]).rstrip("/") + "/" for name, spec in platform.items()
+             if spec.get("path") not in ("/", f"/services/{name}")}
     routes = {}
     for svc in services:
-        path = PLATFORM_PATHS.get(svc["name"])
+        path = paths.get(svc["name"])
         url = svc.get("url", "").rstrip("/") + "/"
         if path and url.endswith(path):
             routes[path] = url[: -len(path)]

@@ -45,10 +45,12 @@ def _access_labels() -> dict[str, str]:
 def dask_gateway_env(s: HubSettings) -> dict[str, str]:
     """Environment that makes dask_gateway.Gateway() work without arguments inside a user server."""
     proxy = f"{s.name('gatewayProxy')}.{s.namespace}"
+    gateway = s.get("platformServices.dask-gateway") or {}  # the chart's global.services: its port and path
+    port, path = gateway.get("port", 80), str(gateway.get("path", "/services/dask-gateway")).rstrip("/")
     return {
-        "DASK_GATEWAY__ADDRESS": f"http://{proxy}:80/services/dask-gateway",
+        "DASK_GATEWAY__ADDRESS": f"http://{proxy}:{port}{path}",
         "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{proxy}:8786",
-        "DASK_GATEWAY__PUBLIC_ADDRESS": "/services/dask-gateway/",
+        "DASK_GATEWAY__PUBLIC_ADDRESS": f"{path}/",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
 

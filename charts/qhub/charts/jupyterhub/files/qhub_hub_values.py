@@ -18,7 +18,6 @@ import yaml
 
 DEFAULT_SECRET_DIR = "/usr/local/etc/jupyterhub/secret"
 DEFAULT_SHARED_DIR = "/srv/shared"
-SERVICES = ("dask-gateway", "conda-store", "kubessh", "jitsi")
 
 
 def derived_gid(group: str) -> int:

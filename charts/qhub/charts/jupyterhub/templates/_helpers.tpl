@@ -29,23 +29,20 @@ two groups never share a folder owner. Call with the subchart's root context.
 {{- toJson $gids -}}
 {{- end -}}
 
-{{- /* URL of a registered service when its `url` value is empty. (dict "root" $ "name" "dask-gateway") */}}
+{{- /*
+URL and OAuth redirect URI of a registered service when its `url` / `oauthRedirectUri` value is empty: from the
+umbrella's global.services for the platform's services on a route of the hub's proxy, none for the others
+(kubessh has a Service of its own). (dict "root" $ "name" "dask-gateway")
+*/}}
 {{- define "jupyterhub.defaultServiceUrl" -}}
-{{- if eq .name "dask-gateway" -}}
-http://{{ include "qhub.gatewayProxyName" .root }}:80
-{{- else if eq .name "conda-store" -}}
-http://{{ include "qhub.condaStoreName" .root }}:8080/conda-store
-{{- else if eq .name "jitsi" -}}
-http://{{ include "qhub.jitsiTokenName" .root }}:8000
+{{- if hasKey .root.Values.global.services .name -}}
+{{ include "qhub.serviceUrl" (dict "root" .root "service" .name) }}
 {{- end -}}
 {{- end -}}
 
-{{- /* OAuth redirect URI of a registered service when its `oauthRedirectUri` value is empty. */}}
 {{- define "jupyterhub.defaultServiceRedirect" -}}
-{{- if eq .name "conda-store" -}}
-{{ include "qhub.publicUrl" .root }}/conda-store/oauth_callback/
-{{- else if eq .name "jitsi" -}}
-{{ include "qhub.publicUrl" .root }}/services/jitsi/oauth_callback
+{{- if hasKey .root.Values.global.services .name -}}
+{{ include "qhub.serviceOauthCallback" (dict "root" .root "service" .name) }}
 {{- end -}}
 {{- end -}}
 
@@ -113,6 +110,7 @@ group gids. Secrets are never part of it: they are separate keys of the hub Secr
   "placement" $placement
   "homeInit" (include "qhub.homeInitContainer" . | fromJson)
   "cull" .Values.cull
+  "platformServices" .Values.global.services
 -}}
 {{- toYaml $cfg -}}
 {{- end -}}
