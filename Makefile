@@ -12,7 +12,7 @@ CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/qhub/Chart.yaml)
 APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/qhub/Chart.yaml)
 
 .PHONY: setup tools cluster-up cluster-down demo test test-unit test-chart test-cluster test-node package chart-push \
-	release-check bench images clean
+	release-check bench images schema schema-check clean
 
 setup:  ## Debian packages, .venv with qhubctl, and the pinned Go toolchain
 	@bash ci/setup.sh
@@ -77,6 +77,12 @@ release-check:  ## a release's TAG (X.Y.Z of the tag vX.Y.Z) is the chart's vers
 
 bench: setup  ## print footprint and speed figures
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(PY) $$s || exit 1; done
+
+schema:  ## each chart's values.schema.json and README.md from its values.schema.yaml and values.yaml comments
+	@$(PY) scripts/gen_values_schema.py
+
+schema-check:  ## fail when a generated schema or README is out of date, or values.yaml and the schema disagree on keys
+	@$(PY) scripts/gen_values_schema.py --check
 
 images: setup  ## build the default images (IMAGES=platform|node|gpu or names; REGISTRY=host:port to push)
 	@bash scripts/build_images.sh
