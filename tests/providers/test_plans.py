@@ -3,6 +3,7 @@ and the pure helpers of the AWS and existing providers."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import botocore.exceptions
@@ -57,6 +58,21 @@ def test_plan_prints_like_a_diff() -> None:
 def test_registry_names_every_provider(tmp_path: Path) -> None:
     assert set(REGISTRY) == {"aws", "gcp", "azure", "digitalocean", "existing", "local"}
     assert type(get(cfg(tmp_path, {"provider": "local"}))).__name__ == "Local"
+
+
+def test_every_provider_is_described_by_its_config_block(tmp_path: Path) -> None:
+    """Each provider's config block names an implementation that exists and carries the same name, and the
+    config `qhubctl init` writes for it validates and selects that block."""
+    from qhubctl.config.loader import parse_config
+    from qhubctl.scaffold import config_text
+    from ruamel.yaml import YAML
+
+    for name, block in REGISTRY.items():
+        module, cls = block.implementation.split(":")
+        assert getattr(importlib.import_module(module), cls).name == name
+        assert block.provider_name() == name and block.network_policy_enforcer and block.network_policy_turn_on
+        parsed = parse_config(YAML().load(config_text(name, gcp_project="my-gcp-project")), environ={})
+        assert type(parsed.cluster) is block
 
 
 def test_aws_helpers(tmp_path: Path) -> None:

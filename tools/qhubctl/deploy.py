@@ -82,7 +82,7 @@ def values_digest(values: dict[str, Any]) -> str:
 
 
 @dataclass
-class Plan:
+class ReleasePlan:
     release: str
     namespace: str
     values: dict[str, Any]
@@ -115,21 +115,21 @@ def values_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     return list(difflib.unified_diff(a, b, "deployed", "config", lineterm=""))
 
 
-def make_plan(cfg: QHubConfig, helm: Helm, api: Any) -> Plan:
+def make_plan(cfg: QHubConfig, helm: Helm, api: Any) -> ReleasePlan:
     stored = kube.read_secret(api, cfg.namespace, state_secret_name(cfg))
     if stored and "config.yaml" in stored:
         check_immutable(yaml.safe_load(stored["config.yaml"]) or {}, cfg)
     deployed = asyncio.run(helm.deployed(cfg.release_name, cfg.namespace))
     values = chart_values(cfg, helm.chart_dir)
-    plan = Plan(cfg.release_name, cfg.namespace, values, helm.chart_version, chart_digest(helm.chart_dir),
-                deployed, stored)
+    plan = ReleasePlan(cfg.release_name, cfg.namespace, values, helm.chart_version, chart_digest(helm.chart_dir),
+                       deployed, stored)
     plan.diff = values_diff(deployed.values if deployed else None, values)
     return plan
 
 
 @dataclass
 class Result:
-    plan: Plan
+    plan: ReleasePlan
     applied: bool
     revision: int | None
     seconds: float
@@ -164,7 +164,7 @@ def admin_password_command(cfg: QHubConfig) -> str:
             f"-o jsonpath='{{.data.{ADMIN_PASSWORDS_KEY}}}' | base64 -d")
 
 
-def apply(cfg: QHubConfig, helm: Helm, api: Any, plan: Plan, *, timeout: str = "10m",
+def apply(cfg: QHubConfig, helm: Helm, api: Any, plan: ReleasePlan, *, timeout: str = "10m",
           progress: Progress | None = None) -> Result:
     """Apply a changed plan: namespace, CRDs, generated secrets, helm upgrade --install --wait, stored state."""
     start = time.monotonic()
@@ -193,7 +193,7 @@ def apply(cfg: QHubConfig, helm: Helm, api: Any, plan: Plan, *, timeout: str = "
     return Result(plan, True, revision, time.monotonic() - start, rolled, new_logins)
 
 
-async def _upgrade_watching(cfg: QHubConfig, helm: Helm, api: Any, plan: Plan, timeout: str,
+async def _upgrade_watching(cfg: QHubConfig, helm: Helm, api: Any, plan: ReleasePlan, timeout: str,
                             progress: Progress | None) -> int:
     task = asyncio.create_task(helm.upgrade(plan.release, plan.namespace, plan.values, timeout=timeout))
     while progress is not None and not task.done():

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qhubctl import kube
-from qhubctl.config.model import QHubConfig
+from qhubctl.config.model import CLUSTER_BLOCKS, QHubConfig
 from qhubctl.errors import EXIT_USER, ClusterError, QHubError, UserError
 from qhubctl.homes import hub_image
 
@@ -46,33 +46,10 @@ class Enforcement:
     turn_on: str
 
 
+# provider name -> who enforces NetworkPolicies there (from each provider's config block)
 ENFORCEMENT: dict[str, Enforcement] = {
-    "aws": Enforcement(
-        "the VPC CNI's network policy agent (EKS add-on vpc-cni with enableNetworkPolicy, set by `qhubctl cluster "
-        "create`)",
-        "the EKS VPC CNI's network policy agent: `qhubctl cluster create` sets it, or `aws eks update-addon "
-        "--cluster-name <cluster> --addon-name vpc-cni --configuration-values '{\"enableNetworkPolicy\":\"true\"}'`"),
-    "gcp": Enforcement(
-        "GKE Dataplane V2 (networkConfig.datapathProvider ADVANCED_DATAPATH, set by `qhubctl cluster create`)",
-        "GKE Dataplane V2 (new clusters) or network policy enforcement: `qhubctl cluster create` turns it on, or "
-        "`gcloud container clusters update <cluster> --update-addons=NetworkPolicy=ENABLED` then "
-        "`--enable-network-policy`"),
-    "azure": Enforcement(
-        "Cilium (networkProfile networkPolicy and networkDataplane cilium, set by `qhubctl cluster create`)",
-        "an AKS network policy engine (networkProfile.networkPolicy cilium, calico or azure): `qhubctl cluster "
-        "create` sets it, or `az aks update -g <group> -n <cluster> --network-policy calico`"),
-    "digitalocean": Enforcement(
-        "Cilium, which DOKS runs on every cluster and which cannot be turned off",
-        "DOKS's Cilium: it is always on, so look at `kubectl -n kube-system get daemonset cilium` and ask "
-        "DigitalOcean support if it is missing or not ready"),
-    "existing": Enforcement(
-        "the cluster's own network plugin",
-        "a network plugin that enforces NetworkPolicy (Calico, Cilium, Antrea, or your cloud's policy option)"),
-    "local": Enforcement(
-        "nobody: the local cluster's real node uses the containernetworking-plugins bridge CNI (bridge + "
-        "host-local), which has no policy engine",
-        "a network plugin that enforces NetworkPolicy (Calico, Cilium): the local cluster's bridge CNI "
-        "(containernetworking-plugins bridge + host-local) never does, so this result is expected there"),
+    name: Enforcement(block.network_policy_enforcer, block.network_policy_turn_on)
+    for name, block in CLUSTER_BLOCKS.items()
 }
 
 

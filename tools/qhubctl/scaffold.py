@@ -6,23 +6,10 @@ from qhubctl import __version__
 from qhubctl import nodegroups as ng
 from qhubctl.config.base import DEFAULT_K8S
 from qhubctl.config.loader import SCHEMA_FILE
-from qhubctl.config.model import PROVIDERS, SCHEMA_VERSION
+from qhubctl.config.model import CLUSTER_BLOCKS, SCHEMA_VERSION
 
-_CLUSTER = {
-    "aws": '  provider: aws\n  # AWS region of the new EKS cluster.\n  region: {region}\n'
-           '  # Kubernetes minor version (quoted).\n  kubernetes_version: "{k8s}"\n',
-    "gcp": '  provider: gcp\n  # Your GCP project id (replace it).\n  project: {project}\n'
-           '  region: {region}\n  kubernetes_version: "{k8s}"\n',
-    "azure": '  provider: azure\n  region: {region}\n  kubernetes_version: "{k8s}"\n',
-    "digitalocean": '  provider: digitalocean\n  region: {region}\n  kubernetes_version: "{k8s}"\n',
-    "existing": "  provider: existing\n  # kubeconfig context of your cluster; empty: the current context.\n"
-                "  # kube_context: my-cluster\n",
-    "local": "  provider: local\n  # Every node group runs on the local cluster's real node (make cluster-up starts it).\n"
-             "  real_node: true\n",
-}
 # The local cluster's image registry (qhubctl.realnode.REGISTRY).
 LOCAL_REGISTRY = "127.0.0.1:5001"
-DEFAULT_REGION = {"aws": "us-east-1", "gcp": "us-central1", "azure": "eastus", "digitalocean": "nyc3"}
 
 # The default groups with their default counts (qhubctl.nodegroups.DEFAULT_SCALE), one line each.
 _SCALES = "".join(f"  {name}: {{min_nodes: {ng.DEFAULT_SCALE[name][0]}, max_nodes: {ng.DEFAULT_SCALE[name][1]}}}\n"
@@ -51,16 +38,16 @@ node_groups:
 def config_text(provider: str, *, project_name: str = "", region: str | None = None,
                 domain: str | None = None, admin: str = "admin", gcp_project: str = "my-gcp-project") -> str:
     """A minimal, commented, valid qhub-config.yaml for `provider`."""
-    if provider not in PROVIDERS:
+    if provider not in CLUSTER_BLOCKS:
         raise ValueError(provider)
+    block = CLUSTER_BLOCKS[provider]
     name = project_name or f"qhub-{provider}"[:32]
-    cluster = _CLUSTER[provider].format(region=region or DEFAULT_REGION.get(provider, ""), k8s=DEFAULT_K8S,
-                                        project=gcp_project)
+    cluster = block.init_block.format(region=region or block.default_region(), k8s=DEFAULT_K8S, project=gcp_project)
     domain_line = (f"domain: {domain}\n{_TLS_LETSENCRYPT}" if domain else
                    "# domain: qhub.example.org\n# tls: {type: cert-manager, issuer: letsencrypt}  "
                    "# a domain needs HTTPS (docs/security.md)\n")
-    groups = {"existing": _GROUPS_EXISTING, "local": _GROUPS_LOCAL}.get(provider, _GROUPS_CLOUD)
-    rest = _REST_LOCAL.format(registry=LOCAL_REGISTRY) if provider == "local" else _REST.format(admin=admin)
+    groups = {"cloud": _GROUPS_CLOUD, "existing": _GROUPS_EXISTING, "local": _GROUPS_LOCAL}[block.init_layout]
+    rest = _REST_LOCAL.format(registry=LOCAL_REGISTRY) if block.init_layout == "local" else _REST.format(admin=admin)
     return f"""\
 # yaml-language-server: $schema={SCHEMA_FILE}
 # QHub deployment. Every key is described in docs/config-reference.md; `qhubctl validate` checks this file

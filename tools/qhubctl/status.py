@@ -46,7 +46,7 @@ def _lb_address(svc: dict[str, Any]) -> str | None:
 
 def _node_host(cfg: QHubConfig) -> str:
     # the local cluster's real node answers NodePorts on the loopback address; elsewhere any node's address does
-    return "127.0.0.1" if cfg.cluster.provider == "local" else "<a node's address>"
+    return cfg.cluster.node_address
 
 
 def hub_access(cfg: QHubConfig, api: Any) -> tuple[str | None, list[str]]:

@@ -110,9 +110,9 @@ def chart_values(cfg: QHubConfig, chart_dir: Path | None = None) -> dict[str, An
         values["jupyterhub"].update(_jupyterhub(cfg, deps, chart_dir))
     if cfg.components.dask_gateway and "dask-gateway" in deps:
         values["dask-gateway"].update(_dask_gateway(cfg))
-    if cfg.cluster.provider == "local":
-        # A local cluster has no load-balancer controller: expose the hub, SSH and Jitsi media on NodePorts, which
-        # the real node answers on this machine's loopback.
+    if cfg.cluster.node_ports:
+        # No load-balancer controller (the local cluster): expose the hub, SSH and Jitsi media on NodePorts, which
+        # the nodes answer (the local cluster's real node on this machine's loopback).
         if "jupyterhub" in deps and cfg.components.jupyterhub:
             values["jupyterhub"].setdefault("proxy", {})["service"] = {"type": "NodePort"}
         if "kubessh" in deps and cfg.components.kubessh:

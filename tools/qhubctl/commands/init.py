@@ -8,20 +8,15 @@ from pathlib import Path
 import typer
 
 from qhubctl.commands._common import YesOpt, handles_errors, out
-from qhubctl.config import DEFAULT_CONFIG
+from qhubctl.config import CLUSTER_BLOCKS, DEFAULT_CONFIG, PROVIDERS
 from qhubctl.config.loader import SCHEMA_FILE, load_raw, parse_config
 from qhubctl.errors import RefusedError
 from qhubctl.scaffold import CI_FILES, config_text, github_workflow, gitlab_ci
 from qhubctl.schema import write_schema
 
 
-class ProviderName(str, Enum):
-    aws = "aws"
-    gcp = "gcp"
-    azure = "azure"
-    digitalocean = "digitalocean"
-    existing = "existing"
-    local = "local"
+# `qhubctl init <provider>`: the choices are the config's providers.
+ProviderName = Enum("ProviderName", [(name, name) for name in PROVIDERS], type=str)  # type: ignore[misc]
 
 
 class CIName(str, Enum):
@@ -30,10 +25,11 @@ class CIName(str, Enum):
 
 
 def _guided(provider: str) -> dict[str, str]:
+    block = CLUSTER_BLOCKS[provider].model_fields
     answers = {"project_name": typer.prompt("Project name", default=f"qhub-{provider}")}
-    if provider in ("aws", "gcp", "azure", "digitalocean"):
+    if "region" in block:
         answers["region"] = typer.prompt("Region", default="")
-    if provider == "gcp":
+    if "project" in block:  # a cloud project the cluster lives in (GCP)
         answers["gcp_project"] = typer.prompt("GCP project id")
     answers["domain"] = typer.prompt("Domain (empty: none)", default="")
     answers["admin"] = typer.prompt("Admin user name", default="admin")

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pydantic import Field, field_validator
 
-from qhubctl.config.base import DEFAULT_K8S, SUPPORTED_K8S, Base, KubernetesVersion
+from qhubctl.config.base import DEFAULT_K8S, SUPPORTED_K8S, KubernetesVersion
+from qhubctl.config.cluster import ClusterBlock
 
 
-class CloudProvider(Base):
-    """Common fields of managed-Kubernetes providers. Subclasses set `provider` and the default instance types."""
-
-    # Instance type of each standard node group when the config does not name one.
-    default_instances: ClassVar[dict[str, str]] = {}
-    # Whether GPU nodes need an explicit accelerator type in the node group (gpu.type).
-    gpu_type_required: ClassVar[bool] = False
-    managed_nodes: ClassVar[bool] = True
+class CloudProvider(ClusterBlock):
+    """Common fields of managed-Kubernetes providers. Subclasses set `provider`, the default instance types and the
+    other facts of ClusterBlock."""
 
     region: str = Field(description="Region the cluster runs in")
     kubernetes_version: KubernetesVersion = Field(

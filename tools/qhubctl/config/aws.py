@@ -17,9 +17,19 @@ DEFAULT_API_PUBLIC_CIDRS = ("0.0.0.0/0",)
 class AWSProvider(CloudProvider):
     """A new EKS cluster created by `qhubctl cluster create`."""
 
+    implementation: ClassVar[str] = "qhubctl.providers.aws:AWS"
+    sdk_extra: ClassVar[str | None] = "aws"
     default_instances: ClassVar[dict[str, str]] = {
         "general": "m6i.xlarge", "user": "m6i.xlarge", "worker": "m6i.xlarge", "gpu": "g5.xlarge",
     }
+    init_block: ClassVar[str] = ('  provider: aws\n  # AWS region of the new EKS cluster.\n  region: {region}\n'
+                                 '  # Kubernetes minor version (quoted).\n  kubernetes_version: "{k8s}"\n')
+    network_policy_enforcer: ClassVar[str] = (
+        "the VPC CNI's network policy agent (EKS add-on vpc-cni with enableNetworkPolicy, set by `qhubctl cluster "
+        "create`)")
+    network_policy_turn_on: ClassVar[str] = (
+        "the EKS VPC CNI's network policy agent: `qhubctl cluster create` sets it, or `aws eks update-addon "
+        "--cluster-name <cluster> --addon-name vpc-cni --configuration-values '{\"enableNetworkPolicy\":\"true\"}'`")
 
     provider: Literal["aws"] = Field(description="Amazon Web Services (EKS)")
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region, e.g. us-east-1")

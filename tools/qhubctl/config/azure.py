@@ -16,6 +16,14 @@ class AzureProvider(CloudProvider):
         "general": "Standard_D4s_v5", "user": "Standard_D4s_v5", "worker": "Standard_D4s_v5",
         "gpu": "Standard_NC4as_T4_v3",
     }
+    implementation: ClassVar[str] = "qhubctl.providers.azure:Azure"
+    sdk_extra: ClassVar[str | None] = "azure"
+    init_block: ClassVar[str] = '  provider: azure\n  region: {region}\n  kubernetes_version: "{k8s}"\n'
+    network_policy_enforcer: ClassVar[str] = (
+        "Cilium (networkProfile networkPolicy and networkDataplane cilium, set by `qhubctl cluster create`)")
+    network_policy_turn_on: ClassVar[str] = (
+        "an AKS network policy engine (networkProfile.networkPolicy cilium, calico or azure): `qhubctl cluster "
+        "create` sets it, or `az aks update -g <group> -n <cluster> --network-policy calico`")
 
     provider: Literal["azure"] = Field(description="Microsoft Azure (AKS)")
     region: str = Field("eastus", pattern=r"^[a-z][a-z0-9]+$", description="Azure region name, e.g. eastus")

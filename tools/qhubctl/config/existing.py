@@ -6,15 +6,21 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from qhubctl.config.base import Base
+from qhubctl.config.cluster import ClusterBlock
 
 
-class ExistingProvider(Base):
+class ExistingProvider(ClusterBlock):
     """An existing cluster reached through a kubeconfig. Node groups point at your nodes with `node_selector`."""
 
-    default_instances: ClassVar[dict[str, str]] = {}
-    gpu_type_required: ClassVar[bool] = False
+    implementation: ClassVar[str] = "qhubctl.providers.existing:Existing"
     managed_nodes: ClassVar[bool] = False
+    priced: ClassVar[bool] = False  # qhubctl does not know the machines
+    init_block: ClassVar[str] = ("  provider: existing\n  # kubeconfig context of your cluster; empty: the current "
+                                 "context.\n  # kube_context: my-cluster\n")
+    init_layout: ClassVar[Literal["cloud", "existing", "local"]] = "existing"
+    network_policy_enforcer: ClassVar[str] = "the cluster's own network plugin"
+    network_policy_turn_on: ClassVar[str] = (
+        "a network plugin that enforces NetworkPolicy (Calico, Cilium, Antrea, or your cloud's policy option)")
 
     provider: Literal["existing"] = Field(description="An existing cluster; qhubctl installs only the chart")
     kube_context: str | None = Field(None, description="kubeconfig context to use; empty: the current context")

@@ -16,6 +16,16 @@ class GCPProvider(CloudProvider):
         "general": "e2-standard-4", "user": "e2-standard-4", "worker": "e2-standard-4", "gpu": "n1-standard-8",
     }
     gpu_type_required: ClassVar[bool] = True
+    implementation: ClassVar[str] = "qhubctl.providers.gcp:GCP"
+    sdk_extra: ClassVar[str | None] = "gcp"
+    init_block: ClassVar[str] = ('  provider: gcp\n  # Your GCP project id (replace it).\n  project: {project}\n'
+                                 '  region: {region}\n  kubernetes_version: "{k8s}"\n')
+    network_policy_enforcer: ClassVar[str] = (
+        "GKE Dataplane V2 (networkConfig.datapathProvider ADVANCED_DATAPATH, set by `qhubctl cluster create`)")
+    network_policy_turn_on: ClassVar[str] = (
+        "GKE Dataplane V2 (new clusters) or network policy enforcement: `qhubctl cluster create` turns it on, or "
+        "`gcloud container clusters update <cluster> --update-addons=NetworkPolicy=ENABLED` then "
+        "`--enable-network-policy`")
 
     provider: Literal["gcp"] = Field(description="Google Cloud Platform (GKE)")
     project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="GCP project ID")

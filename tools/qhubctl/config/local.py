@@ -6,15 +6,27 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from qhubctl.config.base import Base
+from qhubctl.config.cluster import ClusterBlock
 
 
-class LocalProvider(Base):
+class LocalProvider(ClusterBlock):
     """A local test cluster on this machine: one real node beside kwok-simulated node groups."""
 
-    default_instances: ClassVar[dict[str, str]] = {}
-    gpu_type_required: ClassVar[bool] = False
-    managed_nodes: ClassVar[bool] = True
+    implementation: ClassVar[str] = "qhubctl.providers.local:Local"
+    # No load-balancer controller: the real node answers the hub's, SSH's and Jitsi's NodePorts on this machine's
+    # loopback address.
+    node_ports: ClassVar[bool] = True
+    node_address: ClassVar[str] = "127.0.0.1"
+    free: ClassVar[bool] = True
+    init_block: ClassVar[str] = ("  provider: local\n  # Every node group runs on the local cluster's real node "
+                                 "(make cluster-up starts it).\n  real_node: true\n")
+    init_layout: ClassVar[Literal["cloud", "existing", "local"]] = "local"
+    network_policy_enforcer: ClassVar[str] = (
+        "nobody: the local cluster's real node uses the containernetworking-plugins bridge CNI (bridge + "
+        "host-local), which has no policy engine")
+    network_policy_turn_on: ClassVar[str] = (
+        "a network plugin that enforces NetworkPolicy (Calico, Cilium): the local cluster's bridge CNI "
+        "(containernetworking-plugins bridge + host-local) never does, so this result is expected there")
 
     provider: Literal["local"] = Field(description="A local cluster for development and tests")
     kube_context: str | None = Field(None, description="kubeconfig context to use; empty: the current context")
@@ -24,3 +36,7 @@ class LocalProvider(Base):
         "groups, and every node group's pods run on it (`qhubctl init local` writes true); false: simulated nodes "
         "only, where nothing really runs (a machine has room for one real node)",
     )
+
+    @property
+    def every_group_on_real_node(self) -> bool:
+        return self.real_node

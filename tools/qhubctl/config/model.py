@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
@@ -11,6 +11,7 @@ from qhubctl.config.auth import Auth, NativeAuth, User
 from qhubctl.config.aws import AWSProvider
 from qhubctl.config.azure import AzureProvider
 from qhubctl.config.base import IMMUTABLE, Base, FieldProblem, Hostname, Name, SecretRef
+from qhubctl.config.cluster import ClusterBlock
 from qhubctl.config.components import (
     Components,
     CondaStoreSettings,
@@ -31,11 +32,16 @@ from qhubctl.config.storage import NFSStorage, Storage
 # Bump when the file format changes, and add a step to qhubctl.config.migrate.
 SCHEMA_VERSION = 2
 
-Provider = Annotated[
+# The `cluster:` block: one class per provider (qhubctl/config/<provider>.py), picked by `provider`. This union is
+# the one list of providers; everything else that needs one derives it from CLUSTER_BLOCKS.
+ClusterConfig = Annotated[
     AWSProvider | GCPProvider | AzureProvider | DigitalOceanProvider | ExistingProvider | LocalProvider,
     Field(discriminator="provider"),
 ]
-PROVIDERS: tuple[str, ...] = ("aws", "gcp", "azure", "digitalocean", "existing", "local")
+CLUSTER_BLOCKS: dict[str, type[ClusterBlock]] = {
+    block.provider_name(): block for block in get_args(get_args(ClusterConfig)[0])
+}
+PROVIDERS: tuple[str, ...] = tuple(CLUSTER_BLOCKS)
 
 
 class QHubConfig(Base):
@@ -55,7 +61,7 @@ class QHubConfig(Base):
         description="Registry (host[:port][/path]) that replaces the registry of every image, for a mirror or "
         "an air-gapped registry; empty: each image's own registry",
     )
-    cluster: Provider = Field(description="Where the platform runs; `provider` picks the block (immutable)")
+    cluster: ClusterConfig = Field(description="Where the platform runs; `provider` picks the block (immutable)")
     domain: Hostname | None = Field(None, description="Public host name; empty: reach the platform by IP/port-forward")
     tls: TLS = Field(default_factory=lambda: NoTLS(type="none"),
                      description="HTTPS; with a domain: cert-manager, secret or upstream (docs/security.md)")
@@ -108,7 +114,7 @@ class QHubConfig(Base):
         return self
 
     def placements(self) -> dict[str, ng.GroupPlacement]:
-        if self.cluster.provider == "local" and self.cluster.real_node:
+        if self.cluster.every_group_on_real_node:
             # the local cluster's one real node runs every group's pods; its simulated groups run none
             real = ng.Taint(ng.REAL_NODE_LABEL, "true", "NoSchedule")
             return {name: ng.placement(name, extra_taints=(real,), node_selector={ng.REAL_NODE_LABEL: "true"})

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from qhubctl.config.model import QHubConfig
+from qhubctl.config.model import CLUSTER_BLOCKS, QHubConfig
 from qhubctl.errors import UserError
 
 
@@ -121,21 +121,22 @@ class Pricing:
 def pricing(cfg: QHubConfig, table: dict[str, Any], cloud: str | None = None) -> Pricing:
     """Hourly prices of the config's node groups on `cloud` (default: the config's provider)."""
     cloud = cloud or cfg.cluster.provider
-    if cloud == "existing":
+    block = CLUSTER_BLOCKS.get(cloud)
+    if block is not None and not block.priced:
+        clouds = "|".join(name for name, other in CLUSTER_BLOCKS.items() if other.priced and not other.free)
         raise UserError("an existing cluster's price is not known to qhubctl",
-                        hint="pass --cloud aws|gcp|azure|digitalocean to price the node groups as on that cloud")
+                        hint=f"pass --cloud {clouds} to price the node groups as on that cloud")
     entry = table["clouds"].get(cloud)
     if entry is None:
         raise UserError(f"no prices for {cloud} in the price table", hint="add them with --prices FILE")
     defaults: dict[str, str] = {}
-    if cloud != cfg.cluster.provider:  # priced as on another cloud: its default instance per group
-        block = {m.model_fields["provider"].annotation.__args__[0]: m for m in _provider_models()}.get(cloud)
-        defaults = dict(getattr(block, "default_instances", {}) or {})
+    if cloud != cfg.cluster.provider and block is not None:  # priced as on another cloud: its default instances
+        defaults = dict(block.default_instances)
     groups: dict[str, GroupPrice] = {}
     missing: list[str] = []
     for name, group in cfg.node_groups.items():
         itype = group.instance_type if cloud == cfg.cluster.provider else (group.instance_type or defaults.get(name))
-        if cloud == "local":
+        if block is not None and block.free:
             hourly = 0.0
         elif itype is None or itype not in entry.get("instances", {}):
             missing.append(f"{name}: {itype}")
@@ -153,11 +154,3 @@ def pricing(cfg: QHubConfig, table: dict[str, Any], cloud: str | None = None) ->
     return Pricing(cloud, str(table.get("as_of")), str(entry.get("source", "")), float(table["hours_per_month"]),
                    float(entry.get("control_plane", 0.0)), groups)
 
-
-def _provider_models() -> list[Any]:
-    from qhubctl.config.aws import AWSProvider
-    from qhubctl.config.azure import AzureProvider
-    from qhubctl.config.digitalocean import DigitalOceanProvider
-    from qhubctl.config.gcp import GCPProvider
-
-    return [AWSProvider, GCPProvider, AzureProvider, DigitalOceanProvider]

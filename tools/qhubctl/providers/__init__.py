@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import importlib
 
-from qhubctl.config.model import QHubConfig
+from qhubctl.config.model import CLUSTER_BLOCKS, QHubConfig
 from qhubctl.errors import UserError
 from qhubctl.providers.base import Action, Log, Plan, Provider
 
-# provider name -> (module, class, pip extra that brings its SDK)
-REGISTRY: dict[str, tuple[str, str, str | None]] = {
-    "aws": ("qhubctl.providers.aws", "AWS", "aws"),
-    "gcp": ("qhubctl.providers.gcp", "GCP", "gcp"),
-    "azure": ("qhubctl.providers.azure", "Azure", "azure"),
-    "digitalocean": ("qhubctl.providers.digitalocean", "DigitalOcean", "digitalocean"),
-    "existing": ("qhubctl.providers.existing", "Existing", None),
-    "local": ("qhubctl.providers.local", "Local", None),
-}
+# provider name -> its config block class, which names the implementation ("module:Class") and its pip extra
+REGISTRY = CLUSTER_BLOCKS
 
 
 def pip_install_line(extra: str) -> str:
@@ -36,7 +29,9 @@ def pip_install_line(extra: str) -> str:
 def get(cfg: QHubConfig, log: Log = print) -> Provider:
     """The provider the config names, ready to use."""
     name = cfg.cluster.provider
-    module_name, class_name, extra = REGISTRY[name]
+    block = REGISTRY[name]
+    module_name, class_name = block.implementation.split(":")
+    extra = block.sdk_extra
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
