@@ -174,7 +174,7 @@ def rows(values: Any, schema: dict[str, Any] | None, notes: dict[KeyPath, str], 
     is_map = isinstance(values, dict) and bool(values)
     if path and (not is_map or path in notes):
         default = "" if is_map else f"`{json.dumps(values)}`".replace("|", "\\|")
-        note = notes.get(path, "").replace("|", "\\|")
+        note = notes.get(path, "").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
         yield f"| `{'.'.join(path)}` | {schema_type(schema)} | {default} | {note} |"
     if is_map:
         for key, value in values.items():
