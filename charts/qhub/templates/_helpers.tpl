@@ -173,6 +173,10 @@ under `egress:` with nindent.
 {{- end -}}
 
 {{- /* Well-known names shared across subcharts, so one points at another without seeing its values. */}}
+{{- /* Port of the hub Service <release>-hub: its REST API (/hub/api) and pages. */}}
+{{- define "qhub.hubPort" -}}8081{{- end -}}
+{{- /* The hub's REST API as the platform's other pods call it, through the hub Service. Call with the root context. */}}
+{{- define "qhub.hubApiUrl" -}}http://{{ include "qhub.hubName" . }}:{{ include "qhub.hubPort" . }}/hub/api{{- end -}}
 {{- define "qhub.hubName" -}}{{ include "qhub.componentName" (dict "root" . "component" "hub") }}{{- end -}}
 {{- define "qhub.hubSecretName" -}}{{ include "qhub.componentName" (dict "root" . "component" "hub") }}{{- end -}}
 {{- define "qhub.proxyApiName" -}}{{ include "qhub.componentName" (dict "root" . "component" "proxy-api") }}{{- end -}}

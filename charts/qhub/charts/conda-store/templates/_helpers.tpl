@@ -33,7 +33,7 @@
 {{- /* Environment of the server and worker containers: addresses and secrets (never in the ConfigMap). */}}
 {{- define "conda-store.env" -}}
 - name: JUPYTERHUB_API_URL
-  value: {{ printf "http://%s:8081/hub/api" (include "qhub.hubName" .) | quote }}
+  value: {{ include "qhub.hubApiUrl" . | quote }}
 - name: JUPYTERHUB_API_TOKEN
   valueFrom:
     secretKeyRef: {name: {{ include "qhub.hubSecretName" . }}, key: token-conda-store}

@@ -91,7 +91,7 @@ app.kubernetes.io/component: {{ . }}
   "prefix" (index .Values.global.services "dask-gateway" "path")
   "logLevel" .Values.logLevel
   "apiUrl" (printf "http://%s.%s:8000/api" (include "qhub.gatewayApiName" .) .Release.Namespace)
-  "hub" (dict "apiUrl" (printf "http://%s.%s:8081/hub/api" (include "qhub.hubName" .) .Release.Namespace) "serviceName" .Values.auth.serviceName)
+  "hub" (dict "apiUrl" (printf "http://%s.%s:%s/hub/api" (include "qhub.hubName" .) .Release.Namespace (include "qhub.hubPort" .)) "serviceName" .Values.auth.serviceName)
   "proxy" (dict "dashboardMiddleware" (include "dask-gateway.dashboardMiddleware" .))
   "controller" (dict "completedClusterMaxAge" .Values.controller.completedClusterMaxAge "completedClusterCleanupPeriod" .Values.controller.completedClusterCleanupPeriod)
   "commonLabels" (dict "app.kubernetes.io/name" "dask-gateway" "app.kubernetes.io/part-of" "qhub" "app.kubernetes.io/managed-by" "dask-gateway" "app.kubernetes.io/instance" .Release.Name)

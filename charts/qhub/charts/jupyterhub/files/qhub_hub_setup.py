@@ -14,7 +14,7 @@ def configure_hub(c: Any, s: HubSettings) -> None:
     ns = s.namespace
     c.JupyterHub.log_level = s.get("hub.logLevel", "INFO")
     c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"
-    c.JupyterHub.hub_connect_url = f"http://{s.name('hub')}.{ns}:8081"
+    c.JupyterHub.hub_connect_url = f"http://{s.name('hub')}.{ns}:{s.name('hubPort')}"  # the hub Service
     c.JupyterHub.cleanup_servers = False  # user servers keep running across hub restarts
     c.JupyterHub.cookie_secret = cookie_secret(s.secret("cookie-secret"))
     c.ConfigurableHTTPProxy.should_start = False  # the proxy is its own Deployment

@@ -83,6 +83,7 @@ group gids. Secrets are never part of it: they are separate keys of the hub Secr
   "namespace" $ns
   "release" .Release.Name
   "hub" (include "qhub.hubName" .)
+  "hubPort" (include "qhub.hubPort" .)
   "proxyApi" (include "qhub.proxyApiName" .)
   "proxyPublic" (include "qhub.proxyPublicName" .)
   "gatewayProxy" (include "qhub.gatewayProxyName" .)

@@ -9,8 +9,8 @@
 {{- /* Settings file of the gateway (qhub_ssh.config.Settings); the service token comes from the environment. */}}
 {{- define "kubessh.settings" -}}
 {{- toPrettyJson (dict
-  "hubApiUrl" (printf "http://%s:8081/hub/api" (include "qhub.hubName" .))
-  "proxyUrl" (printf "http://%s:80" (include "qhub.proxyPublicName" .))
+  "hubApiUrl" (include "qhub.hubApiUrl" .)
+  "proxyUrl" (printf "http://%s:%v" (include "qhub.proxyPublicName" .) .Values.global.services.jupyterhub.port)
   "sshPort" 8022
   "sftpPort" 8023
   "hostKeySecret" (include "kubessh.hostKeySecretName" .)
