@@ -56,9 +56,10 @@ class Existing(Provider):
         return self.cfg.cluster.kube_context or "current-context"
 
     def _api(self) -> Any:
+        core_api = kube.kubernetes().client.CoreV1Api
         path, context = self._target()
         try:
-            return kube.kubernetes().client.CoreV1Api(kube.api_client(path, context))
+            return core_api(kube.api_client(path, context))
         except Exception as exc:  # kubeconfig missing, context unknown
             raise UserError(f"cannot use the kubeconfig context {context or '(current)'}: {exc}",
                             hint="set cluster.kube_context or KUBECONFIG") from None
