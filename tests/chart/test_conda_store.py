@@ -112,7 +112,10 @@ def test_network_policies_are_exact():
     assert pols["qhub-conda-store-postgresql"]["egress"] == []
     db_from = [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
                for p in pols["qhub-conda-store-postgresql"]["ingress"][0]["from"]]
-    assert db_from == ["conda-store", "conda-store-worker"]
+    # the server, the worker, and qhubctl's backup and restore Jobs of this release only
+    assert db_from == ["conda-store", "conda-store-worker", "backup"]
+    assert pols["qhub-conda-store-postgresql"]["ingress"][0]["from"][2]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/instance": "qhub", "app.kubernetes.io/component": "backup"}
     off = render(values={"global": {"networkPolicy": {"enabled": False}}})
     assert not [d for d in objects(off, "conda-store") if d["kind"] == "NetworkPolicy"]
 

@@ -32,7 +32,10 @@ def _config_commands() -> list[list[str]]:
             walk(sub, [*path, name])
         names = {p.name for p in cmd.params}
         if "config" in names:
-            found.append([*path, *(["--yes"] if "yes" in names else [])])
+            # required options and arguments get a value that is valid on its own (a local directory's name)
+            required = [x for p in cmd.params if p.required and p.name != "config"
+                        for x in ([p.opts[0], "placeholder-dir"] if p.param_type_name == "option" else ["placeholder-dir"])]
+            found.append([*path, *required, *(["--yes"] if "yes" in names else [])])
 
     walk(typer.main.get_command(app), [])
     return found
@@ -83,9 +86,9 @@ def _run_unprivileged(argvs: list[list[str]], cwd: Path) -> list[dict[str, objec
 
 
 def test_every_config_command_is_found() -> None:
-    names = {" ".join(c).replace(" --yes", "") for c in COMMANDS}
+    names = {" ".join(a for a in c if not a.startswith("-") and a != "placeholder-dir") for c in COMMANDS}
     assert {"validate", "render", "deploy", "status", "support", "upgrade", "destroy", "cost", "cluster create",
-            "cluster destroy", "cluster plan", "cluster kubeconfig"} <= names
+            "cluster destroy", "cluster plan", "cluster kubeconfig", "backup", "restore"} <= names
 
 
 @pytest.mark.parametrize("case", sorted(WHAT))
