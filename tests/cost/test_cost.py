@@ -9,6 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from qhubctl import localcluster
 from qhubctl.cli import app
 from qhubctl.config import load_config
 from qhubctl.cost import load_prices, pricing
@@ -130,3 +131,4 @@ def test_simulate_scales_worker_up_and_down(tmp_path: Path) -> None:
     assert rows["user"] == (0.0, 0.0, 0, 0.0)
     assert rows["general"][1] == 0 and rows["general"][0] == pytest.approx(window, rel=0.1)
     assert "1 h = 5 s" in result.output
+    assert not localcluster.cluster_dir("qhub-costdemo-sim").exists(), "the simulation's folder is left behind"

@@ -51,5 +51,6 @@ def test_create_deploy_plan_destroy(tmp_path: Path) -> None:
         destroyed = run("cluster", "destroy", "-c", str(config), "--yes")
     assert destroyed.exit_code == 0, destroyed.output
     assert not localcluster.is_running("qhub-localprov")
+    assert not localcluster.cluster_dir("qhub-localprov").exists() and "deleted" not in destroyed.output
     again = run("cluster", "destroy", "-c", str(config), "--yes")
     assert again.exit_code == 0 and "nothing to destroy" in again.output

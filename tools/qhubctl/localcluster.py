@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -125,6 +126,11 @@ def cluster_dir(name: str) -> Path:
     return cache_dir() / "clusters" / name
 
 
+def kwok_dir(name: str) -> Path:
+    """kwokctl's folder of the cluster (its certificates, component configs and logs)."""
+    return cache_dir() / "kwok" / "clusters" / name
+
+
 def _kwok_env(name: str) -> dict[str, str]:
     env = dict(os.environ)
     # kwokctl merges every cluster it creates into $KUBECONFIG and takes it out again on delete, switching the
@@ -148,7 +154,7 @@ def check_tools() -> None:
 
 def pki_dir(name: str) -> Path:
     """kwokctl's certificates of the cluster: ca.crt, admin.crt, admin.key."""
-    return cache_dir() / "kwok" / "clusters" / name / "pki"
+    return kwok_dir(name) / "pki"
 
 
 def _api_sans() -> list[str]:
@@ -351,7 +357,7 @@ def _start_autoscaler(cluster: LocalCluster, scale_down_after: float) -> None:
 
 
 def is_running(name: str = DEFAULT_NAME) -> bool:
-    if not (cache_dir() / "kwok" / "clusters" / name).exists():
+    if not kwok_dir(name).exists():
         return False
     result = run(["kwokctl", "--name", name, "get", "kubeconfig"], env=_kwok_env(name), check=False)
     if result.returncode != 0:
@@ -361,17 +367,24 @@ def is_running(name: str = DEFAULT_NAME) -> bool:
     return probe.returncode == 0
 
 
-def down(name: str = DEFAULT_NAME, log=print) -> None:
-    """Stop the autoscaler, the real node (everything it set up on this machine) and the control plane."""
-    daemons.stop(cluster_dir(name) / "autoscaler.pid", AUTOSCALER_MARKER)
+def down(name: str = DEFAULT_NAME, log=print) -> list[Path]:
+    """Stop the autoscaler, the real node (everything it set up on this machine) and the control plane, and remove
+    the cluster's folders (kwokctl's and $QHUB_CACHE/clusters/<name>: kubeconfig, logs, node groups). Returns the
+    folders it removed; the caller says what happened (this logs only the real node's steps)."""
+    work, kwok = cluster_dir(name), kwok_dir(name)
+    daemons.stop(work / "autoscaler.pid", AUTOSCALER_MARKER)
     node = real_node(name)
     if node.root.exists():  # this cluster has the real node (a cluster without one must not touch another's)
         node.stop(log)
-    if (cache_dir() / "kwok" / "clusters" / name).exists():
+    removed: list[Path] = []
+    if kwok.exists():
         run(["kwokctl", "--name", name, "delete", "cluster"], env=_kwok_env(name), timeout=120)
-        log(f"cluster {name} deleted")
-    else:
-        log(f"cluster {name} is not running")
+        shutil.rmtree(kwok, ignore_errors=True)  # whatever kwokctl left (logs)
+        removed.append(kwok)
+    if work.exists():  # after kwokctl, whose environment points into it
+        shutil.rmtree(work)
+        removed.append(work)
+    return removed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
             print(cluster.kubectl("get", "nodes", "-L", NODE_GROUP_LABEL))
             print(f"export KUBECONFIG={cluster.kubeconfig}")
         elif args.action == "down":
-            down(args.name)
+            removed = down(args.name)
+            print(f"cluster {args.name} deleted; removed {', '.join(map(str, removed))}" if removed
+                  else f"cluster {args.name} is not running; nothing to remove")
         elif args.action == "refresh-images":
             for ref in real_node(args.name).drop_stale_images():
                 print(f"the node forgot its old copy of {ref}; the next pod pulls the new build")

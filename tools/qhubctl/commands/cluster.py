@@ -97,7 +97,27 @@ def destroy(config: Path = ConfigOpt, yes: bool = YesOpt) -> None:
     if left.changed:
         raise QHubError("some resources are still there:\n" + left.render(),
                         hint="run `qhubctl cluster destroy` again")
-    out.print(f"cluster {plan.cluster} destroyed", markup=False)
+    removed = [f"{a.kind} {a.name}" for a in plan.actions]
+    stale = _remove_kubeconfig(config, cfg.project_name, plan.cluster)
+    if stale:
+        removed.append(f"kubeconfig {stale}")
+    out.print(f"cluster {plan.cluster} destroyed; removed " + ", ".join(removed), markup=False)
+
+
+def _remove_kubeconfig(config: Path, project: str, cluster: str) -> Path | None:
+    """The kubeconfig `cluster create` wrote next to the config, once its cluster is gone (only when it is a
+    kubeconfig for that cluster: a file of the user's under the same name stays)."""
+    path = _kubeconfig_path(config, project, None)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    entries = data.get("clusters") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not any(
+            isinstance(c, dict) and cluster in str(c.get("name", "")) for c in entries):
+        return None
+    path.unlink()
+    return path
 
 
 @app.command("kubeconfig")

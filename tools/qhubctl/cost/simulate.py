@@ -6,6 +6,7 @@ group) and M Dask workers (the default Dask worker profile), placed with the sam
 chart uses. The clock is accelerated: one simulated hour lasts `seconds_per_hour` real seconds (default 10), and
 the autoscaler's scale-down delay is 10 simulated minutes. The load runs for `hours` simulated hours, is removed,
 and measuring goes on until every group is back at its minimum. Node counts are sampled twice a second.
+The cluster and its folders are deleted at the end, whatever happened.
 """
 
 from __future__ import annotations
@@ -114,10 +115,10 @@ def simulate(cfg: QHubConfig, load: Load, *, seconds_per_hour: float = 10.0, log
     scale_down_after = seconds_per_hour / 6  # 10 simulated minutes
     log(f"simulating on local cluster {name}: 1 simulated hour = {seconds_per_hour:g} real seconds; "
         f"{load.users} user(s), {load.dask_workers} Dask worker(s) for {load.hours:g} h")
-    cluster = localcluster.up(name, groups, scale_down_after=scale_down_after, log=log, with_real_node=False)
     usage = {g.name: Usage(g.name, g.min_nodes) for g in groups}
     pending_end = 0
-    try:
+    try:  # the cluster and its folders go at the end, also when starting it failed half-way
+        cluster = localcluster.up(name, groups, scale_down_after=scale_down_after, log=log, with_real_node=False)
         api = client.CoreV1Api(kconfig.new_client_from_config(str(cluster.kubeconfig)))
 
         def counts() -> dict[str, int]:

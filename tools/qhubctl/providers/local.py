@@ -32,8 +32,8 @@ def local_groups(cfg: QHubConfig) -> list[localcluster.SimulatedGroup]:
 
 
 def stop_cluster(name: str, log: Any = print) -> None:
-    """Delete the cluster; localcluster.down waits until its autoscaler has exited, so a cluster created again
-    under the same name (same ports) never gets a node from the old one."""
+    """Delete the cluster and its folders; localcluster.down waits until its autoscaler has exited, so a cluster
+    created again under the same name (same ports) never gets a node from the old one."""
     localcluster.down(name, log=log)
 
 
@@ -80,10 +80,14 @@ class Local(Provider):
                                 "--ignore-not-found")
 
     def destroy_plan(self) -> Plan:
+        """The cluster while kwokctl knows it, and its folder under $QHUB_CACHE/clusters while that exists (also
+        when an earlier stop left it behind)."""
         plan = Plan(self.name, self.cluster_name)
-        if localcluster.is_running(self.cluster_name) or (
-                localcluster.cache_dir() / "kwok" / "clusters" / self.cluster_name).exists():
+        if localcluster.is_running(self.cluster_name) or localcluster.kwok_dir(self.cluster_name).exists():
             plan.actions.append(Action("delete", "local-cluster", self.cluster_name))
+        work = localcluster.cluster_dir(self.cluster_name)
+        if work.exists():
+            plan.actions.append(Action("delete", "local-files", str(work)))
         return plan
 
     def destroy(self, plan: Plan) -> None:
