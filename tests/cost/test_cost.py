@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from qhubctl import localcluster
 from qhubctl.cli import app
 from qhubctl.config import load_config
 from qhubctl.cost import load_prices, pricing
-from qhubctl.cost.simulate import Load, load_pods, parse_load
+from qhubctl.cost.shapes import allocatable
+from qhubctl.cost.simulate import Load, Result, Usage, load_pods, parse_load
 from qhubctl.errors import UserError
+from qhubctl.providers.local import local_groups
 
 
 def write(path: Path, provider: dict, groups: dict) -> Path:
@@ -112,6 +115,63 @@ def test_parse_load_and_pods(tmp_path: Path) -> None:
     assert pods[0]["spec"]["nodeSelector"] == {"qhub.dev/node-group": "user"}
     assert pods[2]["spec"]["tolerations"] == [{"key": "qhub.dev/node-group", "operator": "Equal", "value": "worker",
                                                "effect": "NoSchedule"}]
+
+
+@pytest.mark.unit
+def test_allocatable_is_capacity_minus_the_system_reservation() -> None:
+    # 4 vCPU: 60 + 10 + 2 x 5 millicores reserved; 16 GiB: 1 GiB + 0.8 GiB + 0.8 GiB, and 100 MiB for eviction
+    assert allocatable(4, 16) == (3920, math.floor(1024 * (16 - 1 - 0.8 - 0.8)) - 100)
+    cpu_m, memory_mib = allocatable(16, 128)
+    assert cpu_m == 16000 - 60 - 10 - 10 - 30 and memory_mib == math.floor(1024 * (128 - 1 - 0.8 - 0.8 - 6.72)) - 100
+
+
+@pytest.mark.unit
+def test_every_priced_instance_type_has_a_shape() -> None:
+    for cloud, entry in load_prices()["clouds"].items():
+        assert set(entry.get("instances") or {}) == set(entry.get("shapes") or {}), cloud
+
+
+@pytest.mark.unit
+def test_simulation_uses_the_configured_instance_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulated nodes of each group are its instance type's allocatable, not a fixed local shape; the report
+    says what it assumes."""
+    config = write(tmp_path / "c.yaml", {"provider": "aws", "region": "us-east-1"}, {
+        "user": {"instance_type": "r6i.2xlarge"}, "worker": {"instance_type": "m6i.large", "max_nodes": 3}})
+    seen: dict[str, object] = {}
+
+    def fake_simulate(cfg, load, *, shapes, **_kwargs):  # noqa: ANN001, ANN202
+        seen["groups"] = {g.name: (g.cpu, g.memory) for g in local_groups(cfg, {n: (s.cpu, s.memory)
+                                                                                 for n, s in shapes.items()})}
+        return Result(load, 10, load.hours, {n: Usage(n, 0) for n in cfg.node_groups}, 0)
+
+    monkeypatch.setattr("qhubctl.commands.cost.simulate", fake_simulate)
+    res = CliRunner().invoke(app, ["cost", "-c", str(config), "--simulate", "users=1"])
+    assert res.exit_code == 0, res.output
+    user, worker = allocatable(8, 64), allocatable(2, 8)
+    assert seen["groups"]["user"] == (f"{user[0]}m", f"{user[1]}Mi")
+    assert seen["groups"]["worker"] == (f"{worker[0]}m", f"{worker[1]}Mi")
+    assert seen["groups"]["general"] == ("3920m", f"{allocatable(4, 16)[1]}Mi")  # the default m6i.xlarge
+    assert "minus the kubelet's system reservation" in res.output
+    assert re.search(r"user\s+r6i\.2xlarge, 7\.91 CPU / 5\d\.\d GiB allocatable", res.output), res.output
+
+    local = write(tmp_path / "l.yaml", {"provider": "local"}, {})
+    res = CliRunner().invoke(app, ["cost", "-c", str(local), "--simulate", "users=1"])
+    assert res.exit_code == 0 and re.search(r"user\s+local standard shape, 4 CPU / 32\.0 GiB", res.output), res.output
+
+
+@pytest.mark.unit
+def test_an_instance_type_without_a_shape_is_named(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", {"provider": "aws", "region": "us-east-1"},
+                   {"worker": {"instance_type": "c7i.48xlarge"}})
+    prices = tmp_path / "p.yaml"
+    prices.write_text(yaml.safe_dump({"clouds": {"aws": {"instances": {"c7i.48xlarge": 8.5}}}}))
+    res = CliRunner().invoke(app, ["cost", "-c", str(config), "--prices", str(prices), "--simulate", "users=1"])
+    assert res.exit_code == 1 and "worker: c7i.48xlarge" in res.output and "clouds.aws.shapes" in res.output, \
+        res.output
+    prices.write_text(yaml.safe_dump({"clouds": {"aws": {"shapes": {"c7i.48xlarge": {"cpus": 192}}}}}))
+    with pytest.raises(UserError, match=r"clouds\.aws\.shapes\.c7i\.48xlarge\.cpus: unknown key \(known: cpu, "
+                                        r"memory_gib\)"):
+        load_prices(prices)
 
 
 @pytest.mark.cluster

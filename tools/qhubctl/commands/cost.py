@@ -8,6 +8,7 @@ import typer
 
 from qhubctl.commands._common import ConfigOpt, handles_errors, load, out
 from qhubctl.cost import Pricing, load_prices, pricing
+from qhubctl.cost.shapes import node_shapes
 from qhubctl.cost.simulate import parse_load, simulate
 
 
@@ -52,7 +53,13 @@ def cost(
         _say(line)
     if not simulate_load:
         return
-    result = simulate(cfg, parse_load(simulate_load), seconds_per_hour=seconds_per_hour, log=_say)
+    wanted = parse_load(simulate_load)
+    shapes = node_shapes(cfg, price, table)
+    _say("simulated nodes (the instance type's vCPUs and memory minus the kubelet's system reservation; "
+         "DaemonSets not counted):")
+    for name, shape in shapes.items():
+        _say(f"  {name:<10} {shape.describe()}")
+    result = simulate(cfg, wanted, shapes=shapes, seconds_per_hour=seconds_per_hour, log=_say)
     window = result.window_hours
     total = price.control_plane_hourly * window
     _say(f"simulated {result.load.hours:g} h of load ({result.load.users} users, {result.load.dask_workers} Dask "

@@ -31,6 +31,13 @@ class _Prices(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class InstanceShape(_Prices):
+    """What an instance type has: vCPUs and memory in GiB (before the kubelet's system reservation)."""
+
+    cpu: float = Field(gt=0)
+    memory_gib: float = Field(gt=0)
+
+
 class CloudPrices(_Prices):
     """One cloud's prices; in a --prices file every key is optional and merges over the built-in table."""
 
@@ -40,6 +47,7 @@ class CloudPrices(_Prices):
     spot_factor: float | None = Field(None, gt=0, le=1)
     instances: dict[str, float] | None = None
     accelerators: dict[str, float] | None = None
+    shapes: dict[str, InstanceShape] | None = None
 
     @field_validator("instances", "accelerators")
     @classmethod
@@ -68,7 +76,7 @@ def _checked(path: Path, data: Any) -> dict[str, Any]:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
-                owner = CloudPrices if len(err["loc"]) == 3 and err["loc"][0] == "clouds" else PriceFile
+                owner = {1: PriceFile, 3: CloudPrices, 5: InstanceShape}[len(err["loc"])]
                 problems.append(f"{where}: unknown key (known: {', '.join(owner.model_fields)})")
             else:
                 problems.append(f"{where}: {err['msg']}")

@@ -1,23 +1,26 @@
 """Run a load on the local simulated cluster and measure node-hours per node group.
 
-The cluster `qhub-<project>-sim` gets the config's node groups (qhubctl.providers.local.local_groups) and the
-simulated autoscaler. The load is N JupyterLab servers (the default JupyterLab profile's requests, on its node
-group) and M Dask workers (the default Dask worker profile), placed with the same nodeSelector/tolerations the
-chart uses. The clock is accelerated: one simulated hour lasts `seconds_per_hour` real seconds (default 10), and
-the autoscaler's scale-down delay is 10 simulated minutes. The load runs for `hours` simulated hours, is removed,
-and measuring goes on until every group is back at its minimum. Node counts are sampled twice a second.
-The cluster and its folders are deleted at the end, whatever happened.
+The cluster `qhub-<project>-sim` gets the config's node groups (qhubctl.providers.local.local_groups) with the
+node shapes of their instance types (qhubctl.cost.shapes), and the simulated autoscaler. The load is N JupyterLab
+servers (the default JupyterLab profile's requests, on its node group) and M Dask workers (the default Dask worker
+profile), placed with the same nodeSelector/tolerations the chart uses. The clock is accelerated: one simulated
+hour lasts `seconds_per_hour` real seconds (default 10), and the autoscaler's scale-down delay is 10 simulated
+minutes. The load runs for `hours` simulated hours, is removed, and measuring goes on until every group is back at
+its minimum. Node counts are sampled twice a second. The cluster and its folders are deleted at the end, whatever
+happened.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from qhubctl import localcluster
 from qhubctl.config.model import QHubConfig
+from qhubctl.cost.shapes import NodeShape
 from qhubctl.errors import ClusterError, UserError
 from qhubctl.nodegroups import GPU_RESOURCE
 from qhubctl.nodegroups import LABEL as GROUP_LABEL
@@ -104,14 +107,16 @@ def load_pods(cfg: QHubConfig, load: Load) -> list[dict[str, Any]]:
     return pods
 
 
-def simulate(cfg: QHubConfig, load: Load, *, seconds_per_hour: float = 10.0, log: Any = print,
-             tail_timeout: float = 120.0) -> Result:
+def simulate(cfg: QHubConfig, load: Load, *, shapes: Mapping[str, NodeShape] | None = None,
+             seconds_per_hour: float = 10.0, log: Any = print, tail_timeout: float = 120.0) -> Result:
+    """Run `load`; nodes of a group named in `shapes` get that shape (qhubctl.cost.shapes.node_shapes), the others
+    the local cluster's standard shape."""
     from qhubctl.kube import kubernetes
 
     client, kconfig = kubernetes().client, kubernetes().config
 
     name = f"qhub-{cfg.project_name}-sim"
-    groups = local_groups(cfg)
+    groups = local_groups(cfg, {g: (s.cpu, s.memory) for g, s in (shapes or {}).items()})
     scale_down_after = seconds_per_hour / 6  # 10 simulated minutes
     log(f"simulating on local cluster {name}: 1 simulated hour = {seconds_per_hour:g} real seconds; "
         f"{load.users} user(s), {load.dask_workers} Dask worker(s) for {load.hours:g} h")

@@ -8,6 +8,7 @@ localcluster.SIMULATED_GROUPS for the standard names (4 CPU / 16 GiB otherwise).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -19,15 +20,17 @@ from qhubctl.providers.base import Action, GroupSpec, Plan, Provider, diff_group
 _SHAPES = {g.name: g for g in localcluster.SIMULATED_GROUPS}
 
 
-def local_groups(cfg: QHubConfig) -> list[localcluster.SimulatedGroup]:
-    """The config's node groups as simulated groups (same names, min/max, GPU count; standard shapes)."""
+def local_groups(cfg: QHubConfig, shapes: Mapping[str, tuple[str, str]] | None = None,
+                 ) -> list[localcluster.SimulatedGroup]:
+    """The config's node groups as simulated groups (same names, min/max, GPU count); each node's (cpu, memory)
+    from `shapes` where it names the group, else the standard shape."""
     groups: list[localcluster.SimulatedGroup] = []
     for name, group in cfg.node_groups.items():
-        shape = _SHAPES.get(name, localcluster.SimulatedGroup(name, 0, 1))
+        standard = _SHAPES.get(name, localcluster.SimulatedGroup(name, 0, 1))
+        cpu, memory = (shapes or {}).get(name, (standard.cpu, standard.memory))
         gpus = group.gpu.count if group.gpu else 0
         groups.append(localcluster.SimulatedGroup(
-            name=name, min_nodes=group.min_nodes, max_nodes=group.max_nodes,
-            cpu=shape.cpu, memory=shape.memory, gpus=gpus))
+            name=name, min_nodes=group.min_nodes, max_nodes=group.max_nodes, cpu=cpu, memory=memory, gpus=gpus))
     return groups
 
 
