@@ -1,6 +1,7 @@
 """qhubctl as installed software: the sdist and wheel built from this checkout carry the chart, and a wheel installed
 into a fresh virtualenv outside the checkout runs version, init, validate, render and deploy --dry-run (against the
-local test cluster) from another directory, with no traceback anywhere.
+local test cluster) from another directory, with no traceback anywhere. The oldest build requirements
+pyproject.toml allows (each `>=` floor exactly) build both too.
 
 Packages come from PyPI once, then from a wheelhouse in $QHUB_CACHE keyed by the build system and dependencies in
 pyproject.toml (pip download), so later runs install offline (--no-index).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tarfile
 import tomllib
@@ -30,6 +32,8 @@ CHART_FILES = (  # a sample of what the chart needs at deploy time: metadata, sc
     "charts/nfs/values.schema.json", "charts/jupyterhub/files/jupyterhub_config.py",
     "charts/dask-gateway/crds/daskclusters.yaml", "charts/conda-store/files/conda_store_config.py",
 )
+# what the sdist is built from (pyproject.toml's packages, setup.py's and MANIFEST.in's chart, the readme)
+PACKAGE_SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "tools/qhubctl", "charts/qhub")
 
 
 def _wheelhouse() -> Path:
@@ -122,3 +126,40 @@ def test_installed_wheel_works_outside_the_checkout(built: tuple[Path, Path], tm
     bad = run([qhubctl, "--chart", str(work / "missing.tgz"), "render"], cwd=work, env=env, timeout=120, check=False)
     assert bad.returncode == 1 and "Traceback" not in bad.stdout + bad.stderr
     assert f"QHUB_CHART={work / 'missing.tgz'}" in bad.stderr
+
+
+def _at_floor(requirement: str) -> str:
+    """`name>=X` as `name==X`, the oldest version the declaration allows; other requirements as they are."""
+    name, sep, version = requirement.partition(">=")
+    return f"{name.strip()}=={version.strip()}" if sep and "," not in version else requirement
+
+
+def test_the_oldest_declared_build_requirements_build_sdist_and_wheel(tmp_path: Path) -> None:
+    """build-system.requires at their floors, in a clean virtualenv, build the sdist and the wheel: a floor below
+    what pyproject.toml uses (the SPDX `license` string needs setuptools 77) fails here, not on a user's machine."""
+    requires = [_at_floor(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]]
+    assert any(r.startswith("setuptools==") for r in requires), requires
+    house = localcluster.cache_dir() / "wheelhouse" / ("floor-" + hashlib.sha256(
+        json.dumps([sys.version_info[:2], requires]).encode()).hexdigest()[:16])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
+    tools = tmp_path / "build-venv"
+    run([sys.executable, "-m", "venv", str(tools)], timeout=120)
+    if not (house / ".complete").exists():  # once per requirement set, then offline
+        run([str(tools / "bin" / "python"), "-m", "pip", "download", "-q", "-d", str(house), "build", *requires],
+            env=env, timeout=900)
+        (house / ".complete").touch()
+    _pip(tools, "--no-index", "--find-links", str(house), "build", *requires, env=env)
+    # a copy of what the sdist is made of: a build without isolation writes build/ and *.egg-info where it builds
+    src = tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.tgz")
+    for part in PACKAGE_SOURCES:
+        if (REPO / part).is_dir():
+            shutil.copytree(REPO / part, src / part, ignore=skip)
+        else:
+            (src / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / part, src / part)
+    dist = tmp_path / "dist"
+    result = run([str(tools / "bin" / "python"), "-m", "build", "--no-isolation", "--outdir", str(dist), str(src)],
+                 env=env, timeout=900, check=False)
+    assert result.returncode == 0, f"building with {requires} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    assert len(list(dist.glob("qhubctl-*.tar.gz"))) == 1 and len(list(dist.glob("qhubctl-*.whl"))) == 1
