@@ -11,8 +11,8 @@ KUBECONFIG_LOCAL := $(QHUB_CACHE)/clusters/$(CLUSTER)/kubeconfig
 CHART_VERSION := $(shell sed -n 's/^version: *//p' charts/qhub/Chart.yaml)
 APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/qhub/Chart.yaml)
 
-.PHONY: setup tools cluster-up cluster-down demo test test-unit test-chart test-cluster test-node package chart-push \
-	release-check bench images schema schema-check clean
+.PHONY: setup tools cluster-up cluster-down demo test test-unit test-chart test-cluster test-node test-images \
+	test-cloud package chart-push release-check bench images schema schema-check clean
 
 setup:  ## Debian packages, .venv with qhubctl, and the pinned Go toolchain
 	@bash ci/setup.sh
@@ -44,21 +44,28 @@ demo: cluster-up  ## build and push the images, deploy QHub on the local cluster
 	$(PY) scripts/demo_access.py $$demo/qhub-config.yaml && \
 	echo "[demo] config: $$demo/qhub-config.yaml  KUBECONFIG=$(KUBECONFIG_LOCAL)  ($$((SECONDS - start))s)"
 
-test: setup  ## every tier: unit, chart, cluster
+# One target per test tier (the pytest markers of tests/conftest.py TIERS; README's "Tests" lists what each covers)
+test: setup  ## every tier: unit, chart, cluster, node, images, cloud
 	@start=$$SECONDS; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	echo "[test] pytest $$((SECONDS - start))s"; exit $$rc
 
-test-unit: setup
+test-unit: setup  ## qhubctl and the chart's files, no tools beyond Python
 	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
-test-chart: setup
+test-chart: setup  ## helm lint/template over the values matrix, manifests validated against Kubernetes
 	@$(PY) -m pytest -m chart $(PYTEST_ARGS)
 
-test-cluster: setup
+test-cluster: setup  ## install, upgrade, rollback and qhubctl on the local test cluster; the package builds
 	@$(PY) -m pytest -m cluster $(PYTEST_ARGS)
 
 test-node: setup  ## containers on the local cluster's real node
 	@$(PY) -m pytest -m node $(PYTEST_ARGS)
+
+test-images: setup  ## image builds end to end (a local conda channel, docker-registry and dockerd; as root)
+	@$(PY) -m pytest -m images $(PYTEST_ARGS)
+
+test-cloud: setup  ## cluster providers against local emulators and the cloud APIs' published contracts
+	@$(PY) -m pytest -m cloud $(PYTEST_ARGS)
 
 package: setup  ## the chart archive with its subcharts, in dist/
 	@mkdir -p dist && helm package charts/qhub --destination dist && ls -l dist/qhub-$(CHART_VERSION).tgz

@@ -91,7 +91,9 @@ class _Gated(_AuthBase):
 
 
 class DummyAuth(_Gated, _LocalAccounts):
-    """One shared password for every listed user (admins have their own). For tests and demos only."""
+    """One shared password for every listed user, generated at the first deploy and kept in the hub Secret (key
+    `dummy-password`; `qhubctl status` prints the command that reads it); admins share a second one of their own
+    (key `dummy-admin-password`). For tests and demos only."""
 
     type: Literal["dummy"] = Field(description="Test-only authenticator")
     _everyone: ClassVar[str] = "any user name with the shared password"
