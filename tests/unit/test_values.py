@@ -115,3 +115,17 @@ def test_helpers() -> None:
 def test_config_reference_is_current() -> None:
     committed = (REPO / "docs" / "config-reference.md").read_text()
     assert committed == reference_markdown(), "run: python scripts/gen_config_reference.py"
+
+
+def test_ssh_service_and_jitsi_media_address_come_from_the_config() -> None:
+    """kubessh.service_type / load_balancer_source_ranges and jitsi.advertise_ips reach the chart's
+    kubessh.service and jitsi.jvb.advertiseIPs; left unset, the provider's default type (NodePort on local)."""
+    values = chart_values(load_config(CONFIGS / "aws.ok.ssh-jitsi-access.yaml", environ={}))
+    assert values["kubessh"]["service"] == {"loadBalancerSourceRanges": ["198.51.100.0/24", "2001:db8:1::/48"]}
+    assert values["jitsi"]["jvb"]["advertiseIPs"] == ["203.0.113.10", "2001:db8::10"]
+    base = {"schema_version": 2, "project_name": "demo"}
+    local = chart_values(parse_config({**base, "cluster": {"provider": "local"}}, environ={}))
+    assert local["kubessh"]["service"] == {"loadBalancerSourceRanges": [], "type": "NodePort"}
+    private = chart_values(parse_config({**base, "cluster": {"provider": "local"},
+                                         "kubessh": {"service_type": "ClusterIP"}}, environ={}))
+    assert private["kubessh"]["service"]["type"] == "ClusterIP"

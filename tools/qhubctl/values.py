@@ -17,7 +17,7 @@ import yaml
 from qhubctl import nodegroups as ng
 from qhubctl.chart import chart_dir as located_chart
 from qhubctl.config.base import SecretRef, quantity_value
-from qhubctl.config.model import QHubConfig
+from qhubctl.config.model import QHubConfig, ssh_service_type
 
 # Components (config name) -> umbrella dependency name (values key).
 COMPONENTS = {
@@ -111,19 +111,30 @@ def chart_values(cfg: QHubConfig, chart_dir: Path | None = None) -> dict[str, An
     if cfg.components.dask_gateway and "dask-gateway" in deps:
         values["dask-gateway"].update(_dask_gateway(cfg))
     if cfg.cluster.node_ports:
-        # No load-balancer controller (the local cluster): expose the hub, SSH and Jitsi media on NodePorts, which
-        # the nodes answer (the local cluster's real node on this machine's loopback).
+        # No load-balancer controller (the local cluster): expose the hub and Jitsi media on NodePorts, which the
+        # nodes answer (the local cluster's real node on this machine's loopback); SSH too (ssh_service_type).
         if "jupyterhub" in deps and cfg.components.jupyterhub:
             values["jupyterhub"].setdefault("proxy", {})["service"] = {"type": "NodePort"}
-        if "kubessh" in deps and cfg.components.kubessh:
-            values["kubessh"]["service"] = {"type": "NodePort"}
         if "jitsi" in deps and cfg.components.jitsi:
             values["jitsi"]["jvb"] = {"service": {"type": "NodePort"}}
+    if cfg.components.kubessh and "kubessh" in deps:
+        values["kubessh"]["service"] = _kubessh_service(cfg)
     if cfg.components.jitsi and "jitsi" in deps:
         values["jitsi"]["host"] = cfg.jitsi.host or f"meet.{cfg.domain}"
+        values["jitsi"].setdefault("jvb", {})["advertiseIPs"] = list(cfg.jitsi.advertise_ips)
     if cfg.components.conda_store and "conda-store" in deps:
         values["conda-store"].update(_conda_store(cfg))
     return _sorted(values)
+
+
+def _kubessh_service(cfg: QHubConfig) -> dict[str, Any]:
+    """The SSH gateway's Service: its type when the config or the provider picks one other than the chart's
+    LoadBalancer, and the load balancer's source ranges (the config's list, empty: any)."""
+    out: dict[str, Any] = {"loadBalancerSourceRanges": list(cfg.kubessh.load_balancer_source_ranges)}
+    kind = ssh_service_type(cfg)
+    if kind != "LoadBalancer":
+        out["type"] = kind
+    return out
 
 
 def _global(cfg: QHubConfig) -> dict[str, Any]:

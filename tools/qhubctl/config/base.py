@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, SecretStr
 from pydantic_core import PydanticCustomError, core_schema
 
 
@@ -33,6 +34,30 @@ Hostname = Annotated[
         description="Fully qualified DNS name, lower case, no scheme or path",
     ),
 ]
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address like 203.0.113.10") from None
+
+
+def _cidr_block(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block like 203.0.113.0/24 ({exc})") from None
+    if "/" not in value:
+        raise ValueError(f"{value!r} has no prefix length: write {net} for one address")
+    return str(net)
+
+
+IPAddress = Annotated[str, AfterValidator(_ip_address), Field(description="IPv4 or IPv6 address")]
+CIDRBlock = Annotated[str, AfterValidator(_cidr_block),
+                      Field(description="IPv4 or IPv6 CIDR block, e.g. 203.0.113.0/24")]
+# How a Service is reached: its own load-balancer address, a port on every node, or inside the cluster only.
+ServiceType = Literal["LoadBalancer", "NodePort", "ClusterIP"]
 KubernetesVersion = Annotated[
     str, Field(pattern=r"^1\.[0-9]{2}$", description="Kubernetes minor version, e.g. '1.34' (quote it in YAML)")
 ]

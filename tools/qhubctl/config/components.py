@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from qhubctl.config.base import Base, FieldProblem, Hostname
+from qhubctl.config.base import CIDRBlock, Base, FieldProblem, Hostname, IPAddress, ServiceType
 
 
 class Components(Base):
@@ -49,7 +49,45 @@ class DaskGatewaySettings(Base):
 
 
 class JitsiSettings(Base):
+    """Jitsi's web host and the address its media is reached on (docs/jitsi.md)."""
+
     host: Hostname | None = Field(None, description="Host of its own for Jitsi web; empty: meet.<domain>")
+    advertise_ips: list[IPAddress] = Field(
+        default_factory=list, max_length=10,
+        description="Public IP addresses (IPv4 or IPv6) the videobridge announces to browsers for media on UDP "
+        "10000: the UDP "
+        "load balancer's, or the nodes' where its Service is a NodePort; empty: found with STUN at start, which "
+        "fails behind most NATs (calls of three or more then have no media)")
+
+    @field_validator("advertise_ips")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return _no_repeats(value)
+
+
+class KubeSSHSettings(Base):
+    """How users reach the SSH/SFTP gateway (docs/kubessh.md)."""
+
+    service_type: ServiceType | None = Field(
+        None, description="LoadBalancer (an address of its own), NodePort (ports on every node) or ClusterIP "
+        "(kubectl port-forward only); empty: LoadBalancer, or NodePort where the provider has no load balancers "
+        "(local)")
+    load_balancer_source_ranges: list[CIDRBlock] = Field(
+        default_factory=list, max_length=40,
+        description="Client address ranges (CIDR blocks, e.g. 198.51.100.0/24) the load balancer lets through; "
+        "empty: any. Only with a LoadBalancer")
+
+    @field_validator("load_balancer_source_ranges")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return _no_repeats(value)
+
+
+def _no_repeats(value: list[str]) -> list[str]:
+    repeated = sorted({v for v in value if value.count(v) > 1})
+    if repeated:
+        raise ValueError(f"listed twice: {', '.join(repeated)}")
+    return value
 
 
 class CondaStoreSettings(Base):

@@ -18,6 +18,7 @@ from qhubctl.config.components import (
     DaskGatewaySettings,
     JitsiSettings,
     JupyterHubSettings,
+    KubeSSHSettings,
 )
 from qhubctl.config.digitalocean import DigitalOceanProvider
 from qhubctl.config.environments import Environment, check_unique, default_environments
@@ -81,6 +82,7 @@ class QHubConfig(Base):
     jupyterhub: JupyterHubSettings = Field(default_factory=JupyterHubSettings, description="JupyterHub tunables")
     dask_gateway: DaskGatewaySettings = Field(default_factory=DaskGatewaySettings, description="Dask-Gateway tunables")
     jitsi: JitsiSettings = Field(default_factory=JitsiSettings, description="Jitsi video calls")
+    kubessh: KubeSSHSettings = Field(default_factory=KubeSSHSettings, description="The SSH/SFTP gateway's Service")
     conda_store: CondaStoreSettings = Field(default_factory=CondaStoreSettings,
                                             description="conda-store's database and Redis images, channel mirror")
 
@@ -204,4 +206,21 @@ def _check_network(cfg: QHubConfig) -> list[tuple[str, str]]:
         problems.append(("jitsi.host", "Jitsi needs a host of its own; set jitsi.host or domain (meet.<domain>)"))
     if cfg.domain and not cfg.ingress.enabled:
         problems.append(("ingress.enabled", "a domain is routed by the Ingress; enable it or remove domain"))
-    return problems
+    return problems + _check_ssh_service(cfg)
+
+
+def ssh_service_type(cfg: QHubConfig) -> str:
+    """The SSH gateway's Service type: the config's, else NodePort where the provider has no load balancers."""
+    return cfg.kubessh.service_type or ("NodePort" if cfg.cluster.node_ports else "LoadBalancer")
+
+
+def _check_ssh_service(cfg: QHubConfig) -> list[tuple[str, str]]:
+    kind = ssh_service_type(cfg)
+    if kind == "LoadBalancer" and cfg.cluster.node_ports:
+        return [("kubessh.service_type", f"provider {cfg.cluster.provider} has no load balancers, so the Service "
+                 "would never get an address; use NodePort (its default) or ClusterIP")]
+    if cfg.kubessh.load_balancer_source_ranges and kind != "LoadBalancer":
+        return [("kubessh.load_balancer_source_ranges", f"only a LoadBalancer Service applies it and this one is a "
+                 f"{kind}; set kubessh.service_type: LoadBalancer or remove the ranges (a NodePort is limited by "
+                 "the nodes' firewall)")]
+    return []
