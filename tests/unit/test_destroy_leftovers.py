@@ -116,3 +116,14 @@ def test_cluster_down_reports_what_it_removed(cache: Path, capsys: pytest.Captur
                            f"{localcluster.cluster_dir('qhub-throwaway')}")
     assert localcluster.main(["down", "--name", "qhub-throwaway"]) == 0
     assert "nothing to remove" in capsys.readouterr().out
+
+
+def test_a_long_destroy_is_summarised_by_kind() -> None:
+    from qhubctl.commands.cluster import _removed
+    from qhubctl.providers.base import Action, Plan
+
+    short = Plan("local", "qhub-x", [Action("delete", "local-cluster", "qhub-x")])
+    assert _removed(short) == ["local-cluster qhub-x"]
+    cloud = Plan("aws", "demo", [Action("delete", "nodegroup", n) for n in ("general", "user", "worker")]
+                 + [Action("delete", "eks-cluster", "demo"), Action("delete", "vpc", "vpc-1")])
+    assert _removed(cloud) == ["3 nodegroup", "1 eks-cluster", "1 vpc"]

@@ -97,11 +97,21 @@ def destroy(config: Path = ConfigOpt, yes: bool = YesOpt) -> None:
     if left.changed:
         raise QHubError("some resources are still there:\n" + left.render(),
                         hint="run `qhubctl cluster destroy` again")
-    removed = [f"{a.kind} {a.name}" for a in plan.actions]
+    removed = _removed(plan)
     stale = _remove_kubeconfig(config, cfg.project_name, plan.cluster)
     if stale:
         removed.append(f"kubeconfig {stale}")
     out.print(f"cluster {plan.cluster} destroyed; removed " + ", ".join(removed), markup=False)
+
+
+def _removed(plan: Plan) -> list[str]:
+    """What a destroy plan removed: each resource, or for a long plan (a cloud's) the count of each kind."""
+    if len(plan.actions) <= 4:
+        return [f"{a.kind} {a.name}" for a in plan.actions]
+    kinds: dict[str, int] = {}
+    for action in plan.actions:
+        kinds[action.kind] = kinds.get(action.kind, 0) + 1
+    return [f"{count} {kind}" for kind, count in kinds.items()]
 
 
 def _remove_kubeconfig(config: Path, project: str, cluster: str) -> Path | None:
