@@ -20,8 +20,8 @@ from qhubctl.providers.base import Action, GroupSpec, Plan, Provider, diff_group
 _SHAPES = {g.name: g for g in localcluster.SIMULATED_GROUPS}
 
 
-def local_groups(cfg: QHubConfig, shapes: Mapping[str, tuple[str, str]] | None = None,
-                 ) -> list[localcluster.SimulatedGroup]:
+def local_groups(cfg: QHubConfig,
+                 shapes: Mapping[str, tuple[str, str]] | None = None) -> list[localcluster.SimulatedGroup]:
     """The config's node groups as simulated groups (same names, min/max, GPU count); each node's (cpu, memory)
     from `shapes` where it names the group, else the standard shape."""
     groups: list[localcluster.SimulatedGroup] = []
