@@ -54,8 +54,15 @@ def log(api: Any, namespace: str, name: str) -> str:
     pod = pod_of(api, namespace, name)
     if not pod:
         return ""
+    if (pod.get("status") or {}).get("phase") == "Pending":  # no log before its container starts
+        return ""
     path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}/log"
-    return str(kube._rest(api, "GET", path, raw=True) or "")
+    try:
+        return str(kube._rest(api, "GET", path, raw=True) or "")
+    except ClusterError as exc:
+        if "waiting to start" in str(exc):  # the pod moved on since it was read
+            return ""
+        raise
 
 
 def gone(api: Any, path: str, timeout: float = 60) -> None:

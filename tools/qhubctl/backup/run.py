@@ -205,8 +205,9 @@ def job_manifest(name: str, image: str, part: Part, mode: str, params: dict[str,
         "volumes": volumes,
         **part.placement,
     }
-    if part.node:
-        pod["nodeName"] = part.node
+    if part.node:  # through the scheduler (not nodeName), so a new staging volume is provisioned on that node
+        pod["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [part.node]}]}]}}}
     labels = {**LABELS, "app.kubernetes.io/instance": params["release"]}
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "labels": labels},
             "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 3600,
