@@ -79,7 +79,7 @@ def test_job_pods_have_no_token_few_capabilities_and_their_own_configmap() -> No
     labels = meta["spec"]["template"]["metadata"]["labels"]
     # the conda-store PostgreSQL NetworkPolicy admits exactly these labels
     assert labels["app.kubernetes.io/component"] == "backup" and labels["app.kubernetes.io/instance"] == "qhub"
-    for mode, caps in (("backup", ["DAC_READ_SEARCH"]), ("restore", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"])):
+    for mode, caps in (("backup", ["DAC_OVERRIDE"]), ("restore", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"])):
         files = run.job_manifest("j", "i", _part("files", True), mode, params, "s", "/repo")["spec"]["template"]["spec"]
         assert "nodeName" not in files, "the scheduler places it, so a new staging volume is provisioned"
         term = files["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]

@@ -65,6 +65,18 @@ def log(api: Any, namespace: str, name: str) -> str:
         raise
 
 
+def create_failures(api: Any, namespace: str, name: str) -> str:
+    """Why the Job could not create its pod (its latest FailedCreate event, e.g. Pod Security), or ''."""
+    job = kube._rest(api, "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}") or {}
+    uid = (job.get("metadata") or {}).get("uid", "")
+    if not uid:
+        return ""
+    events = kube._items(api, f"/api/v1/namespaces/{namespace}/events",
+                         fieldSelector=f"involvedObject.uid={uid}")  # not an earlier Job of the same name
+    failed = [e for e in events if e.get("reason") == "FailedCreate"]
+    return str(failed[-1].get("message", "")) if failed else ""
+
+
 def gone(api: Any, path: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while kube._rest(api, "GET", path) is not None:

@@ -3,8 +3,8 @@
 - part `meta`, in the release namespace as the hub's uid under Pod Security `restricted`: the hub's database (its
   PVC), conda-store's database (over the network; the PostgreSQL NetworkPolicy admits pods labelled
   component=backup), the uid record, the config file and the chart values, given to the Job in a ConfigMap.
-- part `files`, as root with only the capabilities the work needs (backup: DAC_READ_SEARCH; restore: CHOWN,
-  DAC_OVERRIDE, FOWNER, FSETID) where the shared filesystem is reachable as root (see qhubctl.homes.target).
+- part `files`, as root with only the capabilities the work needs (backup: DAC_OVERRIDE on a read-only mount;
+  restore: CHOWN, DAC_OVERRIDE, FOWNER, FSETID) where the shared filesystem is reachable as root (see qhubctl.homes.target).
 
 Restores stop the hub and conda-store first and start them again afterwards (whatever happens). Both parts'
 archives are read back in full before the first byte is written, so a damaged archive changes nothing.
@@ -38,7 +38,9 @@ AGENT = Path(__file__).with_name("agent.py")
 SOURCE_DIR = "/etc/qhub-backup"
 LABELS = {"app.kubernetes.io/part-of": "qhub", "app.kubernetes.io/component": "backup",
           "app.kubernetes.io/managed-by": "qhubctl"}
-CAPABILITIES = {"backup": ["DAC_READ_SEARCH"], "restore": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"],
+# Pod Security `baseline` (what a restricted namespace is lowered to for the files Job) admits DAC_OVERRIDE but not
+# DAC_READ_SEARCH; a backup mounts the share read-only, so DAC_OVERRIDE only lets it read every file.
+CAPABILITIES = {"backup": ["DAC_OVERRIDE"], "restore": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"],
                 "verify": []}
 KEY_NAME = "backup-key"
 STAGING_SIZE = "20Gi"
@@ -146,7 +148,7 @@ def parts(api: Any, cfg: QHubConfig, mode: str, staging: bool) -> list[Part]:
                 root=False, env=_postgres_env(cfg), node=hub_node if mode == "backup" else "", placement=placement)
     meta.pod_security.pop("supplementalGroups", None)
     where = homes.target(api, cfg, placement)
-    share_mount: dict[str, Any] = {"name": "share", "mountPath": "/share"}
+    share_mount: dict[str, Any] = {"name": "share", "mountPath": "/share", "readOnly": mode != "restore"}
     if where.sub_path:
         share_mount["subPath"] = where.sub_path
     files = Part("files", where.namespace,
@@ -301,6 +303,11 @@ class _Runner:
 
     def _check_pod(self, part: Part, name: str) -> None:
         pod = oneshot.pod_of(self.api, part.namespace, name)
+        if pod is None:
+            refused = oneshot.create_failures(self.api, part.namespace, name)
+            if refused:
+                raise ClusterError(f"the {part.name} Job {part.namespace}/{name} cannot create its pod: {refused}",
+                                   hint=f"kubectl -n {part.namespace} describe job {name}")
         for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
             waiting = (status.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in ("ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
