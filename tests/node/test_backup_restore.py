@@ -26,6 +26,7 @@ from providers.emulators import Emulator, start_moto, stop
 from qhubkit import Platform
 from typer.testing import CliRunner
 
+from nodekit import wait_for
 from qhubctl import realnode
 from qhubctl.cli import app
 from qhubctl.localcluster import LocalCluster
@@ -193,7 +194,9 @@ def test_backup_destroy_deploy_restore_brings_everything_back(cluster: LocalClus
     code, output, _ = qhubctl("destroy", "-c", str(deployed.config), "--kubeconfig", str(cluster.kubeconfig),
                               "--delete-data", "--yes")
     assert code == 0, output
-    qhubkit.wait_namespace_gone(cluster, NS)
+    # destroy keeps the namespace; the volumes go once their pods have
+    wait_for("the platform's volumes to go", lambda: not json.loads(cluster.kubectl(
+        "get", "pvc", "-n", NS, "-o", "json"))["items"], timeout=180, interval=2)
     result, _ = qhubkit.qhubctl_deploy(cluster, deployed.config)
     assert result.returncode == 0, result.stdout
     deployed.read_access()

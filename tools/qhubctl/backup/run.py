@@ -419,6 +419,21 @@ def _scale(api: Any, namespace: str, name: str, replicas: int) -> int | None:
     return int(found["spec"].get("replicas", 1))
 
 
+def _ready(api: Any, namespace: str, name: str, timeout: float) -> None:
+    """Wait until the Deployment's pods of its current template are all ready."""
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+    deadline = time.monotonic() + min(timeout, 600)
+    while time.monotonic() < deadline:
+        found = kube._rest(api, "GET", path) or {}
+        status, want = found.get("status") or {}, (found.get("spec") or {}).get("replicas", 1)
+        if (status.get("observedGeneration", 0) >= (found.get("metadata") or {}).get("generation", 0)
+                and status.get("updatedReplicas", 0) == want and status.get("readyReplicas", 0) == want):
+            return
+        time.sleep(2)
+    raise ClusterError(f"{namespace}/{name} is not ready again after the restore",
+                       hint=f"`qhubctl status` and `kubectl -n {namespace} logs deploy/{name}` show why")
+
+
 def _pods_gone(api: Any, namespace: str, selector: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while kube._items(api, f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector):
@@ -497,6 +512,9 @@ def restore(api: Any, cfg: QHubConfig, source: Destination, *, key_path: Path, f
             _scale(api, ns, deployment, replicas)
         if stopped:
             say(f"started {', '.join(stopped)} again")
+    for deployment in stopped:
+        progress(f"waiting for {deployment} to be ready")
+        _ready(api, ns, deployment, timeout)
     return Outcome(run or reports.get("meta", {}).get("run", ""), reports, time.monotonic() - started, moved)
 
 
