@@ -176,6 +176,21 @@ def non_empty(root: Path) -> list[str]:
     return busy
 
 
+def drop_symlinks(snapshot: str) -> int:
+    """Remove the symlinks on the share that the snapshot restores (restic 0.14 cannot overwrite a symlink)."""
+    dropped = 0
+    for line in restic("ls", "--json", snapshot, capture=True).splitlines():
+        try:
+            node = json.loads(line)
+        except ValueError:
+            continue
+        path = Path(node.get("path") or "")
+        if node.get("type") == "symlink" and SHARE in path.parents and path.is_symlink():
+            path.unlink()
+            dropped += 1
+    return dropped
+
+
 def restore(job: dict[str, Any], part: str) -> dict[str, Any]:
     snapshot = pick_snapshot(job, part)
     if part == "files":
@@ -185,6 +200,10 @@ def restore(job: dict[str, Any], part: str) -> dict[str, Any]:
                           f"{' ...' if len(busy) > 5 else ''}): restore onto a fresh platform, or pass --force to "
                           "overwrite what the archive holds (other files stay)")
         started = time.monotonic()
+        if busy:
+            replaced = drop_symlinks(snapshot["id"])
+            if replaced:
+                say("warning", message=f"replacing {replaced} symlinks that the archive holds too")
         restic("restore", snapshot["id"], "--target", "/")
         return {"part": part, "snapshot": snapshot["id"], "run": run_of(snapshot), "overwrote": busy,
                 "seconds": round(time.monotonic() - started, 2)}
