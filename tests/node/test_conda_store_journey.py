@@ -152,8 +152,10 @@ def test_builds_reach_only_public_channels_by_default(platform: Platform) -> Non
 
 def _psql(platform: Platform, sql: str) -> str:
     pod = _ready_pod(platform, "conda-store-postgresql")["metadata"]["name"]
-    return platform.cluster.kubectl("exec", "-n", NS, pod, "--", "psql", "-U", "conda-store", "-d", "conda-store",
-                                    "-tAc", sql).strip()
+    # the container's own POSTGRES_PASSWORD: local connections need the password too
+    return platform.cluster.kubectl("exec", "-n", NS, pod, "--", "sh", "-c",
+                                    'PGPASSWORD="$POSTGRES_PASSWORD" psql -U conda-store -d conda-store -tAc "$0"',
+                                    sql).strip()
 
 
 def test_backup_and_restore_bring_back_conda_store_database(platform: Platform, tmp_path: Path) -> None:

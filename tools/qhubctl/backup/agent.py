@@ -114,9 +114,8 @@ def backup(job: dict[str, Any], part: str) -> dict[str, Any]:
                                                 indent=1, sort_keys=True))
         paths = [str(META)]
     else:
-        paths = [str(SHARE / name) for name in TOP_LEVEL if (SHARE / name).is_dir()]
-        if not paths:
-            raise Refused(f"the shared filesystem has neither {' nor '.join(TOP_LEVEL)}: nothing to back up")
+        # a platform nobody has used yet has neither: its (empty) root is what there is to keep
+        paths = [str(SHARE / name) for name in TOP_LEVEL if (SHARE / name).is_dir()] or [str(SHARE)]
     parent = last_snapshot(part)
     args = ["backup", "--json", "--host", job["release"], "--tag", "qhub", "--tag", f"part={part}",
             "--tag", f"run={job['run']}", *paths]
