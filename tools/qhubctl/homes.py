@@ -154,11 +154,8 @@ def migrate(api: Any, cfg: QHubConfig, *, timeout: float = 1800,
     base = f"/api/v1/namespaces/{where.namespace}"
     jobs = f"/apis/batch/v1/namespaces/{where.namespace}/jobs"
     started = time.monotonic()
-    old = oneshot.relax(api, where.namespace)
-    if old:
-        say(f"namespace {where.namespace}: Pod Security enforce lowered from {old} to baseline while the "
-            "migration Job (root, CHOWN DAC_OVERRIDE FOWNER FSETID) runs")
-    try:
+    with oneshot.pod_security_lowered(api, where.namespace, "the migration Job (root, CHOWN DAC_OVERRIDE FOWNER "
+                                      "FSETID)", say) as relaxed:
         for path in (f"{jobs}/{name}", f"{base}/configmaps/{name}"):  # a leftover from an earlier run
             kube._rest(api, "DELETE", path, query={"propagationPolicy": "Background"})
         oneshot.gone(api, f"{jobs}/{name}")
@@ -173,11 +170,7 @@ def migrate(api: Any, cfg: QHubConfig, *, timeout: float = 1800,
         report = json.loads(log.strip().splitlines()[-1])
         for path in (f"{jobs}/{name}", f"{base}/configmaps/{name}"):
             kube._rest(api, "DELETE", path, query={"propagationPolicy": "Background"})
-    finally:
-        if old:
-            oneshot.set_level(api, where.namespace, old)
-            say(f"namespace {where.namespace}: Pod Security enforce back to {old}")
-    return Outcome(report, time.monotonic() - started, bool(old))
+    return Outcome(report, time.monotonic() - started, relaxed)
 
 
 def summary(report: dict[str, Any]) -> list[str]:

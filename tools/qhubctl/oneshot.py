@@ -4,6 +4,8 @@ their log, lower a namespace's Pod Security level for a root Job and put it back
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from qhubctl import kube
@@ -20,6 +22,22 @@ def relax(api: Any, namespace: str) -> str | None:
         return None
     set_level(api, namespace, "baseline")
     return str(level)
+
+
+@contextmanager
+def pod_security_lowered(api: Any, namespace: str, job: str, say: Callable[[str], None],
+                         needed: bool = True) -> Iterator[bool]:
+    """Lower a restricted namespace to baseline while a root Job (`job` says which) runs, and put it back whatever
+    happens, saying both on the terminal; yields whether it was lowered."""
+    old = relax(api, namespace) if needed else None
+    if old:
+        say(f"namespace {namespace}: Pod Security enforce lowered from {old} to baseline while {job} runs")
+    try:
+        yield bool(old)
+    finally:
+        if old:
+            set_level(api, namespace, old)
+            say(f"namespace {namespace}: Pod Security enforce back to {old}")
 
 
 def set_level(api: Any, namespace: str, level: str) -> None:

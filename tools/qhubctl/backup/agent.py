@@ -11,7 +11,8 @@ library only). One run handles one part of the platform, each part a restic repo
 Modes (argv[1]): `backup` and `restore` of the part in $QHUB_PART; `verify` reads back every pack of the repository
 (`restic check --read-data`). With a local directory as destination the repository is the volume at /repo and
 qhubctl copies files through `list`, `send PATH` and `receive PATH` (base64 lines, `END` last) in the running pod:
-a backup holds after its report until qhubctl has copied the new files (`done`), a restore waits for them first. The run's parameters come from $QHUB_JOB (JSON), the repository and its password from
+a backup holds after its report until qhubctl has copied the new files (`done`), a restore waits for them first.
+The run's parameters come from $QHUB_JOB (JSON), the repository and its password from
 restic's own variables (RESTIC_REPOSITORY, RESTIC_PASSWORD, AWS_*). Progress lines and the final report are JSON,
 one per line on stdout; the last line is the report. Exit codes: 0 done, 2 refused (the report says why, nothing
 was changed), 1 failed.

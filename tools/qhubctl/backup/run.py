@@ -4,7 +4,8 @@
   PVC), conda-store's database (over the network; the PostgreSQL NetworkPolicy admits pods labelled
   component=backup), the uid record, the config file and the chart values, given to the Job in a ConfigMap.
 - part `files`, as root with only the capabilities the work needs (backup: DAC_OVERRIDE on a read-only mount;
-  restore: CHOWN, DAC_OVERRIDE, FOWNER, FSETID) where the shared filesystem is reachable as root (see qhubctl.homes.target).
+  restore: CHOWN, DAC_OVERRIDE, FOWNER, FSETID) where the shared filesystem is reachable as root (see
+  qhubctl.homes.target).
 
 Restores stop the hub and conda-store first and start them again afterwards (whatever happens). Both parts'
 archives are read back in full before the first byte is written, so a damaged archive changes nothing.
@@ -42,6 +43,8 @@ LABELS = {"app.kubernetes.io/part-of": "qhub", "app.kubernetes.io/component": "b
 # DAC_READ_SEARCH; a backup mounts the share read-only, so DAC_OVERRIDE only lets it read every file.
 CAPABILITIES = {"backup": ["DAC_OVERRIDE"], "restore": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"],
                 "verify": []}
+# what the terminal is told runs while a restricted namespace is lowered to baseline for a files Job
+JOB_WHY = {mode: f"the {mode} Job (root, {', '.join(caps)})" for mode, caps in CAPABILITIES.items()}
 KEY_NAME = "backup-key"
 STAGING_SIZE = "20Gi"
 Say = Callable[[str], None]
@@ -126,9 +129,14 @@ def _hub(api: Any, cfg: QHubConfig) -> dict[str, Any]:
     return dict(hub)
 
 
-def parts(api: Any, cfg: QHubConfig, mode: str, staging: bool) -> list[Part]:
-    """The two parts of this platform; `staging` mounts a volume for a local directory's repository at /repo."""
-    hub = _hub(api, cfg)
+def backup_image(hub: dict[str, Any]) -> str:
+    """qhub/backup from the deployed hub Deployment's registry and tag."""
+    return sibling_image(str(hub["spec"]["template"]["spec"]["containers"][0]["image"]), "backup")
+
+
+def parts(api: Any, cfg: QHubConfig, hub: dict[str, Any], mode: str, staging: bool) -> list[Part]:
+    """The two parts of this platform (`hub`: its hub Deployment); `staging` mounts a volume for a local
+    directory's repository at /repo."""
     spec = hub["spec"]["template"]["spec"]
     placement = {k: spec[k] for k in ("nodeSelector", "tolerations", "imagePullSecrets") if spec.get(k)}
     hub_pods = kube._items(api, f"/api/v1/namespaces/{cfg.namespace}/pods",
@@ -200,7 +208,8 @@ def job_manifest(name: str, image: str, part: Part, mode: str, params: dict[str,
             "env": env,
             "envFrom": [{"secretRef": {"name": secret}}],
             "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                "privileged": False, "capabilities": {"drop": ["ALL"], **({"add": caps} if caps else {})}},
+                                "privileged": False,
+                                "capabilities": {"drop": ["ALL"], **({"add": caps} if caps else {})}},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
             "volumeMounts": part.mounts,
         }],
@@ -310,8 +319,7 @@ class _Runner:
                                    hint=f"kubectl -n {part.namespace} describe job {name}")
         for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
             waiting = (status.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in ("ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
-                                         "InvalidImageName"):
+            if waiting.get("reason") in kube.WAITING_ERRORS:
                 raise ClusterError(f"the {part.name} Job cannot start: {waiting['reason']}: "
                                    f"{waiting.get('message', '')}",
                                    hint="the qhub/backup image must be in the registry the hub's image comes from "
@@ -357,7 +365,8 @@ def backup(api: Any, cfg: QHubConfig, dest: Destination, *, config_text: str, ke
            progress: Say, timeout: float = 3600, staging_size: str = STAGING_SIZE) -> Outcome:
     started = time.monotonic()
     run = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    image = sibling_image(str(_hub(api, cfg)["spec"]["template"]["spec"]["containers"][0]["image"]), "backup")
+    hub = _hub(api, cfg)
+    image = backup_image(hub)
     key = resolve_key(api, cfg, key_path, create=True, say=say)
     runner = _Runner(api, cfg, image, dest, key, say, progress, timeout)
     identities = homes.identities(api, cfg) if cfg.components.jupyterhub else {}
@@ -370,14 +379,10 @@ def backup(api: Any, cfg: QHubConfig, dest: Destination, *, config_text: str, ke
               "condaStore": cfg.components.conda_store}
     reports: dict[str, dict[str, Any]] = {}
     moved: dict[str, int] = {}
-    for part in parts(api, cfg, "backup", staging=not dest.is_s3):
+    for part in parts(api, cfg, hub, "backup", staging=not dest.is_s3):
         if not dest.is_s3:
             _ensure_claim(api, part.namespace, staging_claim(cfg, part.name), staging_size)
-        relaxed = oneshot.relax(api, part.namespace) if part.root else None
-        if relaxed:
-            say(f"namespace {part.namespace}: Pod Security enforce lowered from {relaxed} to baseline while the "
-                f"backup Job (root, {', '.join(CAPABILITIES['backup'])}) runs")
-        try:
+        with oneshot.pod_security_lowered(api, part.namespace, JOB_WHY["backup"], say, needed=part.root):
             name = runner.start(part, "backup", params, texts if part.name == "meta" else {})
             say(f"{part.name}: Job {part.namespace}/{name} started")
             report = runner.report(part, name)
@@ -390,9 +395,6 @@ def backup(api: Any, cfg: QHubConfig, dest: Destination, *, config_text: str, ke
             oneshot.wait(api, part.namespace, name, timeout, f"{part.name} backup Job")
             reports[part.name] = report
             runner.cleanup(part, "backup")
-        finally:
-            if relaxed:
-                oneshot.set_level(api, part.namespace, relaxed)
     outcome = Outcome(run, reports, time.monotonic() - started, moved)
     if dest.local is not None:
         manifests = dest.local / "manifests"
@@ -456,7 +458,8 @@ def restore(api: Any, cfg: QHubConfig, source: Destination, *, key_path: Path, f
             if damaged:
                 raise RefusedError(f"the {part} archive in {where} is damaged: {', '.join(damaged[:5])} "
                                    "do not match their checksums; nothing was restored")
-    image = sibling_image(str(_hub(api, cfg)["spec"]["template"]["spec"]["containers"][0]["image"]), "backup")
+    hub = _hub(api, cfg)
+    image = backup_image(hub)
     key = resolve_key(api, cfg, key_path, create=False, say=say)
     runner = _Runner(api, cfg, image, source, key, say, progress, timeout)
     ns = cfg.namespace
@@ -465,7 +468,7 @@ def restore(api: Any, cfg: QHubConfig, source: Destination, *, key_path: Path, f
     moved: dict[str, int] = {}
     params = {"run": run, "release": cfg.release_name, "force": force, "snapshotRun": run,
               "condaStore": cfg.components.conda_store, "waitUpload": not source.is_s3}
-    plan = parts(api, cfg, "restore", staging=not source.is_s3)
+    plan = parts(api, cfg, hub, "restore", staging=not source.is_s3)
     try:
         if source.is_s3:  # read back both archives in full, from the restricted meta pod, before anything changes
             meta = next(p for p in plan if p.name == "meta")
@@ -489,8 +492,7 @@ def restore(api: Any, cfg: QHubConfig, source: Destination, *, key_path: Path, f
         for part in sorted(plan, key=lambda p: p.name != "files"):  # files first: it refuses a non-empty share
             if not source.is_s3:
                 _ensure_claim(api, part.namespace, staging_claim(cfg, part.name), staging_size)
-            relaxed = oneshot.relax(api, part.namespace) if part.root else None
-            try:
+            with oneshot.pod_security_lowered(api, part.namespace, JOB_WHY["restore"], say, needed=part.root):
                 name = runner.start(part, "restore", params, {})
                 say(f"{part.name}: Job {part.namespace}/{name} started")
                 if not source.is_s3:
@@ -502,9 +504,6 @@ def restore(api: Any, cfg: QHubConfig, source: Destination, *, key_path: Path, f
                 oneshot.wait(api, part.namespace, name, timeout, f"{part.name} restore Job")
                 reports[part.name] = report
                 runner.cleanup(part, "restore")
-            finally:
-                if relaxed:
-                    oneshot.set_level(api, part.namespace, relaxed)
             if part.name == "meta":
                 _restore_identities(api, cfg, report, say)
     finally:

@@ -75,11 +75,15 @@ def verify_local(root: Path) -> list[str]:
     return bad
 
 
+def _missing(source: dict[str, int], target: dict[str, int]) -> list[str]:
+    """Files of `source` that `target` lacks or holds with another size, and `config` always."""
+    return [r for r in source if target.get(r) != source[r] or r in UNNAMED]
+
+
 def download(api: Any, namespace: str, pod: str, target: Path, progress: Callable[[str], None]) -> int:
     """Copy the files of the pod's repository missing in `target`; bytes copied."""
     remote: dict[str, int] = json.loads(_exec(api, namespace, pod, ["list"]) or "{}")
-    have = local_listing(target)
-    todo = [r for r in remote if have.get(r) != remote[r] or r in UNNAMED]
+    todo = _missing(remote, local_listing(target))
     total = sum(remote[r] for r in todo)
     copied = 0
     for relative in todo:
@@ -100,7 +104,7 @@ def upload(api: Any, namespace: str, pod: str, source: Path, progress: Callable[
     """Copy the local repository's files missing in the pod's, then let the pod go on; bytes copied."""
     remote: dict[str, int] = json.loads(_exec(api, namespace, pod, ["list"]) or "{}")
     have = local_listing(source)
-    todo = [r for r in have if remote.get(r) != have[r] or r in UNNAMED]
+    todo = _missing(have, remote)
     total = sum(have[r] for r in todo)
     copied = 0
     for relative in todo:
