@@ -31,9 +31,11 @@ KeyPath = tuple[str, ...]
 
 
 def charts() -> list[Path]:
-    """The umbrella and its subcharts (each a folder with Chart.yaml and values.yaml)."""
+    """The umbrella, its subcharts, and the other charts beside it (qhub-cluster-addons); each a folder with
+    Chart.yaml and values.yaml."""
     subs = sorted(p for p in (UMBRELLA / "charts").iterdir() if (p / "Chart.yaml").exists())
-    return [UMBRELLA, *subs]
+    beside = sorted(p for p in UMBRELLA.parent.iterdir() if p != UMBRELLA and (p / "Chart.yaml").exists())
+    return [UMBRELLA, *subs, *beside]
 
 
 def comments(values_text: str) -> dict[KeyPath, str]:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "qhub"
-CHARTS = [CHART, *sorted(p for p in (CHART / "charts").iterdir() if (p / "Chart.yaml").exists())]
+ADDONS = CHART.parent / "qhub-cluster-addons"
+CHARTS = [CHART, *sorted(p for p in (CHART / "charts").iterdir() if (p / "Chart.yaml").exists()), ADDONS]
 SHORT = {"persistentvolumeclaim": "pvc", "persistentvolume": "pv"}
 KIND = re.compile(r"^kind: *(\w+)", re.M)
 DEFINE = re.compile(r'define "([^"]+)"')
@@ -36,7 +37,7 @@ def test_one_object_per_file_named_after_its_kind(chart: Path) -> None:
         kinds = KIND.findall(path.read_text()) or (["Pod"] if "qhub.testProbePod" in path.read_text() else [])
         name = SHORT.get(kinds[0].lower(), kinds[0].lower()) if len(kinds) == 1 else None
         if not name or not (path.stem == name or path.stem.startswith(name + "-")):
-            wrong.append(f"{path.relative_to(CHART)}: {kinds}")
+            wrong.append(f"{path.relative_to(CHART.parent)}: {kinds}")
     assert not wrong, f"one object per file, named <kind>[-<qualifier>].yaml: {wrong}"
 
 

@@ -32,7 +32,8 @@ CHARTS = gen.charts()
 
 
 def test_every_chart_has_its_sources() -> None:
-    assert {c.name for c in CHARTS} == {"qhub", "jupyterhub", "dask-gateway", "conda-store", "kubessh", "jitsi", "nfs"}
+    assert {c.name for c in CHARTS} == {"qhub", "jupyterhub", "dask-gateway", "conda-store", "kubessh", "jitsi", "nfs",
+                                         "qhub-cluster-addons"}
     assert all((c / "values.schema.yaml").exists() and (c / "values.yaml").exists() for c in CHARTS)
 
 
