@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from qhubctl import __version__, kube, podsecurity
+from qhubctl.backup import schedule
 from qhubctl.config.base import Base
 from qhubctl.config.model import QHubConfig
 from qhubctl.errors import ClusterError, HelmError, ImmutableFieldError
@@ -222,6 +223,7 @@ class Destroyed:
 def destroy(cfg: QHubConfig, helm: Helm, api: Any, *, delete_data: bool = False) -> Destroyed:
     """Uninstall the release and qhubctl's own Secrets. PVCs (homes, hub DB, environments) stay unless delete_data."""
     deployed = asyncio.run(helm.deployed(cfg.release_name, cfg.namespace))
+    schedule.remove(api, cfg)  # the backup CronJobs run the release's image against its volumes
     if deployed is not None:
         asyncio.run(helm.uninstall(cfg.release_name, cfg.namespace))
     kube.delete_secret(api, cfg.namespace, state_secret_name(cfg))

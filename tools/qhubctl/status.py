@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qhubctl import kube
+from qhubctl.backup import schedule
 from qhubctl.config.model import QHubConfig
 from qhubctl.helm import Deployed, Helm
 
@@ -20,6 +21,7 @@ class Status:
     workloads: list[kube.Workload]
     access: list[str] = field(default_factory=list)  # how to reach each service and log in, one line each
     node_groups: dict[str, str] = field(default_factory=dict)
+    backups: list[str] = field(default_factory=list)  # the backup schedule and how its last runs ended
 
     @property
     def healthy(self) -> bool:
@@ -118,4 +120,5 @@ def gather(cfg: QHubConfig, helm: Helm, api: Any) -> Status:
               for name, p in cfg.placements().items()}
     if release is None:  # nothing to reach: no URLs that would not answer
         return Status(None, kube.workloads(api, cfg.namespace), [], groups)
-    return Status(release, kube.workloads(api, cfg.namespace), access(cfg, api), groups)
+    return Status(release, kube.workloads(api, cfg.namespace), access(cfg, api), groups,
+                  schedule.last_runs(api, cfg))

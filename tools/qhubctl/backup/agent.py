@@ -12,6 +12,10 @@ Modes (argv[1]): `backup` and `restore` of the part in $QHUB_PART; `verify` read
 (`restic check --read-data`). With a local directory as destination the repository is the volume at /repo and
 qhubctl copies files through `list`, `send PATH` and `receive PATH` (base64 lines, `END` last) in the running pod:
 a backup holds after its report until qhubctl has copied the new files (`done`), a restore waits for them first.
+With `keep` in the parameters a backup then forgets all but the newest `keep` snapshots of its part made by
+this release and prunes the data only they used (`restic forget --keep-last N --prune`). A scheduled run (a Job
+of a CronJob) has no `run` in its parameters: it is named after the minute it was scheduled for, which the CronJob
+controller puts at the end of the Job's name, so the two parts' runs of one schedule get the same name.
 The run's parameters come from $QHUB_JOB (JSON), the repository and its password from
 restic's own variables (RESTIC_REPOSITORY, RESTIC_PASSWORD, AWS_*). Progress lines and the final report are JSON,
 one per line on stdout; the last line is the report. Exit codes: 0 done, 2 refused (the report says why, nothing
@@ -29,6 +33,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,7 @@ CONDA_DUMP = "conda-store.sql"
 MANIFEST = "manifest.json"
 TOP_LEVEL = ("home", "shared")
 EXIT_REFUSED = 2
+RUN_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 class Refused(Exception):
@@ -88,10 +94,44 @@ def last_snapshot(part: str) -> dict[str, Any] | None:
     return max(found, key=lambda s: s["time"]) if found else None
 
 
+def run_id(job_name: str, now: datetime | None = None) -> str:
+    """A scheduled run's name: the minute the CronJob controller scheduled it for (its Jobs are named
+    <cronjob>-<minutes since 1970>); a Job named otherwise takes the time it starts."""
+    suffix = job_name.rsplit("-", 1)[-1]
+    if suffix.isdigit() and 10_000_000 < int(suffix) < 100_000_000:  # minutes: 1989 to 2160
+        return datetime.fromtimestamp(int(suffix) * 60, timezone.utc).strftime(RUN_FORMAT)
+    return (now or datetime.now(timezone.utc)).strftime(RUN_FORMAT)
+
+
+def forget_args(part: str, keep: int) -> list[str]:
+    """restic forget: keep this part's newest `keep` snapshots per host (the release), delete the data only the
+    others used."""
+    return ["forget", "--json", "--tag", f"part={part}", "--group-by", "host", "--keep-last", str(keep), "--prune"]
+
+
+def forget(part: str, keep: int) -> dict[str, Any]:
+    out = restic(*forget_args(part, keep), capture=True)
+    groups: list[dict[str, Any]] = []
+    for line in out.splitlines():  # the forget report is one JSON line; prune writes text after it
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, list):
+            groups = value
+            break
+    return {"kept": sum(len(g.get("keep") or []) for g in groups),
+            "forgot": sum(len(g.get("remove") or []) for g in groups)}
+
+
 def backup(job: dict[str, Any], part: str) -> dict[str, Any]:
     created = ensure_repository()
     files: dict[str, dict[str, Any]] = {}
     if part == "meta":
+        missing = [name for name in job.get("expect") or [] if not (SOURCE / name).is_file()]
+        if missing:
+            raise Refused(f"{', '.join(missing)} is missing: the hub has not recorded any user's uid yet "
+                          f"(ConfigMap {job['release']}-identities); the next run, once the hub has started, has it")
         META.mkdir(parents=True, exist_ok=True)
         if HUB_DB.exists():
             copy = META / "jupyterhub.sqlite"
@@ -142,7 +182,9 @@ def backup(job: dict[str, Any], part: str) -> dict[str, Any]:
     error = proc.stderr.read() if proc.stderr else ""
     if proc.wait() != 0:
         raise RuntimeError(f"restic backup failed ({proc.returncode}): {error.strip()[-1500:]}")
-    return {"part": part, "repositoryCreated": created, "snapshot": summary.get("snapshot_id", ""),
+    pruned = forget(part, int(job["keep"])) if job.get("keep") else {}
+    return {"part": part, "run": job["run"], "repositoryCreated": created, **pruned,
+            "snapshot": summary.get("snapshot_id", ""),
             "parent": parent["id"] if parent else "", "files": summary.get("total_files_processed", 0),
             "bytes": summary.get("total_bytes_processed", 0), "newFiles": summary.get("files_new", 0),
             "changedFiles": summary.get("files_changed", 0), "unchangedFiles": summary.get("files_unmodified", 0),
@@ -299,6 +341,7 @@ def transfer(mode: str, argv: list[str]) -> int:
 def main(argv: list[str]) -> int:
     mode = argv[1] if len(argv) > 1 else ""
     job = json.loads(os.environ.get("QHUB_JOB", "{}"))
+    job.setdefault("run", run_id(os.environ.get("QHUB_JOB_NAME", "")))
     part = os.environ.get("QHUB_PART", "")
     os.environ.setdefault("HOME", str(WORK))
     if mode in ("list", "send", "receive", "done"):

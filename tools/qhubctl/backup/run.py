@@ -46,6 +46,8 @@ CAPABILITIES = {"backup": ["DAC_OVERRIDE"], "restore": ["CHOWN", "DAC_OVERRIDE",
 # what the terminal is told runs while a restricted namespace is lowered to baseline for a files Job
 JOB_WHY = {mode: f"the {mode} Job (root, {', '.join(caps)})" for mode, caps in CAPABILITIES.items()}
 KEY_NAME = "backup-key"
+# the label the Job controller gives its pods: the agent names a scheduled run after its Job (see agent.run_id)
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 STAGING_SIZE = "20Gi"
 Say = Callable[[str], None]
 
@@ -63,6 +65,8 @@ class Part:
     env: list[dict[str, Any]] = field(default_factory=list)
     node: str = ""
     placement: dict[str, Any] = field(default_factory=dict)
+    # labels of a pod whose node the Job must share (a scheduled run: which node that is is known only then)
+    beside: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,7 +125,7 @@ def sibling_image(hub_image: str, name: str) -> str:
     return f"{base}/{name}" + (f":{tag}" if tag else "")
 
 
-def _hub(api: Any, cfg: QHubConfig) -> dict[str, Any]:
+def hub_deployment(api: Any, cfg: QHubConfig) -> dict[str, Any]:
     hub = kube._rest(api, "GET", f"/apis/apps/v1/namespaces/{cfg.namespace}/deployments/{cfg.release_name}-hub")
     if hub is None:
         raise ClusterError(f"no hub Deployment {cfg.release_name}-hub in namespace {cfg.namespace}",
@@ -134,9 +138,11 @@ def backup_image(hub: dict[str, Any]) -> str:
     return sibling_image(str(hub["spec"]["template"]["spec"]["containers"][0]["image"]), "backup")
 
 
-def parts(api: Any, cfg: QHubConfig, hub: dict[str, Any], mode: str, staging: bool) -> list[Part]:
+def parts(api: Any, cfg: QHubConfig, hub: dict[str, Any], mode: str, staging: bool,
+          scheduled: bool = False) -> list[Part]:
     """The two parts of this platform (`hub`: its hub Deployment); `staging` mounts a volume for a local
-    directory's repository at /repo."""
+    directory's repository at /repo. A `scheduled` part runs beside the pod whose ReadWriteOnce volume it mounts
+    (the hub's, the NFS server's) instead of on the node that pod is on now."""
     spec = hub["spec"]["template"]["spec"]
     placement = {k: spec[k] for k in ("nodeSelector", "tolerations", "imagePullSecrets") if spec.get(k)}
     hub_pods = kube._items(api, f"/api/v1/namespaces/{cfg.namespace}/pods",
@@ -153,9 +159,15 @@ def parts(api: Any, cfg: QHubConfig, hub: dict[str, Any], mode: str, staging: bo
         meta_volumes.append({"name": "hub-db", "persistentVolumeClaim": {"claimName": db_claim}})
         meta_mounts.append({"name": "hub-db", "mountPath": "/srv/hub-db"})
     meta = Part("meta", cfg.namespace, meta_volumes, meta_mounts, dict(spec.get("securityContext") or {}),
-                root=False, env=_postgres_env(cfg), node=hub_node if mode == "backup" else "", placement=placement)
+                root=False, env=_postgres_env(cfg), node=hub_node if mode == "backup" and not scheduled else "",
+                placement=placement, beside=_selector(cfg, "hub") if scheduled else {})
     meta.pod_security.pop("supplementalGroups", None)
     where = homes.target(api, cfg, placement)
+    if scheduled and where.node:
+        where = replace(where, node="")
+        beside_files = _selector(cfg, "nfs")
+    else:
+        beside_files = {}
     share_mount: dict[str, Any] = {"name": "share", "mountPath": "/share", "readOnly": mode != "restore"}
     if where.sub_path:
         share_mount["subPath"] = where.sub_path
@@ -163,13 +175,17 @@ def parts(api: Any, cfg: QHubConfig, hub: dict[str, Any], mode: str, staging: bo
                  [*common_volumes, {"name": "share", "persistentVolumeClaim": {"claimName": where.claim}}],
                  [*common_mounts, share_mount],
                  {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "seccompProfile": {"type": "RuntimeDefault"}},
-                 root=True, node=where.node, placement=where.placement)
+                 root=True, node=where.node, placement=where.placement, beside=beside_files)
     out = [meta, files]
     if staging:
         for part in out:
             part.volumes.append({"name": "repo", "persistentVolumeClaim": {"claimName": staging_claim(cfg, part.name)}})
             part.mounts.append({"name": "repo", "mountPath": "/repo"})
     return out
+
+
+def _selector(cfg: QHubConfig, component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/instance": cfg.release_name, "app.kubernetes.io/component": component}
 
 
 def _postgres_env(cfg: QHubConfig) -> list[dict[str, Any]]:
@@ -189,13 +205,17 @@ def job_name(cfg: QHubConfig, mode: str, part: str) -> str:
     return f"{cfg.release_name}-{mode}-{part}"
 
 
-def job_manifest(name: str, image: str, part: Part, mode: str, params: dict[str, Any], secret: str,
-                 repository: str) -> dict[str, Any]:
+def job_spec(image: str, part: Part, mode: str, params: dict[str, Any], secret: str, repository: str,
+             source: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    """The spec of a Job running the agent for one part: a one-off run's (job_manifest) and a scheduled run's
+    (qhubctl.backup.schedule). `source` is the volume the agent and its texts come from, `secret` the Secret with
+    RESTIC_PASSWORD and the bucket's credentials."""
     caps = CAPABILITIES[mode] if part.root else []
     env = [{"name": "QHUB_JOB", "value": json.dumps(params)}, {"name": "QHUB_PART", "value": part.name},
+           {"name": "QHUB_JOB_NAME", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}},
            {"name": "RESTIC_REPOSITORY", "value": repository}, {"name": "HOME", "value": "/work"}, *part.env]
     volumes = [dict(v) for v in part.volumes]
-    volumes[0] = {"name": "source", "configMap": {"name": name}}
+    volumes[0] = {"name": "source", **source}
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -219,19 +239,28 @@ def job_manifest(name: str, image: str, part: Part, mode: str, params: dict[str,
     if part.node:  # through the scheduler (not nodeName), so a new staging volume is provisioned on that node
         pod["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [part.node]}]}]}}}
+    elif part.beside:  # a ReadWriteOnce volume is mounted on one node at a time: the one its pod runs on
+        pod["affinity"] = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": part.beside}, "topologyKey": "kubernetes.io/hostname"}]}}
+    return {"backoffLimit": 0, "template": {"metadata": {"labels": labels}, "spec": pod}}
+
+
+def job_manifest(name: str, image: str, part: Part, mode: str, params: dict[str, Any], secret: str,
+                 repository: str) -> dict[str, Any]:
+    """A one-off run's Job, its agent and texts from the ConfigMap of the same name."""
     labels = {**LABELS, "app.kubernetes.io/instance": params["release"]}
+    spec = job_spec(image, part, mode, params, secret, repository, {"configMap": {"name": name}}, labels)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "labels": labels},
-            "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 3600,
-                     "template": {"metadata": {"labels": labels}, "spec": pod}}}
+            "spec": {**spec, "ttlSecondsAfterFinished": 3600}}
 
 
-def _source_configmap(name: str, texts: dict[str, str], release: str) -> dict[str, Any]:
+def source_configmap(name: str, texts: dict[str, str], release: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "labels": {**LABELS, "app.kubernetes.io/instance": release}},
             "data": {"agent.py": AGENT.read_text(), **texts}}
 
 
-def _run_secret(name: str, key: str, s3_env: dict[str, str], release: str) -> dict[str, Any]:
+def run_secret(name: str, key: str, s3_env: dict[str, str], release: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "labels": {**LABELS, "app.kubernetes.io/instance": release}},
             "stringData": {"RESTIC_PASSWORD": key, **s3_env}}
@@ -265,9 +294,9 @@ class _Runner:
         self.cleanup(part, mode)
         oneshot.gone(self.api, f"{jobs}/{name}")
         kube._rest(self.api, "POST", f"{base}/configmaps",
-                   body=_source_configmap(name, texts, self.cfg.release_name))
+                   body=source_configmap(name, texts, self.cfg.release_name))
         kube._rest(self.api, "POST", f"{base}/secrets",
-                   body=_run_secret(name, self.key, self.s3_env, self.cfg.release_name))
+                   body=run_secret(name, self.key, self.s3_env, self.cfg.release_name))
         kube._rest(self.api, "POST", jobs, body=job_manifest(name, self.image, part, mode, params, name,
                                                              self.repository(part.name)))
         return name
@@ -362,10 +391,15 @@ def _refuse(report: dict[str, Any]) -> None:
 
 
 def backup(api: Any, cfg: QHubConfig, dest: Destination, *, config_text: str, key_path: Path, say: Say,
-           progress: Say, timeout: float = 3600, staging_size: str = STAGING_SIZE) -> Outcome:
+           progress: Say, timeout: float = 3600, staging_size: str = STAGING_SIZE, keep: int | None = None) -> Outcome:
+    """One run of both parts; `keep`: then forget all but the newest `keep` snapshots of each part and prune."""
+    if keep is not None and not dest.is_s3:
+        raise UserError(f"--keep needs an s3:// destination; {dest.describe()} is a local directory, a copy that "
+                        "only ever gains files (restic's pruning would delete files in the staging volume, not "
+                        "there)", hint="leave out --keep, or back up to s3://bucket/prefix")
     started = time.monotonic()
     run = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    hub = _hub(api, cfg)
+    hub = hub_deployment(api, cfg)
     image = backup_image(hub)
     key = resolve_key(api, cfg, key_path, create=True, say=say)
     runner = _Runner(api, cfg, image, dest, key, say, progress, timeout)
@@ -376,7 +410,7 @@ def backup(api: Any, cfg: QHubConfig, dest: Destination, *, config_text: str, ke
              "qhub-config.yaml": config_text,
              "values.yaml": yaml.safe_dump(chart_values(cfg), sort_keys=True)}
     params = {"run": run, "release": cfg.release_name, "hold": not dest.is_s3,
-              "condaStore": cfg.components.conda_store}
+              "condaStore": cfg.components.conda_store, "keep": keep or 0}
     reports: dict[str, dict[str, Any]] = {}
     moved: dict[str, int] = {}
     for part in parts(api, cfg, hub, "backup", staging=not dest.is_s3):
@@ -458,7 +492,7 @@ def restore(api: Any, cfg: QHubConfig, source: Destination, *, key_path: Path, f
             if damaged:
                 raise RefusedError(f"the {part} archive in {where} is damaged: {', '.join(damaged[:5])} "
                                    "do not match their checksums; nothing was restored")
-    hub = _hub(api, cfg)
+    hub = hub_deployment(api, cfg)
     image = backup_image(hub)
     key = resolve_key(api, cfg, key_path, create=False, say=say)
     runner = _Runner(api, cfg, image, source, key, say, progress, timeout)

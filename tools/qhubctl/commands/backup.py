@@ -40,6 +40,8 @@ def backup(
     key_file: Path | None = KeyFileOpt,
     timeout: int = TimeoutOpt,
     staging_size: str = StagingOpt,
+    keep: int | None = typer.Option(None, "--keep", min=1, help="Then keep only the newest N snapshots of each "
+                                    "part and delete the data only older ones use (s3:// destinations)."),
     kubeconfig: Path | None = KubeconfigOpt,
 ) -> None:
     """Back up the hub's database (users, groups, tokens), conda-store's database, the users' uids, the config,
@@ -51,11 +53,12 @@ def backup(
     with out.status(f"backing up {cfg.project_name} to {dest.describe()}") as status:
         outcome = run.backup(api, cfg, dest, config_text=_config_text(config), key_path=run.key_file(cfg, key_file),
                              say=_say, progress=lambda text: status.update(text), timeout=timeout,
-                             staging_size=staging_size)
+                             staging_size=staging_size, keep=keep)
     for name, report in outcome.reports.items():
+        pruned = f"; {report['forgot']} older snapshots forgotten, {report['kept']} kept" if keep else ""
         out.print(f"  {name}: snapshot {report['snapshot'][:8]}, {report['files']} files, "
                   f"{report['bytes'] / 1e6:.1f} MB read, {report['addedBytes'] / 1e6:.1f} MB new "
-                  f"({report['unchangedFiles']} files unchanged)", markup=False)
+                  f"({report['unchangedFiles']} files unchanged){pruned}", markup=False)
     moved = sum(outcome.transferred.values())
     where = f", {moved / 1e6:.1f} MB copied to {dest.describe()}" if dest.local else ""
     out.print(f"backup {outcome.run} done in {outcome.seconds:.1f}s{where}", markup=False)

@@ -10,7 +10,9 @@ from rich.live import Live
 from rich.table import Table
 
 from qhubctl import kube
+from qhubctl.backup import schedule
 from qhubctl.commands._common import ConfigOpt, KubeconfigOpt, YesOpt, confirm, handles_errors, kube_target, load, out
+from qhubctl.config.loader import read_text
 from qhubctl.config.model import QHubConfig
 from qhubctl.deploy import admin_password_command, apply, make_plan
 from qhubctl.errors import EXIT_CHANGES
@@ -45,6 +47,8 @@ def deploy(
     if not plan.changed:
         out.print(f"no changes: release {plan.release} (revision {plan.deployed.revision}) matches the config "
                   f"and chart {plan.chart_version}")
+        if not dry_run:
+            _scheduled_backups(api, cfg, config)
         return
     action = "install" if plan.install else "upgrade"
     out.print(f"plan: {action} release {plan.release} in namespace {plan.namespace} with chart {plan.chart_version}")
@@ -66,6 +70,18 @@ def deploy(
     rolled = ", ".join(result.rolled) or "none"
     out.print(f"deployed revision {result.revision} in {result.seconds:.1f}s; rolled: {rolled}")
     show_new_logins(result.new_logins, cfg, terminal=out.is_terminal)
+    _scheduled_backups(api, cfg, config)
+
+
+def _scheduled_backups(api: Any, cfg: QHubConfig, config: Path) -> None:
+    """The backup CronJobs follow the config's `backup:` section once the release is deployed (they run its
+    image); they are not part of the Helm release, so an unchanged release still gets them in step."""
+    for line in schedule.sync(api, cfg, read_text(config), say=_say):
+        _say(line)
+
+
+def _say(line: str) -> None:
+    out.print(line, markup=False)
 
 
 def _leaves(value: Any) -> int:

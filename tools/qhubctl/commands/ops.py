@@ -43,6 +43,8 @@ def status(config: Path = ConfigOpt, kubeconfig: Path | None = KubeconfigOpt) ->
         out.print(f"  node group {name}: {selector}", markup=False)
     for line in st.access:
         out.print(f"  {line}", markup=False)
+    for line in st.backups:
+        out.print(f"  {line}", markup=False)
     if not st.healthy:
         raise typer.Exit(EXIT_FAILURE)
 

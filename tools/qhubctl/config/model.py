@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from qhubctl import nodegroups as ng
 from qhubctl.config.auth import Auth, NativeAuth, User
 from qhubctl.config.aws import AWSProvider
+from qhubctl.config.backup import BackupSettings
 from qhubctl.config.azure import AzureProvider
 from qhubctl.config.base import IMMUTABLE, Base, FieldProblem, Hostname, Name, SecretRef
 from qhubctl.config.cluster import ClusterBlock
@@ -85,6 +86,8 @@ class QHubConfig(Base):
     kubessh: KubeSSHSettings = Field(default_factory=KubeSSHSettings, description="The SSH/SFTP gateway's Service")
     conda_store: CondaStoreSettings = Field(default_factory=CondaStoreSettings,
                                             description="conda-store's database and Redis images, channel mirror")
+    backup: BackupSettings = Field(default_factory=BackupSettings,
+                                   description="Scheduled backups to an S3 bucket (docs/backup.md)")
 
     @field_validator("schema_version")
     @classmethod
@@ -110,7 +113,7 @@ class QHubConfig(Base):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> QHubConfig:
-        problems = _check_groups(self) + _check_profiles(self) + _check_network(self)
+        problems = _check_groups(self) + _check_profiles(self) + _check_network(self) + _check_backup(self)
         if problems:
             raise FieldProblem(problems)
         return self
@@ -223,4 +226,22 @@ def _check_ssh_service(cfg: QHubConfig) -> list[tuple[str, str]]:
         return [("kubessh.load_balancer_source_ranges", f"only a LoadBalancer Service applies it and this one is a "
                  f"{kind}; set kubessh.service_type: LoadBalancer or remove the ranges (a NodePort is limited by "
                  "the nodes' firewall)")]
+    return []
+
+
+def _check_backup(cfg: QHubConfig) -> list[tuple[str, str]]:
+    """A scheduled files part runs as root; a namespace enforcing Pod Security restricted refuses that, and a
+    CronJob cannot lower the level around each run the way `qhubctl backup` does."""
+    if cfg.backup.schedule is None:
+        return []
+    if not cfg.components.jupyterhub:
+        return [("backup.schedule", "backs up the hub's database and runs the hub's image; set "
+                 "components.jupyterhub: true or remove backup.schedule")]
+    if cfg.storage.type == "existing":
+        return [("backup.schedule", "the files part reads every home as root, and with storage.type existing "
+                 f"the shared volume lives in namespace {cfg.namespace}, which enforces Pod Security restricted: "
+                 "a CronJob cannot lower that around each run as `qhubctl backup` does. Remove backup.schedule "
+                 "and run `qhubctl backup -o s3://...` on a schedule outside the cluster (cron, CI), which lowers "
+                 "the level only while its files Job runs (storage.type cannot change on a deployed platform; "
+                 "a new one with storage.type nfs can have scheduled backups)")]
     return []
