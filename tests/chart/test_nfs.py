@@ -157,10 +157,6 @@ def test_server_can_live_in_its_own_namespace() -> None:
     assert "namespace" not in find(docs, "PersistentVolumeClaim", "qhub-shared")["metadata"]
 
 
-def test_without_a_cluster_or_ip_the_render_asks_for_one() -> None:
-    assert "nfs.service.clusterIP" in template_error()
-
-
 def test_existing_rwx_storage_replaces_the_server() -> None:
     docs = template("--set", "nfs.enabled=false", "--set", "sharedStorage.existingStorageClass=efs",
                     "--set", "sharedStorage.size=2Ti")

@@ -72,7 +72,14 @@ def test_nfs_server_image_has_what_the_nfs_chart_runs() -> None:
     assert {"nfs-ganesha", "nfs-ganesha-vfs", "busybox-static"} <= set(spec.debian)
     lock = json.loads((directory / "system.lock.json").read_text())
     assert lock["debian"]["request"] == sorted(spec.debian)
-    assert {"nfs-ganesha", "nfs-ganesha-vfs"} <= {p["name"] for p in lock["debian"]["packages"]}
+    packages = {p["name"] for p in lock["debian"]["packages"]}
+    assert {"nfs-ganesha", "nfs-ganesha-vfs"} <= packages
+    # the Python the chart's volume Job runs its program with (files/nfs_volume.py): Ganesha's packages bring it,
+    # and libpython3.11-minimal holds the ssl module it talks to the API server with
+    assert {"python3", "libpython3.11-minimal", "libpython3.11-stdlib", "libssl3"} <= packages
+    pod = (REPO / "charts/qhub/charts/nfs/templates/volume/_pod.tpl").read_text()
+    assert 'image: {{ include "qhub.image" (dict "root" $ "image" .Values.image) }}' in pod
+    assert "command: [python3, " in pod
     template = (REPO / "charts/qhub/charts/nfs/templates/server/statefulset.yaml").read_text()
     block = template[template.index("          command:\n            - ganesha.nfsd"):]
     command = re.findall(r"^            - (\S+)$", block.split("\n          ports:")[0], re.M)

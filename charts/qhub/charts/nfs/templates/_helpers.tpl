@@ -66,9 +66,11 @@ addresses other Services hold are skipped.
 {{- end -}}
 
 {{- /*
-The NFS server's ClusterIP, used by both the Service (spec.clusterIP) and the PersistentVolume:
-nfs.service.clusterIP if set; else the IP of the existing Service (upgrades keep it); else a free address in the
-static band of the ServiceCIDR "kubernetes"; else (no cluster to ask, e.g. helm template) fail.
+The NFS server's ClusterIP when it is known at render time, used by both the Service (spec.clusterIP) and the
+PersistentVolume: nfs.service.clusterIP if set; else the IP of the existing Service (upgrades keep it); else a free
+address in the static band of the ServiceCIDR "kubernetes". "" when there is no cluster to ask (helm template,
+--dry-run, GitOps renderers, a cluster older than 1.33): the Service then gets its address from the cluster, and
+the volume Job (templates/volume/) makes the PersistentVolume once it has one.
 */}}
 {{- define "nfs.serverIP" -}}
 {{- if .Values.service.clusterIP -}}
@@ -80,11 +82,78 @@ static band of the ServiceCIDR "kubernetes"; else (no cluster to ask, e.g. helm 
 {{- $ip -}}
 {{- else -}}
 {{- $cidr := lookup "networking.k8s.io/v1" "ServiceCIDR" "" "kubernetes" | default dict -}}
-{{- if not $cidr -}}
-{{- fail "nfs: cannot choose the NFS server's ClusterIP without a cluster to ask (helm template, --dry-run, or a cluster older than 1.33 without the ServiceCIDR \"kubernetes\"). Set nfs.service.clusterIP to a free address of your Service CIDR, or disable the in-cluster server (nfs.enabled=false) and set sharedStorage.existingStorageClass." -}}
-{{- end -}}
+{{- if $cidr -}}
 {{- $services := lookup "v1" "Service" "" "" | default dict -}}
 {{- include "nfs.staticBandIp" (dict "cidr" $cidr "services" $services "seed" (printf "%s/%s" (include "nfs.namespace" .) .Release.Name)) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /*
+The shared PersistentVolume's spec, naming the NFS server at (dict "root" $ "server" "<ip>"). The one definition
+of the volume: shared/pv.yaml renders it with the address known at render time, the volume Job gets it as JSON
+with an empty server and fills in the Service's address.
+*/}}
+{{- define "nfs.sharedPvSpec" -}}
+{{- $v := .root.Values -}}
+capacity:
+  storage: {{ $v.persistence.size }}
+accessModes: [ReadWriteMany]
+# Deleting the PV object never touches the data: it lives on the server's backing disk.
+persistentVolumeReclaimPolicy: Retain
+storageClassName: ""
+# nosuid and nodev always: no setuid program or device file on the share takes effect in any pod.
+mountOptions:
+  {{- toYaml (concat (without $v.mountOptions "suid" "dev" "nosuid" "nodev") (list "nosuid" "nodev")) | nindent 2 }}
+# Reserved for the release's shared PVC, so no other claim binds it.
+claimRef:
+  namespace: {{ .root.Release.Namespace }}
+  name: {{ include "qhub.sharedPvcName" .root }}
+nfs:
+  # By IP: the kubelet mounts from the node, where Service names do not resolve.
+  server: {{ .server | default "\"\"" }}
+  path: /
+{{- end -}}
+
+{{- /* Name of the volume Job's ServiceAccount, ConfigMap and NetworkPolicy (the Job adds a content hash). */}}
+{{- define "nfs.volumeName" -}}
+{{- include "qhub.componentName" (dict "root" . "component" "nfs-volume") -}}
+{{- end -}}
+
+{{- /* Name of the volume Job's ClusterRole and ClusterRoleBinding: cluster-wide, so namespaced by hand. */}}
+{{- define "nfs.volumeRbacName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "nfs.volumeName" .) | trunc 253 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- /*
+The PersistentVolume the volume Job makes, as JSON (server still empty): the same name, labels and spec as
+shared/pv.yaml, plus Helm's ownership annotations, so that a later `helm upgrade` that can ask the cluster (and
+renders shared/pv.yaml) adopts it into the release instead of refusing an object it does not own.
+*/}}
+{{- define "nfs.volumeJobPv" -}}
+{{- dict
+  "apiVersion" "v1"
+  "kind" "PersistentVolume"
+  "metadata" (dict
+    "name" (include "nfs.pvName" .)
+    "labels" (include "qhub.labels" (dict "root" . "component" "shared") | fromYaml)
+    "annotations" (dict "meta.helm.sh/release-name" .Release.Name "meta.helm.sh/release-namespace" .Release.Namespace))
+  "spec" (include "nfs.sharedPvSpec" (dict "root" . "server" "") | fromYaml)
+  | toJson -}}
+{{- end -}}
+
+{{- /*
+Name of the volume Job: <release>-nfs-volume-<hash of its pod template> (at most 40 + 11 + 9 characters). A Job's
+pod template cannot change, so a Job that would run anything else (another volume, program, image, placement) is a
+new Job under a new name, which Helm, Argo CD or `kubectl apply` create while the old one is pruned (or left
+finished); the same content keeps the same name, so applying the same render again changes nothing.
+*/}}
+{{- define "nfs.volumeJobName" -}}
+{{- printf "%s-%s" (include "nfs.volumeName" .) (include "nfs.volumeJobPod" . | sha256sum | trunc 8) -}}
+{{- end -}}
+
+{{- /* The server's Service as its pods resolve it through the cluster's DNS: <name>.<namespace>.svc. */}}
+{{- define "nfs.serviceHost" -}}
+{{- printf "%s.%s.svc" (include "nfs.serverName" .) (include "nfs.namespace" .) -}}
 {{- end -}}
