@@ -54,6 +54,9 @@ def cluster() -> Iterator[localcluster.LocalCluster]:
     session; on a workstation it is kept for the next run (`make cluster-down` deletes it). A missing tool is a
     test failure, never a skip: every tool is built by `make tools`.
     """
+    if os.environ.get("QHUB_TEST_NO_CLUSTER"):  # scripts/run_tests.py: the session of the tiers without a cluster
+        pytest.fail("this test uses the local test cluster but is not marked `cluster` or `node`: `make test` runs "
+                    "the other tiers beside the cluster session, without the cluster", pytrace=False)
     name = os.environ.get("QHUB_TEST_CLUSTER", "qhub-test")
     lock_path = localcluster.cluster_dir(name).with_suffix(".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)

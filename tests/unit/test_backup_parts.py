@@ -126,7 +126,7 @@ def test_agent_stays_inside_the_repository_and_sees_what_a_restore_would_overwri
     assert agent.non_empty(share) == ["home/alice", "shared/stray.txt"]
 
 
-def test_agent_sends_and_receives_through_base64_lines(tmp_path: Path) -> None:
+def test_agent_sends_and_receives_raw_bytes(tmp_path: Path) -> None:
     """The transfer protocol end to end with the real program: what `send` prints, `receive` writes back."""
     script = Path(agent.__file__).read_text().replace('REPO = Path("/repo")', f'REPO = Path("{tmp_path}")')
     program = tmp_path.parent / f"{tmp_path.name}-agent.py"
@@ -135,14 +135,25 @@ def test_agent_sends_and_receives_through_base64_lines(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "in").write_bytes(data)
     sent = subprocess.run([sys.executable, str(program), "send", "data/in"], capture_output=True, check=True).stdout
-    got = subprocess.run([sys.executable, str(program), "receive", "data/out"], input=sent + b"END\n",
+    assert sent == data
+    got = subprocess.run([sys.executable, str(program), "receive", "data/out", str(len(data))], input=sent,
                          capture_output=True, check=True)
     assert got.stdout.strip() == b"OK" and (tmp_path / "data" / "out").read_bytes() == data
-    cut = subprocess.run([sys.executable, str(program), "receive", "data/cut"], input=sent[:100], capture_output=True)
-    assert cut.returncode != 0 and not (tmp_path / "data" / "cut").exists(), "a cut upload leaves nothing"
+    cut = subprocess.run([sys.executable, str(program), "receive", "data/cut", str(len(data))], input=sent[:100],
+                         capture_output=True)
+    assert cut.returncode != 0 and b"100 of" in cut.stderr, cut.stderr
+    assert not list((tmp_path / "data").glob("*cut*")), "a cut upload leaves nothing"
     listing = json.loads(subprocess.run([sys.executable, str(program), "list"], capture_output=True,
                                         check=True).stdout)
     assert listing == {"data/in": len(data), "data/out": len(data)}
+
+
+def test_exit_code_of_an_exec_comes_from_its_status_frame() -> None:
+    assert transfer._exit_code(b'{"metadata":{},"status":"Success"}') == 0
+    failed = {"status": "Failure", "reason": "NonZeroExitCode",
+              "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}}
+    assert transfer._exit_code(json.dumps(failed).encode()) == 3
+    assert transfer._exit_code(b'{"status":"Failure","message":"container not found"}') == 1
 
 
 def test_commands_refuse_bad_destinations_without_a_traceback(tmp_path: Path) -> None:

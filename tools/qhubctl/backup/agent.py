@@ -10,8 +10,9 @@ library only). One run handles one part of the platform, each part a restic repo
 
 Modes (argv[1]): `backup` and `restore` of the part in $QHUB_PART; `verify` reads back every pack of the repository
 (`restic check --read-data`). With a local directory as destination the repository is the volume at /repo and
-qhubctl copies files through `list`, `send PATH` and `receive PATH` (base64 lines, `END` last) in the running pod:
-a backup holds after its report until qhubctl has copied the new files (`done`), a restore waits for them first.
+qhubctl copies files through `list`, `send PATH` and `receive PATH SIZE` (the file's raw bytes on stdout or stdin) in
+the running pod: a backup holds after its report until qhubctl has copied the new files (`done`), a restore waits for
+them first.
 With `keep` in the parameters a backup then forgets all but the newest `keep` snapshots of its part made by
 this release and prunes the data only they used (`restic forget --keep-last N --prune`). A scheduled run (a Job
 of a CronJob) has no `run` in its parameters: it is named after the minute it was scheduled for, which the CronJob
@@ -24,7 +25,6 @@ was changed), 1 failed.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -42,6 +42,7 @@ WORK = Path("/work")                    # an emptyDir: the meta part's files are
 REPO = Path("/repo")                    # the staging volume of a local directory's repository
 SIGNAL = WORK / ".transferred"          # qhubctl's `done`: the files are copied
 HOLD_SECONDS = 3600
+BLOCK = 1 << 20                          # bytes per read while copying
 META = WORK / "meta"
 SHARE = Path("/share")                   # the shared filesystem: home/ and shared/
 HUB_DB = Path("/srv/hub-db/jupyterhub.sqlite")
@@ -317,22 +318,23 @@ def transfer(mode: str, argv: list[str]) -> int:
         print(json.dumps(listing))
     elif mode == "send":
         with repo_path(argv[2]).open("rb") as handle:
-            for block in iter(lambda: handle.read(57 * 1024), b""):
-                sys.stdout.write(base64.encodebytes(block).decode())
-        sys.stdout.flush()
+            shutil.copyfileobj(handle, sys.stdout.buffer, BLOCK)
+        sys.stdout.buffer.flush()
     elif mode == "receive":
-        target = repo_path(argv[2])
+        target, size = repo_path(argv[2]), int(argv[3])
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
+        left = size
         with partial.open("wb") as out:
-            for line in sys.stdin:
-                if line.strip() == "END":
-                    break
-                out.write(base64.decodebytes(line.encode()))
-            else:
-                raise SystemExit(f"{argv[2]}: the upload ended before END")
+            while left:
+                block = sys.stdin.buffer.read(min(left, BLOCK))
+                if not block:
+                    partial.unlink()
+                    raise SystemExit(f"{argv[2]}: the upload ended after {size - left} of {size} bytes")
+                out.write(block)
+                left -= len(block)
         os.replace(partial, target)
-        print("OK")
+        print("OK", flush=True)
     elif mode == "done":
         SIGNAL.touch()
     return 0
