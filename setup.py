@@ -11,7 +11,10 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-CHART = Path(__file__).resolve().parent / "charts" / "qhub"
+CHARTS = Path(__file__).resolve().parent / "charts"
+CHART = CHARTS / "qhub"
+# the cluster add-on chart travels the same way (qhubctl/charts/qhub-cluster-addons)
+ADDONS = CHARTS / "qhub-cluster-addons"
 
 
 class BuildPyWithChart(build_py):
@@ -21,9 +24,10 @@ class BuildPyWithChart(build_py):
             return
         if not (CHART / "Chart.yaml").is_file():
             raise SystemExit(f"qhubctl's build needs the chart at {CHART} (a checkout or an sdist of QHub)")
-        target = Path(self.build_lib) / "qhubctl" / "charts" / "qhub"
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(CHART, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tgz", ".*.swp"))
+        for chart in (CHART, ADDONS):
+            target = Path(self.build_lib) / "qhubctl" / "charts" / chart.name
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(chart, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tgz", ".*.swp"))
 
 
 setup(cmdclass={"build_py": BuildPyWithChart})

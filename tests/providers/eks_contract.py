@@ -5,9 +5,11 @@ destroy runs against one endpoint.
 
 The fake checks each add-on request against botocore's EKS service model, the published contract boto3 is
 generated from (route and method, known members, required members, enum values, value types), and the
-configuration values against the part of the vpc-cni add-on's configuration schema (`aws eks
-describe-addon-configuration --addon-name vpc-cni`) it knows: a JSON object whose `enableNetworkPolicy` is the
-string "true" or "false". A request that breaks the contract is answered 400 and recorded in `violations`.
+configuration values against the part of each add-on's configuration schema (`aws eks
+describe-addon-configuration --addon-name <add-on>`) it knows: for vpc-cni a JSON object whose
+`enableNetworkPolicy` is the string "true" or "false"; for aws-ebs-csi-driver `controller.k8sTagClusterId` (a
+string) and `node.tolerateAllTaints` (a boolean). Add-ons other than these two are refused, and so is an IAM role
+ARN that is not one. A request that breaks the contract is answered 400 and recorded in `violations`.
 Add-ons go away with their cluster, as on EKS.
 """
 
@@ -41,6 +43,11 @@ CLUSTER_PATH = re.compile(r"^/clusters/([^/]+)$")
 # The vpc-cni configuration schema's properties the fake knows (a subset of the add-on's published schema).
 VPC_CNI_KEYS = {"enableNetworkPolicy": ("true", "false"), "env": None, "nodeAgent": None, "resources": None,
                 "tolerations": None, "init": None}
+# The aws-ebs-csi-driver configuration schema's properties the fake knows: section -> {key: value type}.
+EBS_CSI_KEYS: dict[str, dict[str, type]] = {"controller": {"k8sTagClusterId": str, "extraVolumeTags": dict},
+                                           "node": {"tolerateAllTaints": bool}}
+ADDON_NAMES = ("vpc-cni", "aws-ebs-csi-driver")
+ROLE_ARN = re.compile(r"^arn:aws:iam::[0-9]{12}:role/.+$")
 
 
 def check_shape(value: Any, shape: Any, where: str) -> None:
@@ -99,9 +106,16 @@ def validate(method: str, path: str, query: dict[str, list[str]], body: Any) -> 
     for required in op.input_shape.required_members:
         if required not in in_path and required not in body:
             raise Violation(f"{name}.{required}: required")
+    args = tuple(unquote(a) for a in found.groups())
+    addon = body.get("addonName") or (args[1] if len(args) > 1 else None)
+    if addon is not None and addon not in ADDON_NAMES:
+        raise Violation(f"{name}: the fake knows no add-on {addon!r}")
+    if "serviceAccountRoleArn" in body and not ROLE_ARN.match(body["serviceAccountRoleArn"]):
+        raise Violation(f"{name}.serviceAccountRoleArn: {body['serviceAccountRoleArn']!r} is not an IAM role ARN")
     if "configurationValues" in body:
-        check_vpc_cni_config(body["configurationValues"], name)
-    return name, tuple(unquote(a) for a in found.groups())
+        check = check_ebs_csi_config if addon == "aws-ebs-csi-driver" else check_vpc_cni_config
+        check(body["configurationValues"], name)
+    return name, args
 
 
 def check_vpc_cni_config(text: str, where: str) -> None:
@@ -117,6 +131,23 @@ def check_vpc_cni_config(text: str, where: str) -> None:
         allowed = VPC_CNI_KEYS[key]
         if allowed and value not in allowed:
             raise Violation(f"{where}.configurationValues.{key}: {value!r} is not one of {allowed} (a string)")
+
+
+def check_ebs_csi_config(text: str, where: str) -> None:
+    try:
+        values = json.loads(text)
+    except ValueError:
+        raise Violation(f"{where}.configurationValues: not JSON: {text!r}") from None
+    if not isinstance(values, dict):
+        raise Violation(f"{where}.configurationValues: not an object")
+    for section, settings in values.items():
+        known = EBS_CSI_KEYS.get(section)
+        if known is None or not isinstance(settings, dict):
+            raise Violation(f"{where}.configurationValues.{section}: not a section of the aws-ebs-csi-driver schema")
+        for key, value in settings.items():
+            if key not in known or not isinstance(value, known[key]):
+                raise Violation(f"{where}.configurationValues.{section}.{key}: not in the schema, or not a "
+                                f"{known.get(key, object).__name__}")
 
 
 class FakeAddons:
@@ -160,6 +191,7 @@ class FakeAddons:
                 "health": {"issues": []}, "createdAt": now, "modifiedAt": now, "tags": dict(body.get("tags") or {}),
                 "addonArn": f"arn:aws:eks:us-east-1:123456789012:addon/{cluster}/{key[1]}/0",
                 "configurationValues": body.get("configurationValues", ""),
+                **({"serviceAccountRoleArn": body["serviceAccountRoleArn"]} if "serviceAccountRoleArn" in body else {}),
             }
             return 200, "", {"addon": dict(self.addons[key])}
         addon = self.addons.get((cluster, args[1]))
@@ -171,8 +203,9 @@ class FakeAddons:
             return 200, "", {"addon": shown}
         if name == "UpdateAddon":
             addon.update(status="UPDATING", modifiedAt=time.time())
-            if "configurationValues" in body:
-                addon["configurationValues"] = body["configurationValues"]
+            for key in ("configurationValues", "serviceAccountRoleArn"):
+                if key in body:
+                    addon[key] = body[key]
             return 200, "", {"update": {"id": "u-1", "status": "InProgress", "type": "AddonUpdate", "errors": []}}
         del self.addons[(cluster, args[1])]
         return 200, "", {"addon": {**addon, "status": "DELETING"}}

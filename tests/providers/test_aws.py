@@ -1,6 +1,9 @@
 """AWS end to end against moto in server mode on loopback: create -> plan empty -> change a max -> apply updates
 only that group -> destroy -> the emulator lists nothing of ours; plus credentials, permission and quota errors.
-EKS add-ons (the VPC CNI with its network policy agent) are answered by eks_contract's fake in front of moto."""
+EKS add-ons (the VPC CNI with its network policy agent, the EBS CSI driver) are answered by eks_contract's fake in
+front of moto (moto has no add-ons). moto runs no Kubernetes, so the cluster add-on release is not installed here:
+the test records what `cluster create` and `destroy` hand to qhubctl.addons and renders those values with the
+add-on chart (the release itself is installed on the local cluster by tests/cluster/test_cluster_addons.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +18,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from qhubctl import addons
 from qhubctl.cli import app
+from qhubctl.config.model import QHubConfig
 from qhubctl.providers import eks_token
+from qhubctl.providers.base import AddonFacts
 
 from eks_contract import FakeAddons, proxy
 from emulators import Emulator, start_moto, stop
@@ -99,6 +105,37 @@ def make_cluster_owned_resources(vpc_id: str) -> None:
 
 
 @pytest.fixture
+def addon_release(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """What cluster create and destroy ask of the add-on release: ("ensure", (config, facts)) and ("remove", whether
+    the EKS cluster still existed at that moment). moto's cluster has no API server to install into."""
+    calls: list[tuple[str, Any]] = []
+
+    def ensure(cfg: QHubConfig, facts: AddonFacts, helm: Any, say: Any, **_: Any) -> bool:
+        calls.append(("ensure", (cfg, facts)))
+        return True
+
+    def remove(helm: Any) -> bool:
+        calls.append(("remove", "demo" in boto3.client("eks", region_name=REGION).list_clusters()["clusters"]))
+        return True
+
+    monkeypatch.setattr(addons, "ensure", ensure)
+    monkeypatch.setattr(addons, "remove", remove)
+    return calls
+
+
+def render_addons(values: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]]:
+    """The add-on chart with these values, as `helm template` renders it for Kubernetes 1.33."""
+    from qhubctl.chart import addons_chart_dir
+    from qhubctl.proc import run as run_tool
+
+    file = tmp_path / "addon-values.yaml"
+    file.write_text(yaml.safe_dump(values))
+    out = run_tool(["helm", "template", addons.RELEASE, str(addons_chart_dir()), "--namespace", addons.NAMESPACE,
+                    "--kube-version", "1.33.0", "-f", str(file)], timeout=120).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.fixture
 def eks_addons(aws_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAddons]:
     """EKS calls through the add-on fake (moto has no add-ons); everything else still reaches moto directly."""
     with proxy(aws_env.url) as (url, fake):
@@ -106,7 +143,8 @@ def eks_addons(aws_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[F
         yield fake
 
 
-def test_create_plan_update_destroy(eks_addons: FakeAddons, tmp_path: Path) -> None:
+def test_create_plan_update_destroy(eks_addons: FakeAddons, addon_release: list[tuple[str, Any]],
+                                    tmp_path: Path) -> None:
     before = inventory()
     config = write_config(tmp_path / "qhub-config.yaml", api_cidrs=["203.0.113.0/24"])
 
@@ -121,7 +159,16 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, tmp_path: Path) -> N
     addon = eks_addons.addons[("demo", "vpc-cni")]
     assert json.loads(addon["configurationValues"]) == {"enableNetworkPolicy": "true"}
     assert addon["status"] == "ACTIVE" and addon["tags"]["qhub.dev/project"] == "demo"
-    assert [c for c, _ in eks_addons.calls if c != "DescribeAddon"] == ["CreateAddon"]
+    # the EBS CSI driver: its IRSA role before the node groups, the add-on after them (its controller needs a node)
+    ebs_line = "+ eks-addon aws-ebs-csi-driver (EBS volumes; IAM role demo-ebs-csi-driver)"
+    general = next(i for i, line in enumerate(planned_lines) if line.startswith("+ nodegroup general"))
+    assert planned_lines.index("+ iam-role demo-ebs-csi-driver") < general < planned_lines.index(ebs_line), \
+        created.output
+    assert [c for c, _ in eks_addons.calls if c != "DescribeAddon"] == ["CreateAddon", "CreateAddon"]
+    ebs = eks_addons.addons[("demo", "aws-ebs-csi-driver")]
+    assert json.loads(ebs["configurationValues"]) == {"controller": {"k8sTagClusterId": "demo"},
+                                                      "node": {"tolerateAllTaints": True}}
+    assert ebs["status"] == "ACTIVE" and ebs["tags"]["qhub.dev/project"] == "demo"
 
     planned = run("cluster", "plan", "-c", str(config))
     assert planned.exit_code == 0, planned.output
@@ -155,9 +202,34 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, tmp_path: Path) -> N
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
     assert trust["Statement"][0]["Principal"]["Federated"] == oidc[0]["Arn"]
-    values = yaml.safe_load((tmp_path / "demo-cluster-autoscaler-values.yaml").read_text())
-    assert values["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"] == role["Arn"]
-    assert values["autoDiscovery"]["clusterName"] == "demo"
+    assert trust["Statement"][0]["Condition"]["StringEquals"][f"{oidc[0]['Arn'].split('/', 1)[1]}:sub"] == \
+        "system:serviceaccount:kube-system:cluster-autoscaler"
+    ebs_role = iam.get_role(RoleName="demo-ebs-csi-driver")["Role"]
+    ebs_trust = ebs_role["AssumeRolePolicyDocument"]
+    ebs_trust = json.loads(ebs_trust) if isinstance(ebs_trust, str) else ebs_trust
+    assert list(ebs_trust["Statement"][0]["Condition"]["StringEquals"].values())[0] == \
+        "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+    assert [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName="demo-ebs-csi-driver")[
+        "AttachedPolicies"]] == ["arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"]
+    assert ebs["serviceAccountRoleArn"] == ebs_role["Arn"]
+    # the add-on release: installed right after the cluster, with the autoscaler's role; its values render
+    assert [c for c, _ in addon_release] == ["ensure"]
+    cfg, facts = addon_release[0][1]
+    assert facts == AddonFacts("demo", REGION, {"cluster-autoscaler": role["Arn"]})
+    docs = render_addons(addons.values(cfg, facts), tmp_path)
+    objects = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert objects == {("ServiceAccount", "cluster-autoscaler"), ("ClusterRole", "qhub-cluster-addons-cluster-autoscaler"),
+                       ("ClusterRoleBinding", "qhub-cluster-addons-cluster-autoscaler"),
+                       ("Role", "qhub-cluster-addons-cluster-autoscaler"),
+                       ("RoleBinding", "qhub-cluster-addons-cluster-autoscaler"),
+                       ("Deployment", "qhub-cluster-addons-cluster-autoscaler"), ("StorageClass", "gp3"),
+                       ("DaemonSet", "qhub-cluster-addons-nvidia-device-plugin")}
+    account = next(d for d in docs if d["kind"] == "ServiceAccount")
+    assert account["metadata"]["namespace"] == "kube-system"
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role["Arn"]
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/demo" \
+        in args, "the tags the node groups carry (asserted above)"
     assert (tmp_path / "demo.kubeconfig").stat().st_mode & 0o777 == 0o600, "credentials for the owner only"
     kubeconfig = yaml.safe_load((tmp_path / "demo.kubeconfig").read_text())
     assert kubeconfig["clusters"][0]["cluster"]["server"] == cluster["endpoint"]
@@ -206,13 +278,28 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, tmp_path: Path) -> N
                 {"resolveConflicts": "FORCE"}):
         with pytest.raises(botocore.exceptions.ClientError, match="contract violation"):
             eks_client.update_addon(clusterName="demo", addonName="vpc-cni", **bad)
-    assert len(eks_addons.violations) == 3
+    for bad in ({"configurationValues": json.dumps({"node": {"tolerateAllTaints": "true"}})},
+                {"serviceAccountRoleArn": "demo-ebs-csi-driver"}):
+        with pytest.raises(botocore.exceptions.ClientError, match="contract violation"):
+            eks_client.update_addon(clusterName="demo", addonName="aws-ebs-csi-driver", **bad)
+    assert len(eks_addons.violations) == 5
     eks_addons.violations.clear()
+
+    # the EBS CSI driver's configuration changed by hand: the plan names it, apply puts it back
+    ebs["configurationValues"] = json.dumps({"controller": {"k8sTagClusterId": "demo"}})
+    planned = run("cluster", "plan", "-c", str(config))
+    assert planned.exit_code == 2 and "~ eks-addon aws-ebs-csi-driver" in planned.output, planned.output
+    assert run("cluster", "create", "-c", str(config), "--yes").exit_code == 0
+    assert json.loads(eks_addons.addons[("demo", "aws-ebs-csi-driver")]["configurationValues"])["node"] == {
+        "tolerateAllTaints": True}
+    assert run("cluster", "plan", "-c", str(config)).exit_code == 0
 
     # resources Kubernetes made (load balancers, their security group, a PVC's volume) are removed by destroy
     make_cluster_owned_resources(subnets[0]["VpcId"])
+    addon_release.clear()
     destroyed = run("cluster", "destroy", "-c", str(config), "--yes")
     assert destroyed.exit_code == 0, destroyed.output
+    assert addon_release == [("remove", True)], "the add-on release goes first, while the cluster still exists"
     for kind in ("load-balancer k8s-qhub-proxy", "classic-load-balancer a1b2c3legacy", "ebs-volume", "k8s-elb-hub"):
         assert kind in destroyed.output
     assert inventory() == before, "every resource created for the cluster is gone"

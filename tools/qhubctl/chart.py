@@ -111,3 +111,18 @@ def locate(override: str | None = None) -> ChartSource:
 
 def chart_dir() -> Path:
     return locate().path
+
+
+# The cluster add-on chart (cluster-autoscaler, default StorageClass, NVIDIA device plugin; qhubctl.addons): packaged
+# with qhubctl like the qhub chart, else the checkout's. It follows qhubctl's version; QHUB_CHART does not move it.
+ADDONS_NAME = "qhub-cluster-addons"
+
+
+def addons_chart_dir() -> Path:
+    places = (_HERE / "charts" / ADDONS_NAME, _HERE.parents[1] / "charts" / ADDONS_NAME)
+    for path in places:
+        if (path / "Chart.yaml").is_file():
+            return path
+    raise ChartNotFoundError(f"no {ADDONS_NAME} chart found in {' or '.join(str(p) for p in places)}",
+                             hint="reinstall qhubctl from a wheel or sdist (they carry the chart), or run it from a "
+                                  "checkout of QHub")

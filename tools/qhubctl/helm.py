@@ -83,13 +83,13 @@ class Helm:
         return Deployed(rev.revision, str(getattr(rev.status, "value", rev.status)), str(meta.version), values or {})
 
     async def upgrade(self, release: str, namespace: str, values: dict[str, Any], *, timeout: str = "10m",
-                      dry_run: bool = False) -> int:
+                      dry_run: bool = False, description: str = "qhubctl deploy") -> int:
         """`helm upgrade --install --wait` (CRDs are skipped: qhubctl applies them server-side first)."""
         # pyhelm3's command layer: the client layer would parse every object of the returned manifest into models
         # (half a second on a big chart) only for qhubctl to read the revision number.
         release_json = await _call(self.command.install_or_upgrade(
             release, self.chart.ref, values, namespace=namespace, create_namespace=True, wait=not dry_run,
-            timeout=timeout, skip_crds=True, dry_run=dry_run, description="qhubctl deploy"))
+            timeout=timeout, skip_crds=True, dry_run=dry_run, description=description))
         return int(release_json["version"])
 
     async def uninstall(self, release: str, namespace: str, *, timeout: str = "5m") -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 import yaml
 
-from qhubctl import providers
+from qhubctl import addons, providers
 from qhubctl.commands._common import ConfigOpt, YesOpt, confirm, err, handles_errors, load, out
+from qhubctl.config.model import QHubConfig
 from qhubctl.errors import EXIT_CHANGES, QHubError
 from qhubctl.netcheck import ENFORCEMENT
 from qhubctl.private import write_private
@@ -31,12 +35,36 @@ def _kubeconfig_path(config: Path, project: str, given: Path | None) -> Path:
 def _write_outputs(provider: providers.Provider, config: Path, given: Path | None) -> Path:
     path = _kubeconfig_path(config, provider.cfg.project_name, given)
     write_private(path, yaml.safe_dump(provider.kubeconfig(), sort_keys=False))  # 0600 from the first byte
-    for name, values in provider.extras().items():
-        extra = path.parent / f"{provider.cfg.project_name}-{name}-values.yaml"
-        extra.write_text(yaml.safe_dump(values, sort_keys=False))
-        out.print(f"{name} chart values: {extra}", markup=False)
     out.print(f"kubeconfig: {path}\n  export KUBECONFIG={path}", markup=False)
     return path
+
+
+def install_addons(provider: providers.Provider, kubeconfig: str | None, context: str | None = None) -> None:
+    """Install or upgrade the cluster add-on release its provider's clusters need (none: nothing happens)."""
+    if addons.parts(provider.cfg):
+        addons.ensure(provider.cfg, provider.addon_facts(), addons.helm_for(kubeconfig, context), _log)
+
+
+def remove_addons(provider: providers.Provider, cfg: QHubConfig) -> None:
+    """Uninstall the add-on release before the cloud resources go (cluster-autoscaler must not resize groups being
+    deleted). A cluster that cannot be reached any more takes the release with it, so that is a note."""
+    if not cfg.cluster.cluster_addons:
+        return
+    try:
+        with _temporary_kubeconfig(provider) as path:
+            if addons.remove(addons.helm_for(str(path), None)):
+                out.print(f"removed the cluster add-on release {addons.RELEASE}", markup=False)
+    except QHubError as exc:
+        out.print(f"cluster add-on release {addons.RELEASE} not removed ({exc.message.splitlines()[0]}); it goes "
+                  "with the cluster", markup=False)
+
+
+@contextlib.contextmanager
+def _temporary_kubeconfig(provider: providers.Provider) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="qhubctl-") as tmp:
+        path = Path(tmp) / "kubeconfig"
+        write_private(path, yaml.safe_dump(provider.kubeconfig(), sort_keys=False))
+        yield path
 
 
 def _show(plan: Plan) -> None:
@@ -73,7 +101,8 @@ def create(config: Path = ConfigOpt, yes: bool = YesOpt, kubeconfig: Path | None
             raise QHubError("the cluster still differs from the config after apply:\n" + after.render(),
                             hint="run `qhubctl cluster create` again; the cloud may still be settling")
         out.print(f"cluster {plan.cluster} matches the config", markup=False)
-    _write_outputs(provider, config, kubeconfig)
+    path = _write_outputs(provider, config, kubeconfig)
+    install_addons(provider, str(path))
     out.print(f"NetworkPolicy enforcement: {ENFORCEMENT[cfg.cluster.provider].enforcer}; `qhubctl check` tests it "
               "once QHub is deployed", markup=False)
 
@@ -92,6 +121,7 @@ def destroy(config: Path = ConfigOpt, yes: bool = YesOpt) -> None:
         return
     _show(plan)
     confirm(f"delete these {len(plan.actions)} resource(s) of {plan.cluster}?", yes)
+    remove_addons(provider, cfg)
     provider.destroy(plan)
     left = provider.destroy_plan()
     if left.changed:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from qhubctl import kube
+from qhubctl import addons, kube
 from qhubctl.commands._common import (
     ConfigOpt,
     KubeconfigOpt,
@@ -41,6 +41,9 @@ def status(config: Path = ConfigOpt, kubeconfig: Path | None = KubeconfigOpt) ->
         out.print(f"  {w.kind}/{w.name}: {w.ready}/{w.desired} ready", markup=False)
     for name, selector in st.node_groups.items():
         out.print(f"  node group {name}: {selector}", markup=False)
+    helm = addons.helm_for(path, context) if addons.parts(cfg) else None
+    for line in addons.describe(cfg, helm):
+        out.print(f"  {line}", markup=False)
     for line in st.access:
         out.print(f"  {line}", markup=False)
     for line in st.backups:

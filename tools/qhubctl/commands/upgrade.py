@@ -1,4 +1,5 @@
-"""upgrade: migrate the config file to the current schema version; with --homes, hand pre-uid homes to their users."""
+"""upgrade: migrate the config file to the current schema version; upgrade the cluster add-on release (where
+qhubctl installs one) to the chart this qhubctl carries; with --homes, hand pre-uid homes to their users."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from qhubctl import homes, kube
+from qhubctl import addons, homes, kube, providers
 from qhubctl.commands._common import (
     ConfigOpt,
     KubeconfigOpt,
@@ -18,7 +19,8 @@ from qhubctl.commands._common import (
     out,
 )
 from qhubctl.config.migrate import upgrade_file
-from qhubctl.config.model import SCHEMA_VERSION
+from qhubctl.config.model import SCHEMA_VERSION, QHubConfig
+from qhubctl.errors import UserError
 
 
 @handles_errors
@@ -30,11 +32,17 @@ def upgrade(
              "shared uid 1000) to its user's uid, in a one-shot Job on the cluster.",
     ),
     timeout: int = typer.Option(1800, "--timeout", help="Seconds the --homes Job may take."),
+    with_addons: bool = typer.Option(
+        True, "--addons/--no-addons",
+        help="Also upgrade the cluster add-on release where qhubctl installs one (EKS), when a kubeconfig for the "
+             "cluster is found; --no-addons migrates the file only.",
+    ),
     yes: bool = YesOpt,
     kubeconfig: Path | None = KubeconfigOpt,
 ) -> None:
-    """Migrate an older config step by step to the current schema_version, keeping a backup of the old file; with
-    --homes, also migrate the homes on the cluster."""
+    """Migrate an older config step by step to the current schema_version, keeping a backup of the old file; bring
+    the cluster add-on release (EKS: cluster-autoscaler, StorageClass, NVIDIA device plugin) to this qhubctl's chart;
+    with --homes, also migrate the homes on the cluster."""
     start, changes, backup = upgrade_file(config)
     if backup is None:
         out.print(f"{config} is already at schema_version {SCHEMA_VERSION}; nothing to do")
@@ -42,13 +50,14 @@ def upgrade(
         out.print(f"migrated {config} from schema_version {start} to {SCHEMA_VERSION}; backup: {backup}")
         for line in changes:
             out.print(f"  - {line}", markup=False)
-        if not migrate_homes:
-            out.print(f"next: `qhubctl validate -c {config}`, then `qhubctl deploy -c {config} --dry-run` to see what "
-                      "changes in the cluster", markup=False)
-            return
+    cfg = load(config)
+    if with_addons and addons.parts(cfg):
+        upgrade_addons(cfg, kubeconfig)
+    if backup is not None and not migrate_homes:
+        out.print(f"next: `qhubctl validate -c {config}`, then `qhubctl deploy -c {config} --dry-run` to see what "
+                  "changes in the cluster", markup=False)
     if not migrate_homes:
         return
-    cfg = load(config)
     path, context = kube_target(cfg, kubeconfig)
     api = kube.api_client(path, context)
     running = homes.legacy_servers(api, cfg.namespace)
@@ -60,3 +69,18 @@ def upgrade(
     for line in homes.summary(outcome.report):
         out.print(f"  - {line}", markup=False)
     out.print(f"homes migrated in {outcome.seconds:.1f}s")
+
+
+def upgrade_addons(cfg: QHubConfig, kubeconfig: Path | None) -> None:
+    """The add-on release with this qhubctl's chart and the config's settings (the cloud's credentials give its
+    IAM roles). Without a kubeconfig for the cluster (none created yet) it says so and does nothing."""
+    try:
+        path, context = kube_target(cfg, kubeconfig)
+    except UserError as exc:  # no cluster yet: a config migration needs none (a --kubeconfig given must work)
+        if kubeconfig is not None:
+            raise
+        out.print(f"cluster add-ons not upgraded: {exc.message}; `qhubctl cluster create` installs them",
+                  markup=False)
+        return
+    facts = providers.get(cfg, log=lambda line: out.print(line, markup=False)).addon_facts()
+    addons.ensure(cfg, facts, addons.helm_for(path, context), lambda line: out.print(line, markup=False))

@@ -8,10 +8,29 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from qhubctl.config._cloud import CloudProvider
+from qhubctl.config.base import Base
 
 
 # EKS's own default for the public API endpoint: reachable from any address (requests still need AWS credentials).
 DEFAULT_API_PUBLIC_CIDRS = ("0.0.0.0/0",)
+
+
+class ClusterAutoscaler(Base):
+    """cluster-autoscaler on EKS (the qhub-cluster-addons release `qhubctl cluster create` installs): which node
+    group grows when pods wait, and when an idle node goes."""
+
+    expander: Literal["least-waste", "most-pods", "least-nodes", "random"] = Field(
+        "least-waste",
+        description="Which group grows when several could take the waiting pods: least-waste (least idle CPU and "
+                    "memory afterwards), most-pods, least-nodes or random",
+    )
+    scale_down_unneeded_minutes: int = Field(
+        10, ge=1, le=1440, description="Minutes a node must be unneeded before it is removed")
+    scale_down_delay_after_add_minutes: int = Field(
+        10, ge=0, le=1440, description="Minutes after a scale-up before scale-down is considered again")
+    scale_down_utilization_threshold: float = Field(
+        0.5, gt=0, le=1,
+        description="A node whose pods request less than this share of its CPU and memory may be removed (0-1]")
 
 
 class AWSProvider(CloudProvider):
@@ -30,6 +49,8 @@ class AWSProvider(CloudProvider):
     network_policy_turn_on: ClassVar[str] = (
         "the EKS VPC CNI's network policy agent: `qhubctl cluster create` sets it, or `aws eks update-addon "
         "--cluster-name <cluster> --addon-name vpc-cni --configuration-values '{\"enableNetworkPolicy\":\"true\"}'`")
+    cluster_addons: ClassVar[tuple[str, ...]] = ("cluster-autoscaler", "storage-class", "nvidia-device-plugin")
+    autoscaled_by: ClassVar[str] = "cluster-autoscaler (release qhub-cluster-addons in kube-system)"
 
     provider: Literal["aws"] = Field(description="Amazon Web Services (EKS)")
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region, e.g. us-east-1")
@@ -46,6 +67,10 @@ class AWSProvider(CloudProvider):
         description="IPv4 ranges that may reach the cluster's public Kubernetes API endpoint (EKS "
                     "publicAccessCidrs). Default 0.0.0.0/0, EKS's own: any address, every request still needs AWS "
                     "credentials. Narrow it to the ranges qhubctl, CI and admins connect from, e.g. [203.0.113.0/24]",
+    )
+    autoscaler: ClusterAutoscaler = Field(
+        default_factory=ClusterAutoscaler,
+        description="cluster-autoscaler's expander and scale-down settings (docs/providers.md)",
     )
 
     @field_validator("api_public_cidrs")

@@ -24,6 +24,8 @@ class AzureProvider(CloudProvider):
     network_policy_turn_on: ClassVar[str] = (
         "an AKS network policy engine (networkProfile.networkPolicy cilium, calico or azure): `qhubctl cluster "
         "create` sets it, or `az aks update -g <group> -n <cluster> --network-policy calico`")
+    autoscaled_by: ClassVar[str] = (
+        "AKS's cluster autoscaler (enableAutoScaling set on every agent pool by `qhubctl cluster create`)")
 
     provider: Literal["azure"] = Field(description="Microsoft Azure (AKS)")
     region: str = Field("eastus", pattern=r"^[a-z][a-z0-9]+$", description="Azure region name, e.g. eastus")

@@ -42,6 +42,12 @@ class ClusterBlock(Base):
     # (`qhubctl check`, `qhubctl cluster create`).
     network_policy_enforcer: ClassVar[str]
     network_policy_turn_on: ClassVar[str]
+    # Parts of the qhub-cluster-addons chart `qhubctl cluster create` installs on this provider's clusters
+    # (qhubctl.addons): "cluster-autoscaler", "storage-class", "nvidia-device-plugin" (the last only when a GPU
+    # group exists). Empty: the cloud runs them itself, or the cluster is not qhubctl's.
+    cluster_addons: ClassVar[tuple[str, ...]] = ()
+    # What scales the node groups (`qhubctl status`).
+    autoscaled_by: ClassVar[str]
 
     @classmethod
     def provider_name(cls) -> str:

@@ -22,6 +22,8 @@ class DigitalOceanProvider(CloudProvider):
     network_policy_turn_on: ClassVar[str] = (
         "DOKS's Cilium: it is always on, so look at `kubectl -n kube-system get daemonset cilium` and ask "
         "DigitalOcean support if it is missing or not ready")
+    autoscaled_by: ClassVar[str] = (
+        "DOKS's cluster autoscaler (auto_scale set on every node pool by `qhubctl cluster create`)")
 
     provider: Literal["digitalocean"] = Field(description="DigitalOcean Kubernetes (DOKS)")
     region: str = Field("nyc3", pattern=r"^[a-z]{3}[0-9]$", description="DigitalOcean region slug, e.g. nyc3")

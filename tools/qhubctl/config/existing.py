@@ -21,6 +21,8 @@ class ExistingProvider(ClusterBlock):
     network_policy_enforcer: ClassVar[str] = "the cluster's own network plugin"
     network_policy_turn_on: ClassVar[str] = (
         "a network plugin that enforces NetworkPolicy (Calico, Cilium, Antrea, or your cloud's policy option)")
+    autoscaled_by: ClassVar[str] = (
+        "whatever your cluster runs: qhubctl manages no autoscaler there")
 
     provider: Literal["existing"] = Field(description="An existing cluster; qhubctl installs only the chart")
     kube_context: str | None = Field(None, description="kubeconfig context to use; empty: the current context")

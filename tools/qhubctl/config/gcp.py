@@ -26,6 +26,8 @@ class GCPProvider(CloudProvider):
         "GKE Dataplane V2 (new clusters) or network policy enforcement: `qhubctl cluster create` turns it on, or "
         "`gcloud container clusters update <cluster> --update-addons=NetworkPolicy=ENABLED` then "
         "`--enable-network-policy`")
+    autoscaled_by: ClassVar[str] = (
+        "GKE's cluster autoscaler (autoscaling set on every node pool by `qhubctl cluster create`)")
 
     provider: Literal["gcp"] = Field(description="Google Cloud Platform (GKE)")
     project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="GCP project ID")

@@ -27,6 +27,8 @@ class LocalProvider(ClusterBlock):
     network_policy_turn_on: ClassVar[str] = (
         "a network plugin that enforces NetworkPolicy (Calico, Cilium): the local cluster's bridge CNI "
         "(containernetworking-plugins bridge + host-local) never does, so this result is expected there")
+    autoscaled_by: ClassVar[str] = (
+        "the local cluster's simulated autoscaler (qhubctl.simautoscaler), between each group's min and max")
 
     provider: Literal["local"] = Field(description="A local cluster for development and tests")
     kube_context: str | None = Field(None, description="kubeconfig context to use; empty: the current context")

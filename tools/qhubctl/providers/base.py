@@ -88,6 +88,16 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class AddonFacts:
+    """Cloud facts for the cluster add-on release: names qhubctl gave and roles the cloud made."""
+
+    cluster_name: str
+    region: str = ""
+    # IAM role ARN of an add-on's service account (IRSA), by add-on ("cluster-autoscaler")
+    roles: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class GroupSpec:
     """A node group in provider-neutral terms: what the config asks for, or what a cloud reports."""
 
@@ -234,6 +244,7 @@ class Provider(ABC):
     def kubeconfig(self) -> dict[str, Any]:
         """A kubeconfig (as data) for the cluster that needs no cloud CLI."""
 
-    def extras(self) -> dict[str, Any]:
-        """Provider-specific outputs after apply (e.g. cluster-autoscaler chart values); empty by default."""
-        return {}
+    def addon_facts(self) -> AddonFacts:
+        """What the cluster add-on chart needs from the cloud (qhubctl.addons): the cluster's name, region and the
+        IAM roles of the add-ons' service accounts. Providers without add-ons need nothing from it."""
+        return AddonFacts(self.cluster_name)

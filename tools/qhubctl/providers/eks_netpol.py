@@ -47,9 +47,10 @@ def plan_actions(addon: dict[str, Any] | None) -> list[Action]:
     return []
 
 
-def describe(eks: Any, cluster: str) -> dict[str, Any] | None:
+def describe(eks: Any, cluster: str, addon: str = ADDON) -> dict[str, Any] | None:
+    """An EKS add-on of the cluster (this module's, or another's: the AWS provider's EBS CSI driver), if there."""
     try:
-        return dict(eks.describe_addon(clusterName=cluster, addonName=ADDON)["addon"])
+        return dict(eks.describe_addon(clusterName=cluster, addonName=addon)["addon"])
     except eks.exceptions.ResourceNotFoundException:
         return None
 
@@ -65,14 +66,19 @@ def apply(eks: Any, cluster: str, action: Action, tags: dict[str, str], log: Log
         values = {**config_values(current), SETTING: "true"}
         eks.update_addon(clusterName=cluster, addonName=ADDON, resolveConflicts="OVERWRITE",
                          configurationValues=json.dumps(values, sort_keys=True))
+    wait_settled(eks, cluster, ADDON, log)
+
+
+def wait_settled(eks: Any, cluster: str, name: str, log: Log) -> None:
+    """Wait until an add-on is ACTIVE (or DEGRADED: no node to run on yet); its failure is a QHubError."""
 
     def settled() -> bool:
-        addon = describe(eks, cluster) or {}
+        addon = describe(eks, cluster, name) or {}
         status = addon.get("status", "")
         if status in FAILED:
             issues = "; ".join(i.get("message", "") for i in (addon.get("health") or {}).get("issues") or [])
-            raise QHubError(f"EKS add-on {ADDON} is {status}: {issues or 'no reason given'}",
+            raise QHubError(f"EKS add-on {name} is {status}: {issues or 'no reason given'}",
                             hint="see the add-on in the EKS console; `qhubctl cluster create` tries again")
         return status in SETTLED
 
-    wait_until(settled, f"EKS add-on {ADDON}", timeout=1200, log=log)
+    wait_until(settled, f"EKS add-on {name}", timeout=1200, log=log)

@@ -11,11 +11,13 @@ One module per concern; this one plans, and carries plans out through the two di
 - `errors`: botocore failures as messages (explain, aws_errors)
 - `account`: clients, QHub's tags and names, what was observed
 - `network`: VPC, subnets, internet and NAT gateways, route tables (when `cluster.subnet_ids` is empty)
-- `iam`: cluster, node and cluster-autoscaler (IRSA) roles, the OIDC provider lookup
+- `iam`: cluster and node roles, the IRSA roles of cluster-autoscaler and the EBS CSI driver, the OIDC provider lookup
 - `eks`: the cluster, its endpoint, version upgrades, the OIDC provider, the kubeconfig
 - `groups`: managed node groups in the private subnets with cluster-autoscaler's auto-discovery and
-  scale-from-zero tags; the IRSA role `<project>-cluster-autoscaler` plus `extras()["cluster-autoscaler"]` chart
-  values let the autoscaler scale them
+  scale-from-zero tags; the IRSA role `<project>-cluster-autoscaler` and `addon_facts()` let the cluster add-on
+  release (qhubctl.addons) run cluster-autoscaler for them
+- `ebs_csi`: the EKS managed add-on aws-ebs-csi-driver with its IRSA role (volumes; the add-on release adds the
+  default gp3 StorageClass)
 - `teardown`: what Kubernetes made for the cluster (load balancers, volumes, security groups)
 """
 
@@ -24,20 +26,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from qhubctl import nodegroups as ng
 from qhubctl.config.model import QHubConfig
 from qhubctl.errors import QHubError
 from qhubctl.providers import eks_netpol
-from qhubctl.providers.aws import eks, groups, iam, network, teardown
-from qhubctl.providers.aws.account import CA_PREFIX, Account, Observed
+from qhubctl.providers.aws import ebs_csi, eks, groups, iam, network, teardown
+from qhubctl.providers.aws.account import Account, Observed
 from qhubctl.providers.aws.eks import public_cidrs
 from qhubctl.providers.aws.errors import aws_errors, explain
 from qhubctl.providers.aws.network import subnet_layout
 from qhubctl.providers.aws.groups import ami_type, autoscaler_tags
-from qhubctl.providers.base import Action, Log, Plan, Provider, desired_groups
+from qhubctl.providers.base import Action, AddonFacts, Log, Plan, Provider, desired_groups
 
 # (op, kind) of a plan's action -> what carries it out. Node groups and the VPC CNI add-on are applied apart:
-# they need the desired group, or the eks_netpol module's own arguments.
+# they need the desired group, or the eks_netpol module's own arguments. The other "eks-addon" is the EBS CSI
+# driver's.
 APPLY: dict[tuple[str, str], Callable[[Account, Action], None]] = {
     ("create", "vpc"): network.create_vpc,
     ("create", "internet-gateway"): network.create_internet_gateway,
@@ -50,6 +52,8 @@ APPLY: dict[tuple[str, str], Callable[[Account, Action], None]] = {
     ("update", "eks-cluster"): eks.upgrade_cluster,
     ("update", "eks-endpoint"): eks.update_endpoint,
     ("create", "oidc-provider"): eks.create_oidc_provider,
+    ("create", ebs_csi.KIND): ebs_csi.apply,
+    ("update", ebs_csi.KIND): ebs_csi.apply,
 }
 
 # kind of a destroy plan's action -> what deletes the resource of that name (or id, or ARN).
@@ -103,8 +107,10 @@ class AWS(Provider):
         for short in iam.BASE_ROLES:
             actions += iam.role_actions(acc, seen, short)
         actions += eks.plan(acc, seen)
-        actions += iam.role_actions(acc, seen, iam.AUTOSCALER_ROLE)  # trusts the OIDC provider planned above
-        return actions + groups.plan(acc, seen)
+        for short in iam.IRSA_ROLES:  # each trusts the OIDC provider planned above
+            actions += iam.role_actions(acc, seen, short)
+        actions += groups.plan(acc, seen)
+        return actions + ebs_csi.plan(acc, seen)  # its controller runs on a node
 
     @aws_errors
     def apply(self, plan: Plan) -> None:
@@ -113,7 +119,7 @@ class AWS(Provider):
             self.log("  " + action.lines()[0])
             if action.kind == "nodegroup":
                 groups.apply(self.account, action, specs.get(action.name))
-            elif action.kind == eks_netpol.KIND:
+            elif action.kind == eks_netpol.KIND and action.name == eks_netpol.ADDON:
                 eks_netpol.apply(self.account.client("eks"), self.cluster_name, action, self.account.tags, self.log)
             else:
                 _handler(APPLY, (action.op, action.kind))(self.account, action)
@@ -145,21 +151,11 @@ class AWS(Provider):
         return eks.kubeconfig(self.account)
 
     @aws_errors
-    def extras(self) -> dict[str, Any]:
-        """cluster-autoscaler chart values (kubernetes/autoscaler chart): auto-discovery by the node groups' tags,
-        IRSA role for its service account."""
+    def addon_facts(self) -> AddonFacts:
+        """cluster-autoscaler's IRSA role for the add-on release; auto-discovery needs the cluster's name and
+        region."""
         role = iam.role_arn(self.account, iam.AUTOSCALER_ROLE)
-        return {"cluster-autoscaler": {
-            "cloudProvider": "aws",
-            "awsRegion": self.region,
-            "autoDiscovery": {"clusterName": self.cluster_name,
-                              "tags": [f"{CA_PREFIX}/enabled", f"{CA_PREFIX}/{self.cluster_name}"]},
-            "rbac": {"serviceAccount": {"create": True, "name": iam.AUTOSCALER_SA[1],
-                                        "annotations": {"eks.amazonaws.com/role-arn": role}}},
-            "extraArgs": {"balance-similar-node-groups": True, "expander": "least-waste",
-                          "skip-nodes-with-system-pods": False},
-            "nodeSelector": {ng.LABEL: ng.GENERAL},
-        }}
+        return AddonFacts(self.cluster_name, self.region, {iam.AUTOSCALER_ROLE: role})
 
 
 def _handler(table: dict[Any, Callable[[Account, Any], None]], key: Any) -> Callable[[Account, Any], None]:

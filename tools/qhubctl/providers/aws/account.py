@@ -37,6 +37,7 @@ class Observed:
     role_inline: dict[str, list[str]] = field(default_factory=dict)
     cluster: dict[str, Any] | None = None
     addon: dict[str, Any] | None = None  # the vpc-cni add-on (eks_netpol)
+    ebs_addon: dict[str, Any] | None = None  # the aws-ebs-csi-driver add-on (ebs_csi)
     oidc_arn: str | None = None
     groups: dict[str, GroupSpec] = field(default_factory=dict)
     group_tags: dict[str, dict[str, str]] = field(default_factory=dict)

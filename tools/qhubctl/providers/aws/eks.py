@@ -11,7 +11,7 @@ import botocore.exceptions
 from qhubctl.config.aws import DEFAULT_API_PUBLIC_CIDRS
 from qhubctl.errors import QHubError, UserError
 from qhubctl.providers import eks_netpol
-from qhubctl.providers.aws import iam, network
+from qhubctl.providers.aws import ebs_csi, iam, network
 from qhubctl.providers.aws.account import Account, Observed, tag_list
 from qhubctl.providers.base import TAG_PROJECT, Action, wait_until
 
@@ -27,8 +27,8 @@ def public_cidrs(cluster: dict[str, Any]) -> list[str]:
 
 
 def observe(acc: Account, seen: Observed) -> None:
-    """The cluster (not one being deleted), its OIDC provider and its vpc-cni add-on. A cluster of that name that
-    qhubctl did not make is a UserError."""
+    """The cluster (not one being deleted), its OIDC provider and its vpc-cni and EBS CSI add-ons. A cluster of
+    that name that qhubctl did not make is a UserError."""
     eks = acc.client("eks")
     try:
         cluster = eks.describe_cluster(name=acc.cluster_name)["cluster"]
@@ -41,6 +41,7 @@ def observe(acc: Account, seen: Observed) -> None:
     if seen.cluster:
         seen.oidc_arn = iam.find_oidc(acc)
         seen.addon = eks_netpol.describe(eks, acc.cluster_name)
+        seen.ebs_addon = eks_netpol.describe(eks, acc.cluster_name, ebs_csi.ADDON)
 
 
 def plan(acc: Account, seen: Observed) -> list[Action]:

@@ -1,11 +1,13 @@
-"""IAM: the cluster and node roles, the cluster-autoscaler's IRSA role (trusting the cluster's OIDC provider), and
-the OIDC provider itself. Roles live under the path `/qhub/<project_name>/`."""
+"""IAM: the cluster and node roles, the IRSA roles of cluster-autoscaler and the EBS CSI driver (each trusting one
+service account through the cluster's OIDC provider), and the OIDC provider itself. Roles live under the path
+`/qhub/<project_name>/`."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from qhubctl import addons
 from qhubctl.errors import QHubError, UserError
 from qhubctl.providers.aws.account import CA_PREFIX, Account, Observed, tag_dict, tag_list
 from qhubctl.providers.base import TAG_PROJECT, Action
@@ -13,14 +15,22 @@ from qhubctl.providers.base import TAG_PROJECT, Action
 # The roles qhubctl makes, by short name (the role is `<project>-<short>`), in the order plan lists them.
 BASE_ROLES = ("cluster", "node")
 AUTOSCALER_ROLE = "cluster-autoscaler"
-AUTOSCALER_SA = ("kube-system", "cluster-autoscaler")
+EBS_CSI_ROLE = "ebs-csi-driver"
+# IRSA roles, planned after the OIDC provider they trust: the one service account each trusts
+# (the add-on release's cluster-autoscaler; the EBS CSI driver add-on's controller).
+IRSA_ROLES: dict[str, tuple[str, str]] = {
+    AUTOSCALER_ROLE: (addons.NAMESPACE, addons.AUTOSCALER_ACCOUNT),
+    EBS_CSI_ROLE: ("kube-system", "ebs-csi-controller-sa"),
+}
+AUTOSCALER_SA = IRSA_ROLES[AUTOSCALER_ROLE]
 CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+EBS_CSI_POLICIES = ("service-role/AmazonEBSCSIDriverPolicy",)
 
 
 def role_policies(short: str) -> tuple[str, ...]:
     """The AWS managed policies a role carries."""
-    return {"cluster": CLUSTER_POLICIES, "node": NODE_POLICIES}.get(short, ())
+    return {"cluster": CLUSTER_POLICIES, "node": NODE_POLICIES, EBS_CSI_ROLE: EBS_CSI_POLICIES}.get(short, ())
 
 
 def managed_policy(acc: Account, name: str) -> str:
@@ -61,8 +71,8 @@ def put_role(acc: Account, action: Action) -> None:
     """Create a role (or repair it: attaching policies is idempotent) with its trust and policies."""
     iam = acc.client("iam")
     short = action.name[len(acc.cluster_name) + 1:]
-    if short == AUTOSCALER_ROLE:
-        trust = irsa_trust(acc, *AUTOSCALER_SA)
+    if short in IRSA_ROLES:
+        trust = irsa_trust(acc, *IRSA_ROLES[short])
     else:
         service = "eks.amazonaws.com" if short == "cluster" else "ec2.amazonaws.com"
         trust = {"Version": "2012-10-17", "Statement": [

@@ -1,0 +1,141 @@
+"""The cluster add-on release: what a created cluster needs beside QHub that its cloud does not run for it.
+
+The chart charts/qhub-cluster-addons holds the manifests (upstream images as they are); this module is the one
+place that maps the config (plus the cloud facts of `Provider.addon_facts`) to its values, and installs, upgrades
+and removes the release, always through qhubctl.helm. Which parts a provider's cluster gets is a fact of its config
+block (`cluster_addons`): on EKS cluster-autoscaler, a default encrypted gp3 StorageClass and, with a GPU group,
+the NVIDIA device plugin; GKE, AKS and DOKS run their own autoscaler, default StorageClass and GPU device plugin,
+so nothing is installed there, nor on existing or local clusters.
+
+`qhubctl cluster create` installs it (the add-ons belong to the cluster: they need the cloud's facts, they must be
+there before QHub's volumes bind, and `deploy` also serves clusters qhubctl does not own); `qhubctl upgrade`
+upgrades it to the chart this qhubctl carries; `qhubctl cluster destroy` removes it before the cloud resources
+(so cluster-autoscaler does not scale groups that are being deleted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from qhubctl import nodegroups as ng
+from qhubctl.chart import addons_chart_dir
+from qhubctl.config.model import QHubConfig
+from qhubctl.helm import Deployed, Helm
+from qhubctl.providers.base import AddonFacts
+
+RELEASE = "qhub-cluster-addons"
+NAMESPACE = "kube-system"
+# cluster-autoscaler's service account; the IAM role qhubctl makes for it trusts exactly this one (IRSA)
+AUTOSCALER_ACCOUNT = "cluster-autoscaler"
+AUTOSCALER = "cluster-autoscaler"
+STORAGE_CLASS = "storage-class"
+DEVICE_PLUGIN = "nvidia-device-plugin"
+PARTS = (AUTOSCALER, STORAGE_CLASS, DEVICE_PLUGIN)
+
+Say = Callable[[str], None]
+
+
+def parts(cfg: QHubConfig) -> list[str]:
+    """The add-ons this config's cluster gets: its provider's, the device plugin only with a GPU group."""
+    gpu = any(group.gpu for group in cfg.node_groups.values())
+    return [p for p in cfg.cluster.cluster_addons if p != DEVICE_PLUGIN or gpu]
+
+
+def autoscaler_values(cfg: QHubConfig, facts: AddonFacts) -> dict[str, Any]:
+    settings = cfg.cluster.autoscaler  # the AWS block's (the only provider with this part)
+    general = cfg.placements()[ng.GENERAL]
+    return {
+        "enabled": True, "awsRegion": facts.region, "clusterName": facts.cluster_name,
+        "serviceAccount": {"name": AUTOSCALER_ACCOUNT, "roleArn": facts.roles.get(AUTOSCALER, "")},
+        "expander": settings.expander,
+        "scaleDownUnneededTime": f"{settings.scale_down_unneeded_minutes}m",
+        "scaleDownDelayAfterAdd": f"{settings.scale_down_delay_after_add_minutes}m",
+        "scaleDownUtilizationThreshold": str(settings.scale_down_utilization_threshold),
+        "nodeSelector": dict(general.node_selector), "tolerations": general.tolerations(),
+    }
+
+
+def device_plugin_values(cfg: QHubConfig) -> dict[str, Any]:
+    """On every GPU group's nodes, tolerating exactly their taints."""
+    placements = cfg.placements()
+    gpu_groups = [name for name, group in cfg.node_groups.items() if group.gpu]
+    tolerations: list[dict[str, str]] = []
+    for name in gpu_groups:
+        tolerations += [t for t in placements[name].tolerations() if t not in tolerations]
+    return {"enabled": True, "nodeGroups": gpu_groups, "tolerations": tolerations}
+
+
+def values(cfg: QHubConfig, facts: AddonFacts) -> dict[str, Any]:
+    """The add-on chart's values for this config; empty when its cluster needs none."""
+    wanted = parts(cfg)
+    out: dict[str, Any] = {}
+    if wanted:
+        out["nodeGroupLabel"] = ng.LABEL
+    if AUTOSCALER in wanted:
+        out["clusterAutoscaler"] = autoscaler_values(cfg, facts)
+    if STORAGE_CLASS in wanted:
+        out["storageClass"] = {"enabled": True}
+    if DEVICE_PLUGIN in wanted:
+        out["nvidiaDevicePlugin"] = device_plugin_values(cfg)
+    return out
+
+
+def helm_for(kubeconfig: str | None, context: str | None) -> Helm:
+    return Helm(kubeconfig, context, chart_dir=addons_chart_dir())
+
+
+@dataclass(frozen=True)
+class AddonPlan:
+    values: dict[str, Any]
+    chart_version: str
+    deployed: Deployed | None
+
+    @property
+    def changed(self) -> bool:
+        have = self.deployed
+        return have is None or have.status != "deployed" or have.chart_version != self.chart_version \
+            or have.values != self.values
+
+
+def ensure(cfg: QHubConfig, facts: AddonFacts, helm: Helm, say: Say, *, timeout: str = "10m") -> bool:
+    """Install or upgrade the release when it differs from what this config and chart want; True if it changed
+    anything. A config whose cluster needs no add-on installs nothing."""
+    wanted = values(cfg, facts)
+    if not wanted:
+        return False
+    plan = AddonPlan(wanted, helm.chart_version, asyncio.run(helm.deployed(RELEASE, NAMESPACE)))
+    what = ", ".join(parts(cfg))
+    if not plan.changed:
+        say(f"cluster add-ons ({what}): release {RELEASE} in {NAMESPACE} is up to date (chart {plan.chart_version})")
+        return False
+    verb = "installing" if plan.deployed is None else "upgrading"
+    say(f"cluster add-ons: {verb} release {RELEASE} in {NAMESPACE} (chart {plan.chart_version}): {what}")
+    revision = asyncio.run(helm.upgrade(RELEASE, NAMESPACE, wanted, timeout=timeout, description="qhubctl addons"))
+    say(f"cluster add-ons: release {RELEASE} revision {revision} deployed")
+    return True
+
+
+def remove(helm: Helm) -> bool:
+    """Uninstall the release if it is there; True when it was."""
+    if asyncio.run(helm.deployed(RELEASE, NAMESPACE)) is None:
+        return False
+    asyncio.run(helm.uninstall(RELEASE, NAMESPACE))
+    return True
+
+
+def describe(cfg: QHubConfig, helm: Helm | None) -> list[str]:
+    """`qhubctl status` lines: what autoscales the node groups and, where qhubctl installs add-ons, their release."""
+    lines = [f"autoscaler: {cfg.cluster.autoscaled_by}"]
+    if not parts(cfg) or helm is None:
+        return lines
+    release = asyncio.run(helm.deployed(RELEASE, NAMESPACE))
+    if release is None:
+        lines.append(f"cluster add-ons: release {RELEASE} is not installed in {NAMESPACE} (run `qhubctl cluster "
+                     "create`)")
+    else:
+        lines.append(f"cluster add-ons: release {RELEASE} revision {release.revision}, {release.status}, chart "
+                     f"{release.chart_version}: {', '.join(parts(cfg))}")
+    return lines
