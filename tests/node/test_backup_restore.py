@@ -8,7 +8,14 @@ bucket (moto server on the node's bridge address, reached by the Job itself); `q
 removes everything and a fresh deploy starts empty. A damaged copy of the archive is refused and changes nothing;
 the restore from the directory brings back every file bit for bit with owners and modes, the hub's users and groups,
 alice's uid and her old token; a restore over a non-empty platform is refused without --force, and the S3 archive
-restores with --force."""
+restores with --force.
+
+Then scheduled backups on the same platform (storage.type existing, so the files part runs in <namespace>-backup on
+a second volume of the shared storage): a `backup:` section with keep 1 deployed, one Job of each CronJob started
+at once as the controller would start them (`kubectl create job --from=cronjob/...`, named after one minute, so
+both parts' runs share a name), a snapshot per part in the bucket, a second run leaving one snapshot per part, a
+file restored from the scheduled snapshot, `qhubctl status` telling how the runs ended, and no schedule again
+removing it all."""
 
 from __future__ import annotations
 
@@ -28,6 +35,8 @@ from typer.testing import CliRunner
 
 from nodekit import wait_for
 from qhubctl import realnode
+from qhubctl.backup import run
+from qhubctl.config import load_config
 from qhubctl.cli import app
 from qhubctl.localcluster import LocalCluster
 
@@ -38,6 +47,8 @@ RELEASE = "qbak"
 IMAGES = ("jupyterhub", "jupyterlab", "backup")
 GID = 3101
 BUCKET = "qhub-backups"
+SCHEDULED = "scheduled"  # the schedule's prefix in the bucket
+PROJECT = "qbak-node"  # its own key file under $QHUB_CACHE/backup-keys/, which the schedule's deploy uses
 SMALL_FILES = 2000
 
 WRITE = f"""
@@ -82,6 +93,7 @@ print(json.dumps(out))
 
 def _config() -> dict[str, Any]:
     cfg = qhubkit.local_config(NS, RELEASE)
+    cfg["project_name"] = PROJECT
     cfg["components"] = {"dask_gateway": False, "kubessh": False, "conda_store": False}
     cfg["auth"]["users"] = {"alice": {"groups": ["analysts"]}, "bob": {"groups": ["analysts"]}, "admin": {}}
     cfg["auth"]["groups"] = {"analysts": {"gid": GID, "description": "shares /shared/analysts"}}
@@ -234,3 +246,106 @@ def test_backup_destroy_deploy_restore_brings_everything_back(cluster: LocalClus
     print(f"[restore] from S3 with --force over the restored platform: {seconds:.1f}s")
     deployed.kernels.pop("alice").stop()
     assert json.loads(deployed.kernel("alice").run(SURVEY)) == after_files
+
+
+def _scheduled(moto: Emulator, schedule: str | None) -> dict[str, Any]:
+    secret = {"name": "backup-s3"}
+    return {"schedule": schedule, "keep": 1, "destination": f"s3://{BUCKET}/{SCHEDULED}", "endpoint": moto.url,
+            "access_key_id": {"secretRef": {**secret, "key": "AWS_ACCESS_KEY_ID"}},
+            "secret_access_key": {"secretRef": {**secret, "key": "AWS_SECRET_ACCESS_KEY"}}}
+
+
+def _trigger(cluster: LocalCluster, where: dict[str, str], minute: int) -> dict[str, str]:
+    """A Job of each part's CronJob, started at once and named as the controller names the Jobs it starts for
+    `minute`; the Jobs' names by part."""
+    jobs = {}
+    for part, namespace in where.items():
+        jobs[part] = f"{RELEASE}-backup-cron-{part}-{minute}"
+        cluster.kubectl("create", "job", jobs[part], f"--from=cronjob/{RELEASE}-backup-cron-{part}", "-n", namespace)
+    return jobs
+
+
+def _reports(cluster: LocalCluster, where: dict[str, str], jobs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Wait for the Jobs to end; each part's report (the agent's last log line)."""
+    def ended(part: str) -> dict[str, Any] | None:
+        job = json.loads(cluster.kubectl("get", "job", jobs[part], "-n", where[part], "-o", "json"))
+        status = job.get("status") or {}
+        return job if status.get("succeeded") or status.get("failed") else None
+
+    reports = {}
+    for part in jobs:
+        job = wait_for(f"the scheduled {part} Job {jobs[part]}", lambda: ended(part), timeout=900, interval=3)
+        log = cluster.kubectl("logs", f"job/{jobs[part]}", "-n", where[part])
+        assert (job.get("status") or {}).get("succeeded"), f"{part}: {log[-3000:]}"
+        reports[part] = json.loads(log.strip().splitlines()[-1])
+    return reports
+
+
+def _snapshots(moto: Emulator, part: str) -> list[str]:
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1", aws_access_key_id="test",
+                      aws_secret_access_key="test")
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{SCHEDULED}/{part}/snapshots/")
+    return [o["Key"].rsplit("/", 1)[-1] for o in listed.get("Contents", [])]
+
+
+@pytest.fixture
+def schedule_cleanup(cluster: LocalCluster) -> Iterator[None]:
+    """What a failed run would leave outside the release namespace: the backup namespace and the second volume."""
+    yield
+    cluster.kubectl("delete", "namespace", f"{NS}-backup", "--ignore-not-found", "--wait=false")
+    cluster.kubectl("delete", "pv", f"{NS}-backup-{RELEASE}-shared", "--ignore-not-found", "--wait=false")
+
+
+def test_scheduled_backups_run_keep_one_snapshot_and_restore(cluster: LocalCluster, deployed: Platform, work: Path,
+                                                             moto: Emulator, schedule_cleanup: None) -> None:
+    cluster.kubectl("create", "secret", "generic", "backup-s3", "-n", NS, "--from-literal=AWS_ACCESS_KEY_ID=test",
+                    "--from-literal=AWS_SECRET_ACCESS_KEY=test")
+    key = run.key_file(load_config(deployed.config, environ={}), None)
+    key.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work / "backup.key", key)  # the platform's key (in its Secret too); a stale file is refused
+    config = deployed.config_dict()
+    config["backup"] = _scheduled(moto, "0 3 * * *")  # never at 03:00 during the test: the Jobs are started here
+    result, _ = deployed.redeploy(config)
+    assert result.returncode == 0 and "scheduled backups: 0 3 * * *" in result.stdout, result.stdout
+    where = {"meta": NS, "files": f"{NS}-backup"}
+    for part, namespace in where.items():
+        cron = json.loads(cluster.kubectl("get", "cronjob", f"{RELEASE}-backup-cron-{part}", "-n", namespace,
+                                          "-o", "json"))
+        assert cron["spec"]["concurrencyPolicy"] == "Forbid", cron["spec"]
+
+    minute = int(time.time() // 60)
+    begun = time.monotonic()
+    first = _reports(cluster, where, _trigger(cluster, where, minute))
+    print(f"\n[schedule] first scheduled run of both parts to S3: {time.monotonic() - begun:.1f}s")
+    assert first["meta"]["run"] == first["files"]["run"] == time.strftime("%Y%m%dT%H%M00Z", time.gmtime(minute * 60))
+    assert "identities.json" in first["meta"]["staged"], "the hub's live uid record"
+    for part in where:
+        assert [s[:8] for s in _snapshots(moto, part)] == [first[part]["snapshot"][:8]], part
+
+    alice = deployed.kernel("alice")
+    assert alice.run("import pathlib; (pathlib.Path.home() / 'scheduled.txt').write_text('kept by the schedule');"
+                     "print('ok')").strip() == "ok"
+    second = _reports(cluster, where, _trigger(cluster, where, minute + 1))
+    for part in where:
+        assert (second[part]["kept"], second[part]["forgot"]) == (1, 1), second[part]
+        assert [s[:8] for s in _snapshots(moto, part)] == [second[part]["snapshot"][:8]], "keep 1: the newest"
+    _, output, _ = qhubctl("status", "-c", str(deployed.config), "--kubeconfig", str(cluster.kubeconfig))
+    assert "scheduled backup: 0 3 * * *" in output and output.count("succeeded, finished") == 2, output
+
+    assert alice.run("import pathlib; (pathlib.Path.home() / 'scheduled.txt').unlink(); print('gone')").strip() \
+        == "gone"
+    code, output, seconds = qhubctl("restore", f"s3://{BUCKET}/{SCHEDULED}", "--run", second["meta"]["run"],
+                                    *_common(deployed, work), "--yes", "--force", env=_s3_env(moto))
+    assert code == 0, output
+    print(f"[schedule] restore of the scheduled run {second['meta']['run']}: {seconds:.1f}s")
+    deployed.kernels.pop("alice").stop()
+    assert deployed.kernel("alice").run("import pathlib; print((pathlib.Path.home() / 'scheduled.txt')"
+                                        ".read_text())").strip() == "kept by the schedule"
+
+    config["backup"] = _scheduled(moto, None)
+    result, _ = deployed.redeploy(config)
+    assert result.returncode == 0 and "scheduled backups removed" in result.stdout, result.stdout
+    for namespace in where.values():
+        assert not json.loads(cluster.kubectl("get", "cronjobs", "-n", namespace, "-o", "json"))["items"]
+    wait_for("the second volume to go", lambda: not cluster.kubectl(
+        "get", "pv", f"{NS}-backup-{RELEASE}-shared", "--ignore-not-found").strip(), timeout=120, interval=2)

@@ -17,7 +17,7 @@ from qhubctl.backup import agent, run, schedule
 from qhubctl.backup.destination import parse
 from qhubctl.config import load_config, parse_config
 from qhubctl.config.backup import check_cron
-from qhubctl.errors import ConfigError, UserError
+from qhubctl.errors import ClusterError, ConfigError, UserError
 
 pytestmark = pytest.mark.unit
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -111,9 +111,6 @@ def test_config_refusals_name_the_field_and_the_fix() -> None:
     assert "qhubctl backup -o DIR" in text, text
     text = _problems({**full, "endpoint": "minio:9000"})
     assert "backup.endpoint:" in text and "http(s) URL" in text, text
-    text = _problems(full, storage={"type": "existing", "storage_class": "efs"})
-    assert "backup.schedule:" in text and "storage.type existing" in text and "Pod Security restricted" in text
-    assert "remove backup.schedule" in text.lower() and "qhubctl backup -o s3://" in text, text
     text = _problems(full, components={"jupyterhub": False, "dask_gateway": False, "conda_store": False,
                                        "kubessh": False})
     assert "backup.schedule:" in text and "components.jupyterhub: true" in text, text
@@ -338,3 +335,57 @@ def test_one_off_keep_needs_a_bucket(tmp_path: Path) -> None:
         run.backup(None, load_config(CONFIGS / "local.ok.minimal.yaml", environ={}), parse(str(tmp_path)),
                    config_text="", key_path=tmp_path / "k", say=print, progress=print, keep=2)
     assert "--keep needs an s3:// destination" in caught.value.message and "--keep" in caught.value.hint
+
+
+def test_with_existing_storage_the_files_part_has_a_namespace_and_a_volume_of_its_own(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The release namespace enforces restricted; the files part runs in <namespace>-backup (baseline) on a second
+    PersistentVolume with the shared volume's source, which never deletes the data."""
+    cfg = load_config(CONFIGS / "existing.ok.backup-schedule.yaml", environ={})
+    fake = FakeCluster(cfg)
+    shared = {"spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteMany"],
+                       "csi": {"driver": "efs.csi.aws.com", "volumeHandle": "fs-1::fsap-2"},
+                       "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "efs",
+                       "claimRef": {"namespace": cfg.namespace, "name": "qhub-shared"}, "volumeMode": "Filesystem"}}
+    fake.objects[f"/api/v1/namespaces/{cfg.namespace}/persistentvolumeclaims/qhub-shared"] = {
+        "spec": {"volumeName": "pvc-123"}}
+    fake.objects["/api/v1/persistentvolumes/pvc-123"] = shared
+    monkeypatch.setattr(kube, "_rest", fake.rest)
+    monkeypatch.setenv("QHUB_CACHE", str(tmp_path))
+    schedule.sync(None, cfg, "", lambda _: None)
+    namespace = f"{cfg.namespace}-backup"
+    created = next(body for method, path, body in fake.calls if method == "POST" and path == "/api/v1/namespaces")
+    assert created["metadata"]["name"] == namespace
+    assert created["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    volume = fake.applied("PersistentVolume")["qhub-backup-qhub-shared"]
+    assert volume["spec"]["csi"] == shared["spec"]["csi"]
+    assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain", "deleting it leaves the data"
+    assert volume["spec"]["claimRef"] == {"namespace": namespace, "name": "qhub-shared"}
+    claim = fake.applied("PersistentVolumeClaim")["qhub-shared"]
+    assert claim["metadata"]["namespace"] == namespace, "never a claim in the release namespace"
+    assert claim["spec"] == {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName":
+                             "qhub-backup-qhub-shared", "resources": {"requests": {"storage": "100Gi"}},
+                             "volumeMode": "Filesystem"}
+    files = fake.applied("CronJob")["qhub-backup-cron-files"]
+    assert files["metadata"]["namespace"] == namespace
+    pod = files["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert {"name": "share", "persistentVolumeClaim": {"claimName": "qhub-shared"}} in pod["volumes"]
+    assert "affinity" not in pod and pod["nodeSelector"] == {"qhub.dev/node-group": "general"}, \
+        "a ReadWriteMany volume: anywhere the general group runs"
+    assert fake.applied("Secret")["qhub-backup-cron-files"]["metadata"]["namespace"] == namespace
+    assert fake.applied("CronJob")["qhub-backup-cron-meta"]["metadata"]["namespace"] == cfg.namespace
+
+    schedule.remove(None, cfg)
+    deleted = [path for method, path, _ in fake.calls if method == "DELETE"]
+    assert f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/qhub-shared" in deleted
+    assert "/api/v1/persistentvolumes/qhub-backup-qhub-shared" in deleted
+    assert not any(f"/namespaces/{cfg.namespace}/persistentvolumeclaims" in p for p in deleted), deleted
+    assert "/api/v1/persistentvolumes/pvc-123" not in deleted
+
+
+def test_an_unbound_shared_volume_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = load_config(CONFIGS / "existing.ok.backup-schedule.yaml", environ={})
+    monkeypatch.setattr(kube, "_rest", FakeCluster(cfg).rest)
+    monkeypatch.setenv("QHUB_CACHE", str(tmp_path))
+    with pytest.raises(ClusterError, match="is not bound to a PersistentVolume yet"):
+        schedule.sync(None, cfg, "", lambda _: None)

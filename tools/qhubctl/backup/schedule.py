@@ -7,7 +7,12 @@ Each CronJob's Jobs are the one-off runs' Jobs (run.job_spec), with three differ
 - the meta part reads the hub's live uid record: the ConfigMap <release>-identities is projected into its source
   folder next to the config file and chart values, so each run takes the record as it is then;
 - the files part runs as root only where the namespace admits it without lowering: the NFS server's (Pod Security
-  privileged). With storage.type existing the config is refused (config.model._check_backup).
+  privileged) with storage.type nfs. With storage.type existing the shared volume lives in the release namespace,
+  which enforces `restricted`, and a CronJob cannot lower that around each run as `qhubctl backup` does; so the
+  files part runs in a namespace of its own, <namespace>-backup, that enforces `baseline` (root with DAC_OVERRIDE,
+  nothing else runs there), and reaches the share through a second PersistentVolume on the same storage (a copy of
+  the shared volume's source, reclaim policy Retain: deleting it never touches the data) bound to a claim of the
+  same name there.
 
 The Secret holds the archive's key (the one in <release>-backup-key and in the local key file) and the bucket's
 credentials, copied from the config's secret references at each deploy: a Secret cannot be read from another
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +34,7 @@ from qhubctl.backup import run
 from qhubctl.backup.destination import parse, s3_settings
 from qhubctl.config.base import SecretRef
 from qhubctl.config.model import QHubConfig
-from qhubctl.errors import UserError
+from qhubctl.errors import ClusterError, UserError
 
 # the label telling a scheduled run's pods (and their NetworkPolicy) apart from a one-off run's
 CRON_LABEL = "qhub.dev/backup-cron"
@@ -36,7 +42,10 @@ STARTING_DEADLINE = 3600  # a run the controller could not start within an hour 
 HISTORY = 3               # finished Jobs kept per CronJob, successful and failed each
 KINDS = {"ConfigMap": "/api/v1/namespaces/{ns}/configmaps", "Secret": "/api/v1/namespaces/{ns}/secrets",
          "CronJob": "/apis/batch/v1/namespaces/{ns}/cronjobs",
-         "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"}
+         "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+         "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+         "PersistentVolume": "/api/v1/persistentvolumes"}
+PER_PART = ("ConfigMap", "Secret", "CronJob", "NetworkPolicy")
 Say = Callable[[str], None]
 
 
@@ -47,8 +56,51 @@ def name(cfg: QHubConfig, part: str) -> str:
 
 
 def namespaces(cfg: QHubConfig) -> dict[str, str]:
-    """Where each part runs: meta in the release's namespace, files in the NFS server's (homes.target)."""
+    """Where each part runs: meta in the release's namespace; files in the NFS server's (homes.target), or with
+    storage.type existing in the backup namespace."""
+    if cfg.storage.type == "existing":
+        return {"meta": cfg.namespace, "files": share_namespace(cfg)}
     return {"meta": cfg.namespace, "files": podsecurity.nfs_namespace(cfg) or cfg.namespace}
+
+
+def share_namespace(cfg: QHubConfig) -> str:
+    """storage.type existing: the namespace of the scheduled files part alone (Pod Security baseline)."""
+    return f"{cfg.namespace}-backup"
+
+
+def mirror_name(cfg: QHubConfig) -> str:
+    """The second PersistentVolume on the shared storage (cluster-wide name)."""
+    return f"{share_namespace(cfg)}-{cfg.release_name}-shared"
+
+
+def share_mirror(cfg: QHubConfig, claim: str, volume: dict[str, Any]) -> list[dict[str, Any]]:
+    """A PersistentVolume with the shared volume's source (reclaim policy Retain: deleting it leaves the data) and
+    the claim bound to it, of the same name as the shared claim, in the backup namespace."""
+    spec = {k: v for k, v in volume["spec"].items()
+            if k not in ("claimRef", "storageClassName", "persistentVolumeReclaimPolicy")}
+    namespace = share_namespace(cfg)
+    own = labels(cfg, "files")
+    pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": mirror_name(cfg), "labels": own},
+          "spec": {**spec, "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                   "claimRef": {"namespace": namespace, "name": claim}}}
+    pvc_spec = {"accessModes": spec["accessModes"], "storageClassName": "", "volumeName": mirror_name(cfg),
+                "resources": {"requests": {"storage": spec["capacity"]["storage"]}}}
+    if spec.get("volumeMode"):
+        pvc_spec["volumeMode"] = spec["volumeMode"]
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+           "metadata": {"name": claim, "namespace": namespace, "labels": own}, "spec": pvc_spec}
+    return [pv, pvc]
+
+
+def _mirror_objects(api: Any, cfg: QHubConfig, claim: str) -> list[dict[str, Any]]:
+    found = kube._rest(api, "GET", f"/api/v1/namespaces/{cfg.namespace}/persistentvolumeclaims/{claim}") or {}
+    bound = (found.get("spec") or {}).get("volumeName")
+    volume = kube._rest(api, "GET", f"/api/v1/persistentvolumes/{bound}") if bound else None
+    if not volume:
+        raise ClusterError(f"the shared volume {cfg.namespace}/{claim} is not bound to a PersistentVolume yet, so "
+                           "the scheduled files backup has nothing to mount",
+                           hint="`qhubctl status` shows the platform; deploy again once the volume is bound")
+    return share_mirror(cfg, claim, volume)
 
 
 def labels(cfg: QHubConfig, part: str) -> dict[str, str]:
@@ -157,7 +209,7 @@ def credentials(api: Any, cfg: QHubConfig) -> dict[str, str]:
 
 def _apply(api: Any, obj: dict[str, Any]) -> None:
     meta = obj["metadata"]
-    path = KINDS[obj["kind"]].format(ns=meta["namespace"])
+    path = KINDS[obj["kind"]].format(ns=meta.get("namespace", ""))
     kube._rest(api, "PATCH", f"{path}/{meta['name']}", query={"fieldManager": kube.FIELD_MANAGER, "force": "true"},
                body=obj, content_type=kube.APPLY_PATCH)
 
@@ -174,7 +226,14 @@ def sync(api: Any, cfg: QHubConfig, config_text: str, say: Say) -> list[str]:
 
     texts = {"qhub-config.yaml": config_text, "values.yaml": yaml.safe_dump(chart_values(cfg), sort_keys=True)}
     plan = run.parts(api, cfg, hub, "backup", staging=False, scheduled=True)
-    for obj in manifests(cfg, plan, image, key, credentials(api, cfg), texts):
+    objects = manifests(cfg, [replace(p, namespace=namespaces(cfg)[p.name]) for p in plan], image, key,
+                        credentials(api, cfg), texts)
+    if cfg.storage.type == "existing":
+        kube.ensure_namespace(api, share_namespace(cfg), podsecurity.labels("baseline"))
+        files = next(p for p in plan if p.name == "files")
+        claim = next(v for v in files.volumes if v["name"] == "share")["persistentVolumeClaim"]["claimName"]
+        objects = _mirror_objects(api, cfg, claim) + objects
+    for obj in objects:
         _apply(api, obj)
     keep = (f"keeping the newest {cfg.backup.keep} snapshots of each part" if cfg.backup.keep
             else "keeping every snapshot")
@@ -185,13 +244,16 @@ def sync(api: Any, cfg: QHubConfig, config_text: str, say: Say) -> list[str]:
 def remove(api: Any, cfg: QHubConfig) -> list[str]:
     """Delete the schedule's objects (a CronJob takes its Jobs along); the ones that were there."""
     gone: list[str] = []
-    for part, namespace in namespaces(cfg).items():
-        for kind, path in KINDS.items():
-            target = f"{path.format(ns=namespace)}/{name(cfg, part)}"
-            if kube._rest(api, "GET", target) is not None:
-                kube._rest(api, "DELETE", target, query={"propagationPolicy": "Background"})
-                if kind == "CronJob":
-                    gone.append(f"{namespace}/{name(cfg, part)}")
+    targets = [(kind, namespace, name(cfg, part)) for part, namespace in namespaces(cfg).items() for kind in PER_PART]
+    if cfg.storage.type == "existing":  # the claim in the backup namespace only, never the release's own
+        targets += [("PersistentVolumeClaim", share_namespace(cfg), f"{cfg.release_name}-shared"),
+                    ("PersistentVolume", "", mirror_name(cfg))]
+    for kind, namespace, target_name in targets:
+        target = f"{KINDS[kind].format(ns=namespace)}/{target_name}"
+        if kube._rest(api, "GET", target) is not None:
+            kube._rest(api, "DELETE", target, query={"propagationPolicy": "Background"})
+            if kind == "CronJob":
+                gone.append(f"{namespace}/{target_name}")
     return gone
 
 

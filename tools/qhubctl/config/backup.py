@@ -68,9 +68,10 @@ def check_cron(schedule: str) -> str:
 
 class BackupSettings(Base):
     """Scheduled backups to an S3-compatible bucket: `qhubctl deploy` creates two CronJobs (`meta` as the hub's
-    uid next to the hub, `files` as root where the shared filesystem is reachable as root), their ConfigMaps and
-    a Secret with the archive's key and the bucket's credentials; without `schedule` it removes them. One-off runs
-    (`qhubctl backup`) need none of this."""
+    uid next to the hub; `files` as root in the NFS server's namespace, or with storage.type existing in the
+    namespace <namespace>-backup, Pod Security baseline, through a second volume on the shared storage), their
+    ConfigMaps, a Secret with the archive's key and the bucket's credentials, and NetworkPolicies; without
+    `schedule` it removes them. One-off runs (`qhubctl backup`) need none of this."""
 
     schedule: str | None = Field(
         None, description="When to back up, as a Kubernetes CronJob schedule: five fields (minute hour "

@@ -230,18 +230,7 @@ def _check_ssh_service(cfg: QHubConfig) -> list[tuple[str, str]]:
 
 
 def _check_backup(cfg: QHubConfig) -> list[tuple[str, str]]:
-    """A scheduled files part runs as root; a namespace enforcing Pod Security restricted refuses that, and a
-    CronJob cannot lower the level around each run the way `qhubctl backup` does."""
-    if cfg.backup.schedule is None:
-        return []
-    if not cfg.components.jupyterhub:
+    if cfg.backup.schedule is not None and not cfg.components.jupyterhub:
         return [("backup.schedule", "backs up the hub's database and runs the hub's image; set "
                  "components.jupyterhub: true or remove backup.schedule")]
-    if cfg.storage.type == "existing":
-        return [("backup.schedule", "the files part reads every home as root, and with storage.type existing "
-                 f"the shared volume lives in namespace {cfg.namespace}, which enforces Pod Security restricted: "
-                 "a CronJob cannot lower that around each run as `qhubctl backup` does. Remove backup.schedule "
-                 "and run `qhubctl backup -o s3://...` on a schedule outside the cluster (cron, CI), which lowers "
-                 "the level only while its files Job runs (storage.type cannot change on a deployed platform; "
-                 "a new one with storage.type nfs can have scheduled backups)")]
     return []
