@@ -389,3 +389,30 @@ def test_an_unbound_shared_volume_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("QHUB_CACHE", str(tmp_path))
     with pytest.raises(ClusterError, match="is not bound to a PersistentVolume yet"):
         schedule.sync(None, cfg, "", lambda _: None)
+
+
+def test_deploy_keeps_the_schedule_in_step_also_when_the_release_is_unchanged(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CronJobs are not part of the Helm release: an unchanged release still gets them, a dry run does not."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from qhubctl.cli import app
+    from qhubctl.commands import deploy as command
+
+    synced: list[str] = []
+    plan = SimpleNamespace(changed=False, release="qhub", chart_version="1.0.0",
+                           deployed=SimpleNamespace(revision=4))
+    monkeypatch.setattr(command, "kube_target", lambda cfg, kubeconfig: (None, None))
+    monkeypatch.setattr(command, "Helm", lambda path, context: None)
+    monkeypatch.setattr(command.kube, "api_client", lambda path, context: None)
+    monkeypatch.setattr(command, "make_plan", lambda cfg, helm, api: plan)
+    monkeypatch.setattr(command.schedule, "sync", lambda api, cfg, text, say: synced.append(text) or ["synced"])
+    config = tmp_path / "qhub-config.yaml"
+    config.write_text((CONFIGS / "local.ok.backup-schedule.yaml").read_text())
+    dry = CliRunner().invoke(app, ["deploy", "-c", str(config), "--dry-run"])
+    assert dry.exit_code == 0 and synced == [], dry.output
+    result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--yes"])
+    assert result.exit_code == 0 and "no changes" in result.output and "synced" in result.output, result.output
+    assert synced == [config.read_text()], "the ConfigMap gets the config file as written"
