@@ -416,3 +416,26 @@ def test_deploy_keeps_the_schedule_in_step_also_when_the_release_is_unchanged(
     result = CliRunner().invoke(app, ["deploy", "-c", str(config), "--yes"])
     assert result.exit_code == 0 and "no changes" in result.output and "synced" in result.output, result.output
     assert synced == [config.read_text()], "the ConfigMap gets the config file as written"
+
+
+@pytest.mark.parametrize("fixture", ["local.ok.backup-schedule.yaml", "existing.ok.backup-schedule.yaml"])
+def test_every_object_is_valid_kubernetes_and_the_meta_pod_meets_restricted(
+        fixture: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from chart.manifests import kube_versions, pod_problems, validation_errors
+
+    cfg = load_config(CONFIGS / fixture, environ={})
+    fake = FakeCluster(cfg)
+    fake.objects[f"/api/v1/namespaces/{cfg.namespace}/persistentvolumeclaims/qhub-shared"] = {
+        "spec": {"volumeName": "pvc-1"}}
+    fake.objects["/api/v1/persistentvolumes/pvc-1"] = {"spec": {
+        "capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteMany"], "hostPath": {"path": "/srv/shared"},
+        "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "local-path"}}
+    monkeypatch.setattr(kube, "_rest", fake.rest)
+    monkeypatch.setenv("QHUB_CACHE", str(tmp_path))
+    schedule.sync(None, cfg, "", lambda _: None)
+    objects = [body for method, _, body in fake.calls if method == "PATCH"]
+    assert {o["kind"] for o in objects} >= {"CronJob", "ConfigMap", "Secret", "NetworkPolicy"}
+    for version in kube_versions():
+        assert validation_errors(objects, version) == [], version
+    meta = [o for o in objects if o["kind"] == "CronJob" and o["metadata"]["name"].endswith("-meta")]
+    assert pod_problems(meta) == []
