@@ -439,3 +439,22 @@ def test_every_object_is_valid_kubernetes_and_the_meta_pod_meets_restricted(
         assert validation_errors(objects, version) == [], version
     meta = [o for o in objects if o["kind"] == "CronJob" and o["metadata"]["name"].endswith("-meta")]
     assert pod_problems(meta) == []
+
+
+def test_destroy_removes_the_schedule_before_the_release(cfg: Any, cluster: FakeCluster) -> None:
+    from qhubctl.deploy import destroy
+
+    class Helm:
+        async def deployed(self, release: str, namespace: str) -> object:
+            return object()
+
+        async def uninstall(self, release: str, namespace: str) -> None:
+            cluster.calls.append(("UNINSTALL", release, None))
+
+    schedule.sync(None, cfg, "", lambda _: None)
+    destroy(cfg, Helm(), None)  # type: ignore[arg-type]
+    after = [(method, path) for method, path, _ in cluster.calls]
+    uninstalled = after.index(("UNINSTALL", "qhub"))
+    for part, namespace in (("meta", cfg.namespace), ("files", NFS_NS)):
+        gone = after.index(("DELETE", f"/apis/batch/v1/namespaces/{namespace}/cronjobs/qhub-backup-cron-{part}"))
+        assert gone < uninstalled, "no scheduled run starts against a release being removed"
