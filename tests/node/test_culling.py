@@ -82,8 +82,9 @@ def test_an_idle_server_is_culled_and_a_busy_one_is_not(platform: Platform) -> N
     hub_log = platform.cluster.kubectl("logs", "-n", NS, f"deployment/{RELEASE}-hub", "--tail=-1")
     assert "Culling server idle (inactive for" in hub_log, "stopped by jupyterhub-idle-culler"
 
-    # `busy` keeps working until she has been at it for twice the timeout and a check period more
-    deadline = busy_since + 2 * TIMEOUT + TIMEOUT // 4
+    # `busy` keeps working past the timeout by more than the culler's check period plus the time her activity takes
+    # to reach the hub (each a quarter of the timeout): a culler that did not see her activity would have culled her
+    deadline = busy_since + TIMEOUT + 2 * (TIMEOUT // 4) + 5
     while time.monotonic() < deadline:
         busy.run("n += 1")
         time.sleep(5)

@@ -138,9 +138,9 @@ def test_deploy_names_the_workload_whose_image_cannot_be_pulled(cluster: LocalCl
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     qhubkit.wait_namespace_gone(cluster, ns)
     try:
-        result, elapsed = qhubkit.qhubctl_deploy(cluster, config, timeout="1m")
+        result, elapsed = qhubkit.qhubctl_deploy(cluster, config, timeout="30s")
         assert result.returncode == 3, result.stdout
-        assert elapsed < 150, f"deploy took {elapsed:.0f}s with a 1m timeout"
+        assert elapsed < 120, f"deploy took {elapsed:.0f}s with a 30s timeout"
         assert f"Deployment/{release}-hub" in result.stdout, result.stdout
         assert re.search(r"ErrImagePull|ImagePullBackOff", result.stdout), result.stdout
         assert f"{mirror}/qhub/jupyterhub:{qhubkit.app_version()}" in result.stdout, result.stdout
