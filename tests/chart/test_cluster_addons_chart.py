@@ -5,11 +5,9 @@ config's settings, placements and IAM role arriving where cluster-autoscaler and
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -21,8 +19,9 @@ from qhubctl.errors import CommandError
 from qhubctl.proc import run
 from qhubctl.providers.base import AddonFacts
 
+from .manifests import kube_versions, validation_errors
+
 pytestmark = pytest.mark.chart
-REPO = Path(__file__).resolve().parents[2]
 CHART = addons_chart_dir()
 ROLE = "arn:aws:iam::123456789012:role/qhub/demo/demo-cluster-autoscaler"
 FACTS = AddonFacts("demo", "eu-west-1", {addons.AUTOSCALER: ROLE})
@@ -38,13 +37,6 @@ AUTOSCALER_OBJECTS = {("ServiceAccount", "cluster-autoscaler"), ("ClusterRole", 
                       ("Role", "qhub-cluster-addons-cluster-autoscaler"),
                       ("RoleBinding", "qhub-cluster-addons-cluster-autoscaler"),
                       ("Deployment", "qhub-cluster-addons-cluster-autoscaler")}
-
-
-def kube_versions() -> list[str]:
-    for line in (REPO / "ci" / "versions.env").read_text().splitlines():
-        if line.startswith("VALIDATE_KUBE_VERSIONS="):
-            return shlex.split(line.split("=", 1)[1])[0].split()
-    raise AssertionError("VALIDATE_KUBE_VERSIONS is not set in ci/versions.env")
 
 
 def config(provider: str, *, gpu: bool, extra: dict[str, Any] | None = None) -> Any:
@@ -92,8 +84,7 @@ def test_each_provider_gets_what_its_cloud_lacks_and_it_validates(provider: str,
     for version in kube_versions():
         docs = template(values, tmp_path, version)
         assert {(d["kind"], d["metadata"]["name"]) for d in docs} == wanted
-        for doc in docs:
-            kubernetes_validate.validate(doc, version, strict=True)
+        assert validation_errors(docs, version) == [], f"Kubernetes {version}"
         image = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
         assert f":v{version.rsplit('.', 1)[0]}." in image, "cluster-autoscaler's minor is the cluster's"
 

@@ -24,7 +24,7 @@ from qhubctl import nodegroups as ng
 from qhubctl.chart import addons_chart_dir
 from qhubctl.config.model import QHubConfig
 from qhubctl.helm import Deployed, Helm
-from qhubctl.providers.base import AddonFacts
+from qhubctl.providers.base import AddonFacts, Provider
 
 RELEASE = "qhub-cluster-addons"
 NAMESPACE = "kube-system"
@@ -116,6 +116,14 @@ def ensure(cfg: QHubConfig, facts: AddonFacts, helm: Helm, say: Say, *, timeout:
     revision = asyncio.run(helm.upgrade(RELEASE, NAMESPACE, wanted, timeout=timeout, description="qhubctl addons"))
     say(f"cluster add-ons: release {RELEASE} revision {revision} deployed")
     return True
+
+
+def ensure_for(provider: Provider, kubeconfig: str | None, context: str | None, say: Say) -> bool:
+    """`ensure` for the provider's cluster: its cloud facts (cloud credentials needed only where a part needs one)
+    and the kubeconfig that reaches it. Nothing at all (no cloud call) where its cluster gets no add-on."""
+    if not parts(provider.cfg):
+        return False
+    return ensure(provider.cfg, provider.addon_facts(), helm_for(kubeconfig, context), say)
 
 
 def remove(helm: Helm) -> bool:

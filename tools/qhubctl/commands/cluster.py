@@ -39,12 +39,6 @@ def _write_outputs(provider: providers.Provider, config: Path, given: Path | Non
     return path
 
 
-def install_addons(provider: providers.Provider, kubeconfig: str | None, context: str | None = None) -> None:
-    """Install or upgrade the cluster add-on release its provider's clusters need (none: nothing happens)."""
-    if addons.parts(provider.cfg):
-        addons.ensure(provider.cfg, provider.addon_facts(), addons.helm_for(kubeconfig, context), _log)
-
-
 def remove_addons(provider: providers.Provider, cfg: QHubConfig) -> None:
     """Uninstall the add-on release before the cloud resources go (cluster-autoscaler must not resize groups being
     deleted). A cluster that cannot be reached any more takes the release with it, so that is a note."""
@@ -102,7 +96,7 @@ def create(config: Path = ConfigOpt, yes: bool = YesOpt, kubeconfig: Path | None
                             hint="run `qhubctl cluster create` again; the cloud may still be settling")
         out.print(f"cluster {plan.cluster} matches the config", markup=False)
     path = _write_outputs(provider, config, kubeconfig)
-    install_addons(provider, str(path))
+    addons.ensure_for(provider, str(path), None, _log)
     out.print(f"NetworkPolicy enforcement: {ENFORCEMENT[cfg.cluster.provider].enforcer}; `qhubctl check` tests it "
               "once QHub is deployed", markup=False)
 

@@ -82,5 +82,8 @@ def upgrade_addons(cfg: QHubConfig, kubeconfig: Path | None) -> None:
         out.print(f"cluster add-ons not upgraded: {exc.message}; `qhubctl cluster create` installs them",
                   markup=False)
         return
-    facts = providers.get(cfg, log=lambda line: out.print(line, markup=False)).addon_facts()
-    addons.ensure(cfg, facts, addons.helm_for(path, context), lambda line: out.print(line, markup=False))
+    addons.ensure_for(providers.get(cfg, log=_say), path, context, _say)
+
+
+def _say(line: str) -> None:
+    out.print(line, markup=False)

@@ -22,7 +22,6 @@ IRSA_ROLES: dict[str, tuple[str, str]] = {
     AUTOSCALER_ROLE: (addons.NAMESPACE, addons.AUTOSCALER_ACCOUNT),
     EBS_CSI_ROLE: ("kube-system", "ebs-csi-controller-sa"),
 }
-AUTOSCALER_SA = IRSA_ROLES[AUTOSCALER_ROLE]
 CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
 EBS_CSI_POLICIES = ("service-role/AmazonEBSCSIDriverPolicy",)
