@@ -1,14 +1,22 @@
 """qhubctl.addons without a cluster: which providers get a release at all, when `ensure` installs, upgrades or
-leaves the release alone, and what `qhubctl status` says about autoscaling on each provider."""
+leaves the release alone, what `qhubctl status` says about autoscaling on each provider, `upgrade` and `cluster
+destroy` where no cluster can be reached, and the docs naming every pinned image."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from qhubctl import addons
+from qhubctl.chart import addons_chart_dir
+from qhubctl.cli import app
+from qhubctl.commands import cluster as cluster_cmd
 from qhubctl.config import PROVIDERS, parse_config
+from qhubctl.errors import QHubError
 from qhubctl.helm import Deployed
 from qhubctl.providers.base import AddonFacts
 
@@ -84,3 +92,41 @@ def test_status_names_the_autoscaler_of_each_provider() -> None:
     there = addons.describe(config("aws"), FakeHelm(Deployed(3, "deployed", "0.1.0", {})))  # type: ignore[arg-type]
     assert there[1] == ("cluster add-ons: release qhub-cluster-addons revision 3, deployed, chart 0.1.0: "
                         "cluster-autoscaler, storage-class")
+
+
+def test_upgrade_without_a_cluster_migrates_the_file_and_says_why_the_add_ons_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config either
+    config = tmp_path / "qhub-config.yaml"
+    config.write_text(yaml.safe_dump({"schema_version": 2, "project_name": "demo",
+                                      "cluster": {"provider": "aws", "region": "us-east-1"}}))
+    result = CliRunner().invoke(app, ["upgrade", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "cluster add-ons not upgraded: no kubeconfig for this cluster" in result.output
+    skipped = CliRunner().invoke(app, ["upgrade", "-c", str(config), "--no-addons"])
+    assert skipped.exit_code == 0 and "add-ons" not in skipped.output, skipped.output
+
+
+def test_destroy_of_an_unreachable_cluster_notes_the_release_and_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
+    class Gone:
+        cfg = config("aws")
+
+        def kubeconfig(self) -> dict[str, Any]:
+            raise QHubError("EKS cluster demo not found")
+
+    cluster_cmd.remove_addons(Gone(), Gone.cfg)  # type: ignore[arg-type]
+    assert "release qhub-cluster-addons not removed (EKS cluster demo not found); it goes with the cluster" in \
+        capsys.readouterr().out
+    cluster_cmd.remove_addons(Gone(), config("gcp"))  # type: ignore[arg-type]
+    assert capsys.readouterr().out == "", "no add-on release on GKE: nothing to say"
+
+
+def test_docs_list_every_pinned_add_on_image() -> None:
+    """docs/providers.md names each upstream image and tag the add-on chart pins (values.yaml is the one list)."""
+    values = yaml.safe_load((addons_chart_dir() / "values.yaml").read_text())
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "providers.md").read_text()
+    autoscaler, plugin = values["clusterAutoscaler"]["image"], values["nvidiaDevicePlugin"]["image"]
+    pinned = [autoscaler["repository"], plugin["repository"], f"`{plugin['tag']}`"]
+    pinned += [f"{minor} `{tag}`" for minor, tag in autoscaler["tags"].items()]
+    assert [p for p in pinned if p not in docs] == []
