@@ -111,7 +111,7 @@ def test_without_a_cluster_the_job_makes_the_volume_instead_of_the_chart() -> No
 
 def test_the_job_makes_exactly_the_volume_the_chart_would_render() -> None:
     """One definition of the volume: the Job's is the chart's own (with an address), plus Helm's ownership, so a
-    later `helm upgrade` that can ask the cluster adopts it."""
+    later `helm upgrade` that can ask the cluster adopts it, and Argo CD's leave-alone annotations."""
     made = job_pv(volume_job(offline()))
     assert made["spec"]["nfs"] == {"server": "", "path": "/"}
     rendered = one(offline("--set", "nfs.service.clusterIP=10.96.0.20"), "PersistentVolume", PV)
@@ -121,8 +121,10 @@ def test_the_job_makes_exactly_the_volume_the_chart_would_render() -> None:
     assert made["metadata"]["name"] == rendered["metadata"]["name"]
     assert made["metadata"]["labels"] == rendered["metadata"]["labels"]
     assert made["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-    assert made["metadata"]["annotations"] == {"meta.helm.sh/release-name": "qhub",
-                                               "meta.helm.sh/release-namespace": "qhub"}
+    assert made["metadata"]["annotations"] == {
+        "meta.helm.sh/release-name": "qhub", "meta.helm.sh/release-namespace": "qhub",
+        # Argo CD (label tracking) would take the volume for an object of its application that git lacks
+        "argocd.argoproj.io/sync-options": "Prune=false", "argocd.argoproj.io/compare-options": "IgnoreExtraneous"}
 
 
 def test_the_job_may_touch_its_own_volume_only() -> None:

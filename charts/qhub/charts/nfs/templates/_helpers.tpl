@@ -129,7 +129,9 @@ nfs:
 {{- /*
 The PersistentVolume the volume Job makes, as JSON (server still empty): the same name, labels and spec as
 shared/pv.yaml, plus Helm's ownership annotations, so that a later `helm upgrade` that can ask the cluster (and
-renders shared/pv.yaml) adopts it into the release instead of refusing an object it does not own.
+renders shared/pv.yaml) adopts it into the release instead of refusing an object it does not own, and Argo CD's
+(never pruned, not counted as out of sync): with label tracking, Argo CD takes it for one of the application's own
+objects (app.kubernetes.io/instance), which the rendered manifest lacks.
 */}}
 {{- define "nfs.volumeJobPv" -}}
 {{- dict
@@ -138,7 +140,11 @@ renders shared/pv.yaml) adopts it into the release instead of refusing an object
   "metadata" (dict
     "name" (include "nfs.pvName" .)
     "labels" (include "qhub.labels" (dict "root" . "component" "shared") | fromYaml)
-    "annotations" (dict "meta.helm.sh/release-name" .Release.Name "meta.helm.sh/release-namespace" .Release.Namespace))
+    "annotations" (dict
+      "meta.helm.sh/release-name" .Release.Name
+      "meta.helm.sh/release-namespace" .Release.Namespace
+      "argocd.argoproj.io/sync-options" "Prune=false"
+      "argocd.argoproj.io/compare-options" "IgnoreExtraneous"))
   "spec" (include "nfs.sharedPvSpec" (dict "root" . "server" "") | fromYaml)
   | toJson -}}
 {{- end -}}
