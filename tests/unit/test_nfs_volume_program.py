@@ -314,3 +314,32 @@ def test_the_apis_refusal_is_named(api_server: FakeApiServer) -> None:
     api.token = "wrong"
     with pytest.raises(nv.ApiError, match="HTTP 401: Unauthorized"):
         api.request("GET", PATH)
+
+
+def test_a_volume_the_api_server_calls_invalid_is_not_retried() -> None:
+    api = FakeApi(fail=[nv.ApiError(422, "spec.capacity: Required value")])
+    with pytest.raises(nv.Stop, match="refuses the volume the chart describes: HTTP 422: spec.capacity"):
+        nv.retry("making it", lambda: nv.reconcile(api, wanted("10.96.0.7"), no_wait),
+                 deadline=nv.time.monotonic() + 60)
+    assert len(api.calls) == 1
+
+
+@pytest.mark.parametrize("pv", [None, "not json", json.dumps({"spec": {}})])
+def test_an_incomplete_environment_is_named(pv: str | None, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("QHUB_NFS_SERVICE", "qhub-nfs.qhub.svc")
+    if pv is None:
+        monkeypatch.delenv("QHUB_NFS_PV", raising=False)
+    else:
+        monkeypatch.setenv("QHUB_NFS_PV", pv)
+    assert nv.main() == 1
+    err = capsys.readouterr().err
+    assert "the Job's environment is incomplete" in err and "QHUB_NFS_PV" in err and "Traceback" not in err
+
+
+def test_no_token_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nv, "ACCOUNT", str(tmp_path))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    with pytest.raises(nv.Stop, match="no ServiceAccount token or CA.*automountServiceAccountToken"):
+        nv.Api.in_cluster()

@@ -55,9 +55,13 @@ class Api:
         host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
         if not host or not port:
             raise Stop("KUBERNETES_SERVICE_HOST/PORT are not set: this program runs in a pod of the volume Job")
-        with open(f"{ACCOUNT}/token") as f:
-            token = f.read().strip()
-        return cls(host, int(port), token, ssl.create_default_context(cafile=f"{ACCOUNT}/ca.crt"))
+        try:
+            with open(f"{ACCOUNT}/token") as f:
+                token = f.read().strip()
+            return cls(host, int(port), token, ssl.create_default_context(cafile=f"{ACCOUNT}/ca.crt"))
+        except (OSError, ssl.SSLError) as err:
+            raise Stop(f"no ServiceAccount token or CA in {ACCOUNT} ({err}): the Job's pod mounts its token "
+                       f"(automountServiceAccountToken)") from None
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """The decoded answer; None for 404 Not Found."""
@@ -157,17 +161,30 @@ def retry(what: str, action: Callable[[], T], deadline: float, interval: float =
         except Stop:
             raise
         except (OSError, ApiError, http.client.HTTPException) as err:
+            if isinstance(err, ApiError) and err.status in (400, 422):
+                raise Stop(f"{what}: the API server refuses the volume the chart describes: {err}") from None
             if time.monotonic() >= deadline:
                 raise Stop(f"{what}: {err}") from None
             print(f"nfs-volume: {what}: {err}; trying again", flush=True)
             time.sleep(interval)
 
 
-def main() -> int:
-    service = os.environ["QHUB_NFS_SERVICE"]
-    want = json.loads(os.environ["QHUB_NFS_PV"])
-    deadline = time.monotonic() + float(os.environ.get("QHUB_NFS_TIMEOUT", "240"))
+def settings() -> tuple[str, dict[str, Any], float]:
+    """The Service's name, the wanted volume and the deadline, from the Job's environment."""
     try:
+        service = os.environ["QHUB_NFS_SERVICE"]
+        want = json.loads(os.environ["QHUB_NFS_PV"])
+        if not isinstance(want["spec"]["nfs"], dict):
+            raise TypeError("spec.nfs is not an object")
+        return service, dict(want), time.monotonic() + float(os.environ.get("QHUB_NFS_TIMEOUT", "240"))
+    except (KeyError, TypeError, ValueError) as err:
+        raise Stop(f"the Job's environment is incomplete ({type(err).__name__}: {err}): QHUB_NFS_SERVICE, "
+                   f"QHUB_NFS_PV (a PersistentVolume with spec.nfs) and QHUB_NFS_TIMEOUT come from the chart") from None
+
+
+def main() -> int:
+    try:
+        service, want, deadline = settings()
         server = retry(f"waiting for the address of the NFS server's Service {service}", lambda: resolve(service),
                        deadline)
         print(f"nfs-volume: the NFS server's Service {service} has the address {server}", flush=True)
@@ -178,9 +195,10 @@ def main() -> int:
             if api.request("GET", path) is not None:
                 raise OSError("the old volume is still being deleted")
 
-        done = retry(f"making PersistentVolume {want['metadata']['name']}",
-                     lambda: reconcile(api, want, lambda path: retry("deleting the old volume", lambda: gone(path),
-                                                                     deadline)),
+        def wait_gone(path: str) -> None:
+            retry("deleting the old volume", lambda: gone(path), deadline)
+
+        done = retry(f"making PersistentVolume {want['metadata']['name']}", lambda: reconcile(api, want, wait_gone),
                      deadline)
     except Stop as err:
         print(f"nfs-volume: {err}", file=sys.stderr, flush=True)
