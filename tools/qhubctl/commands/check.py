@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from qhubctl import kube, netcheck
+from qhubctl import kube, netcheck, storagecheck
 from qhubctl.commands._common import ConfigOpt, KubeconfigOpt, handles_errors, kube_target, load, out
 from qhubctl.config.loader import SCHEMA_FILE
 from qhubctl.schema import write_schema
@@ -36,13 +36,19 @@ def check(
     kubeconfig: Path | None = KubeconfigOpt,
     timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for the canary pod to finish."),
 ) -> None:
-    """Prove the cluster enforces QHub's NetworkPolicies: a canary pod in the release namespace, selected like a
-    user server, must reach DNS and the proxy but not the hub's internal port or the cloud metadata address.
-    Exits 1 when they are not enforced, 3 when the check could not decide."""
+    """Check the cluster under the deployment. Storage: every StorageClass its volume claims use exists, and
+    exactly one default class when the config names none. NetworkPolicies: a canary pod in the release
+    namespace, selected like a user server, must reach DNS and the proxy but not the hub's internal port or the
+    cloud metadata address. Exits 1 when a class is missing or policies are not enforced, 3 when the check could
+    not decide."""
     cfg = load(config)
     path, context = kube_target(cfg, kubeconfig)
-    report = netcheck.run_check(kube.api_client(path, context), cfg, timeout=timeout,
-                                say=lambda line: out.print(line, markup=False))
+    api = kube.api_client(path, context)
+    storage = storagecheck.run_check(api, cfg)
+    for line in storage.lines:
+        out.print(f"  {line}", markup=False)
+    out.print(storage.summary, markup=False)
+    report = netcheck.run_check(api, cfg, timeout=timeout, say=lambda line: out.print(line, markup=False))
     for line in report.verdict.lines:
         out.print(f"  {line}", markup=False)
     out.print(f"{report.verdict.summary} (canary {report.pod} on node {report.node}, {report.seconds:.0f}s)",

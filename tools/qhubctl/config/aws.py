@@ -49,6 +49,12 @@ class AWSProvider(CloudProvider):
     network_policy_turn_on: ClassVar[str] = (
         "the EKS VPC CNI's network policy agent: `qhubctl cluster create` sets it, or `aws eks update-addon "
         "--cluster-name <cluster> --addon-name vpc-cni --configuration-values '{\"enableNetworkPolicy\":\"true\"}'`")
+    default_storage_class: ClassVar[str] = (
+        "gp3, the encrypted EBS class of the qhub-cluster-addons release (with the EKS add-on aws-ebs-csi-driver)")
+    default_storage_class_fix: ClassVar[str] = (
+        "`qhubctl cluster create` installs the EBS CSI driver and the gp3 class; `qhubctl upgrade` adds them to a "
+        "cluster made before. A cluster that still marks gp2 default has two: `kubectl annotate storageclass gp2 "
+        "storageclass.kubernetes.io/is-default-class-`")
     cluster_addons: ClassVar[tuple[str, ...]] = ("cluster-autoscaler", "storage-class", "nvidia-device-plugin")
     autoscaled_by: ClassVar[str] = "cluster-autoscaler (release qhub-cluster-addons in kube-system)"
 

@@ -24,6 +24,10 @@ class AzureProvider(CloudProvider):
     network_policy_turn_on: ClassVar[str] = (
         "an AKS network policy engine (networkProfile.networkPolicy cilium, calico or azure): `qhubctl cluster "
         "create` sets it, or `az aks update -g <group> -n <cluster> --network-policy calico`")
+    default_storage_class: ClassVar[str] = "default, AKS's Azure Disk CSI class"
+    default_storage_class_fix: ClassVar[str] = (
+        "AKS marks its class `default` default on every cluster; if the mark is gone: `kubectl annotate "
+        "storageclass default storageclass.kubernetes.io/is-default-class=true`")
     autoscaled_by: ClassVar[str] = (
         "AKS's cluster autoscaler (enableAutoScaling set on every agent pool by `qhubctl cluster create`)")
 

@@ -42,6 +42,10 @@ class ClusterBlock(Base):
     # (`qhubctl check`, `qhubctl cluster create`).
     network_policy_enforcer: ClassVar[str]
     network_policy_turn_on: ClassVar[str]
+    # Storage: the default StorageClass this provider's clusters have (the chart's claims use it when the config
+    # names none), and how to get it back when `qhubctl check` finds none (or more than one).
+    default_storage_class: ClassVar[str]
+    default_storage_class_fix: ClassVar[str]
     # Parts of the qhub-cluster-addons chart `qhubctl cluster create` installs on this provider's clusters
     # (qhubctl.addons): "cluster-autoscaler", "storage-class", "nvidia-device-plugin" (the last only when a GPU
     # group exists). Empty: the cloud runs them itself, or the cluster is not qhubctl's.

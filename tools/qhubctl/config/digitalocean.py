@@ -22,6 +22,10 @@ class DigitalOceanProvider(CloudProvider):
     network_policy_turn_on: ClassVar[str] = (
         "DOKS's Cilium: it is always on, so look at `kubectl -n kube-system get daemonset cilium` and ask "
         "DigitalOcean support if it is missing or not ready")
+    default_storage_class: ClassVar[str] = "do-block-storage, DOKS's block storage CSI class"
+    default_storage_class_fix: ClassVar[str] = (
+        "DOKS marks do-block-storage default on every cluster; if the mark is gone: `kubectl annotate "
+        "storageclass do-block-storage storageclass.kubernetes.io/is-default-class=true`")
     autoscaled_by: ClassVar[str] = (
         "DOKS's cluster autoscaler (auto_scale set on every node pool by `qhubctl cluster create`)")
 

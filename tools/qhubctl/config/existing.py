@@ -21,6 +21,10 @@ class ExistingProvider(ClusterBlock):
     network_policy_enforcer: ClassVar[str] = "the cluster's own network plugin"
     network_policy_turn_on: ClassVar[str] = (
         "a network plugin that enforces NetworkPolicy (Calico, Cilium, Antrea, or your cloud's policy option)")
+    default_storage_class: ClassVar[str] = "the cluster's own"
+    default_storage_class_fix: ClassVar[str] = (
+        "mark exactly one StorageClass default (`kubectl annotate storageclass <name> "
+        "storageclass.kubernetes.io/is-default-class=true`), or name one in storage.disk_storage_class")
     autoscaled_by: ClassVar[str] = (
         "whatever your cluster runs: qhubctl manages no autoscaler there")
 

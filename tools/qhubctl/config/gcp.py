@@ -26,6 +26,10 @@ class GCPProvider(CloudProvider):
         "GKE Dataplane V2 (new clusters) or network policy enforcement: `qhubctl cluster create` turns it on, or "
         "`gcloud container clusters update <cluster> --update-addons=NetworkPolicy=ENABLED` then "
         "`--enable-network-policy`")
+    default_storage_class: ClassVar[str] = "standard-rwo, GKE's Persistent Disk CSI class"
+    default_storage_class_fix: ClassVar[str] = (
+        "GKE marks standard-rwo default on every cluster; if the mark is gone: `kubectl annotate storageclass "
+        "standard-rwo storageclass.kubernetes.io/is-default-class=true`")
     autoscaled_by: ClassVar[str] = (
         "GKE's cluster autoscaler (autoscaling set on every node pool by `qhubctl cluster create`)")
 

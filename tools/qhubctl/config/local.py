@@ -27,6 +27,11 @@ class LocalProvider(ClusterBlock):
     network_policy_turn_on: ClassVar[str] = (
         "a network plugin that enforces NetworkPolicy (Calico, Cilium): the local cluster's bridge CNI "
         "(containernetworking-plugins bridge + host-local) never does, so this result is expected there")
+    default_storage_class: ClassVar[str] = "local-path, the local cluster's real node provisioner"
+    default_storage_class_fix: ClassVar[str] = (
+        "the local cluster makes local-path and marks it default: start it with `qhubctl cluster create` (or "
+        "`make cluster-up`); if the mark is gone: `kubectl annotate storageclass local-path "
+        "storageclass.kubernetes.io/is-default-class=true`")
     autoscaled_by: ClassVar[str] = (
         "the local cluster's simulated autoscaler (qhubctl.simautoscaler), between each group's min and max")
 
