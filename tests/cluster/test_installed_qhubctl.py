@@ -3,8 +3,8 @@ into a fresh virtualenv outside the checkout runs version, init, validate, rende
 local test cluster) from another directory, with no traceback anywhere. The oldest build requirements
 pyproject.toml allows (each `>=` floor exactly) build both too.
 
-Packages come from PyPI once, then from a wheelhouse in $QHUB_CACHE keyed by the build system and dependencies in
-pyproject.toml (pip download), so later runs install offline (--no-index).
+The sdist and wheel are built once per session (the `built` fixture, tests/cluster/distkit.py), offline after the
+first run.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from distkit import clean_env, pip, wheelhouse
 
 from qhubctl import __version__, localcluster
 from qhubctl.proc import run
@@ -33,44 +34,8 @@ CHART_FILES = (  # a sample of what the chart needs at deploy time: metadata, sc
     "charts/dask-gateway/crds/daskclusters.yaml", "charts/conda-store/files/conda_store_config.py",
 )
 # what the sdist is built from (pyproject.toml's packages, setup.py's and MANIFEST.in's chart, the readme)
-PACKAGE_SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "tools/qhubctl", "charts/qhub")
-
-
-def _wheelhouse() -> Path:
-    data = tomllib.loads((REPO / "pyproject.toml").read_text())
-    key = json.dumps([sys.version_info[:2], data["build-system"], data["project"]["dependencies"]], sort_keys=True)
-    return localcluster.cache_dir() / "wheelhouse" / hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _pip(venv: Path, *args: str, env: dict[str, str]) -> None:
-    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *args], env=env, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(sdist, wheel) built by `python -m build` (the wheel from the sdist) in an isolated build environment."""
-    tmp = tmp_path_factory.mktemp("build")
-    house = _wheelhouse()
-    house.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
-    tools = tmp / "build-venv"
-    run([sys.executable, "-m", "venv", str(tools)], timeout=120)
-    build_reqs = ["build", *tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]]
-    complete = house / ".complete"
-    if not complete.exists():  # once per dependency set: fetch what the build and the install need
-        run([str(tools / "bin" / "python"), "-m", "pip", "download", "-q", "-d", str(house), *build_reqs],
-            env=env, timeout=900)
-    offline = {**env, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(house)}
-    _pip(tools, "build", env=offline)
-    dist = tmp / "dist"
-    run([str(tools / "bin" / "python"), "-m", "build", "--outdir", str(dist), str(REPO)], env=offline, timeout=900)
-    sdist, = dist.glob("qhubctl-*.tar.gz")
-    wheel, = dist.glob("qhubctl-*.whl")
-    if not complete.exists():
-        run([str(tools / "bin" / "python"), "-m", "pip", "download", "-q", "-d", str(house), str(wheel)],
-            env=env, timeout=900)
-        complete.touch()
-    return sdist, wheel
+PACKAGE_SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "tools/qhubctl", "charts/qhub",
+                   "charts/qhub-cluster-addons")
 
 
 def test_sdist_and_wheel_carry_the_chart(built: tuple[Path, Path]) -> None:
@@ -93,13 +58,13 @@ def test_installed_wheel_works_outside_the_checkout(built: tuple[Path, Path], tm
                                                     cluster: localcluster.LocalCluster) -> None:
     _, wheel = built
     venv = tmp_path / "venv"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV", "QHUB_CHART"))}
+    env = {k: v for k, v in clean_env().items() if k != "QHUB_CHART"}
     # no .venv on PATH: the installed qhubctl and the pinned tools (helm) only
     env["PATH"] = os.pathsep.join([str(venv / "bin"), str(localcluster.bin_dir()), "/usr/bin", "/bin"])
     env["KUBECONFIG"] = str(cluster.kubeconfig)
     env["QHUB_CHART"] = ""  # proc.run adds env on top of this process's: no override leaks in
     run([sys.executable, "-m", "venv", str(venv)], timeout=120)
-    _pip(venv, "--no-index", "--find-links", str(_wheelhouse()), str(wheel), env=env)
+    pip(venv, "--no-index", "--find-links", str(wheelhouse()), str(wheel), env=env)
     work = tmp_path / "elsewhere"
     work.mkdir()
     qhubctl = str(venv / "bin" / "qhubctl")
@@ -141,14 +106,14 @@ def test_the_oldest_declared_build_requirements_build_sdist_and_wheel(tmp_path: 
     assert any(r.startswith("setuptools==") for r in requires), requires
     house = localcluster.cache_dir() / "wheelhouse" / ("floor-" + hashlib.sha256(
         json.dumps([sys.version_info[:2], requires]).encode()).hexdigest()[:16])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
+    env = clean_env()
     tools = tmp_path / "build-venv"
     run([sys.executable, "-m", "venv", str(tools)], timeout=120)
     if not (house / ".complete").exists():  # once per requirement set, then offline
         run([str(tools / "bin" / "python"), "-m", "pip", "download", "-q", "-d", str(house), "build", *requires],
             env=env, timeout=900)
         (house / ".complete").touch()
-    _pip(tools, "--no-index", "--find-links", str(house), "build", *requires, env=env)
+    pip(tools, "--no-index", "--find-links", str(house), "build", *requires, env=env)
     # a copy of what the sdist is made of: a build without isolation writes build/ and *.egg-info where it builds
     src = tmp_path / "src"
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.tgz")
