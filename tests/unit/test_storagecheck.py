@@ -4,6 +4,7 @@ class and how to get it; a class marked default by the beta annotation counts, o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +118,14 @@ def test_check_stops_at_storage_with_exit_1(monkeypatch: pytest.MonkeyPatch, tmp
     assert "storage.storage_class names StorageClass efs-sc, which the cluster does not have" in result.output
     assert "create StorageClass efs-sc or set storage.storage_class to one the cluster has (standard)" in result.output
     assert "Traceback" not in result.output
+
+
+def test_docs_name_each_providers_default_class() -> None:
+    """docs/providers.md's storage table has one row per provider naming the class the provider's facts name."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "providers.md").read_text()
+    section = docs.split("### Storage classes: checked by `qhubctl check`")[1].split("\n#")[0]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    for name in PROVIDERS:
+        first = CLUSTER_BLOCKS[name].default_storage_class.split(",")[0].split(" ")[0]
+        cell = rows[name].split("|")[2]
+        assert (f"`{first}`" if name != "existing" else "the cluster's own") in cell, (name, cell)
