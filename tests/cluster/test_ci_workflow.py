@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from distkit import wheelhouse
 from typer.testing import CliRunner
-from workflowrun import Job, Substitutes, WorkflowError, expressions_in, load, run_event
+from workflowrun import Action, Job, Substitutes, WorkflowError, expressions_in, load, run_event
 
 from qhubctl import __version__, localcluster
 from qhubctl.cli import app
@@ -63,7 +63,7 @@ def pinned(name: str) -> str:
     return found.group(1)
 
 
-def checkout(repository: Path) -> object:
+def checkout(repository: Path) -> Action:
     def action(with_: dict[str, str], job: Job) -> None:
         assert with_ == {}, with_
         shutil.copytree(repository, job.workspace, dirs_exist_ok=True)
