@@ -22,6 +22,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -413,22 +414,38 @@ def backup(api: Any, cfg: QHubConfig, dest: Destination, *, config_text: str, ke
               "condaStore": cfg.components.conda_store, "keep": keep or 0}
     reports: dict[str, dict[str, Any]] = {}
     moved: dict[str, int] = {}
-    for part in parts(api, cfg, hub, "backup", staging=not dest.is_s3):
-        if not dest.is_s3:
-            _ensure_claim(api, part.namespace, staging_claim(cfg, part.name), staging_size)
-        with oneshot.pod_security_lowered(api, part.namespace, JOB_WHY["backup"], say, needed=part.root):
-            name = runner.start(part, "backup", params, texts if part.name == "meta" else {})
-            say(f"{part.name}: Job {part.namespace}/{name} started")
-            report = runner.report(part, name)
-            if not report.get("ok"):
-                _refuse(report)
-            if not dest.is_s3:
-                pod = runner.running_pod(part, name)
-                moved[part.name] = transfer.download(api, part.namespace, pod, dest.part_dir(part.name), progress)
-                transfer.release(api, part.namespace, pod)
-            oneshot.wait(api, part.namespace, name, timeout, f"{part.name} backup Job")
-            reports[part.name] = report
-            runner.cleanup(part, "backup")
+    todo = parts(api, cfg, hub, "backup", staging=not dest.is_s3)
+    with ExitStack() as lowered:
+        running: dict[str, tuple[Part, str]] = {}
+        current = ""  # the part being followed: on failure its Job stays for its log, the others go
+        try:
+            for part in todo:  # both parts run at once: a snapshot closer in time, and half the waiting
+                if not dest.is_s3:
+                    _ensure_claim(api, part.namespace, staging_claim(cfg, part.name), staging_size)
+                lowered.enter_context(oneshot.pod_security_lowered(api, part.namespace, JOB_WHY["backup"], say,
+                                                                   needed=part.root))
+                name = runner.start(part, "backup", params, texts if part.name == "meta" else {})
+                running[part.name] = (part, name)
+                say(f"{part.name}: Job {part.namespace}/{name} started")
+            for part, name in list(running.values()):
+                current = part.name
+                report = runner.report(part, name)
+                if not report.get("ok"):
+                    _refuse(report)
+                if not dest.is_s3:
+                    pod = runner.running_pod(part, name)
+                    moved[part.name] = transfer.download(api, part.namespace, pod, dest.part_dir(part.name),
+                                                         progress)
+                    transfer.release(api, part.namespace, pod)
+                oneshot.wait(api, part.namespace, name, timeout, f"{part.name} backup Job")
+                reports[part.name] = report
+                runner.cleanup(part, "backup")
+                del running[part.name]
+        except BaseException:
+            for part, _ in running.values():
+                if part.name != current:
+                    runner.cleanup(part, "backup")
+            raise
     outcome = Outcome(run, reports, time.monotonic() - started, moved)
     if dest.local is not None:
         manifests = dest.local / "manifests"
