@@ -7,6 +7,7 @@ the gpu group's taints), which the local cluster's autoscaler adds for it."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def tolerated(tolerations: list[dict[str, Any]], taint: dict[str, str]) -> bool:
 
 @pytest.fixture()
 def gated_hub(cluster: LocalCluster, tmp_path: Path) -> Iterator[tuple[Hub, str, Path]]:
-    ns = f"jh-gate-{tmp_path.name[-6:].lower().replace('_', '')}"
+    ns = f"jh-gate-{uuid.uuid4().hex[:6]}"  # unique: an earlier run's namespace may still be terminating
     cluster.kubectl("create", "namespace", ns)
     claim = find(render(VALUES, namespace=ns), "PersistentVolumeClaim", f"{RELEASE}-shared")
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(claim))
