@@ -14,7 +14,10 @@ class NFSStorage(Base):
 
     type: Literal["nfs"] = Field(description="In-cluster NFS server (immutable)", json_schema_extra=IMMUTABLE)
     size: Quantity = Field("100Gi", description="Size of the shared filesystem")
-    disk_storage_class: Name | None = Field(None, description="StorageClass of the NFS backing disk; empty: default")
+    disk_storage_class: Name | None = Field(
+        None, description="StorageClass of every disk the chart claims with storage.type nfs: the NFS server's, the "
+                          "hub database's, conda-store's databases (chart global.storageClass); empty: the cluster's "
+                          "default")
     server_namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] | None = Field(
         None, json_schema_extra=IMMUTABLE,
         description="Namespace of the NFS server and its disk (qhubctl creates it, Pod Security privileged), so "
