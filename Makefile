@@ -45,7 +45,7 @@ demo: cluster-up  ## build and push the images, deploy QHub on the local cluster
 	echo "[demo] config: $$demo/qhub-config.yaml  KUBECONFIG=$(KUBECONFIG_LOCAL)  ($$((SECONDS - start))s)"
 
 # One target per test tier (the pytest markers of tests/conftest.py TIERS; README's "Tests" lists what each covers)
-test: setup  ## every tier: unit, chart, cluster, node, images, cloud (cluster+node beside the others)
+test: setup  ## every tier: unit, chart, cluster, node, images, cloud (in sessions side by side)
 	@start=$$SECONDS; $(PY) scripts/run_tests.py $(PYTEST_ARGS); rc=$$?; \
 	echo "[test] pytest $$((SECONDS - start))s"; exit $$rc
 

@@ -1,13 +1,18 @@
-"""`make test`: every tier, in two pytest sessions side by side.
+"""`make test`: every tier, in pytest sessions side by side.
 
-The tiers that use the local test cluster (cluster, node) run one after another in one session, as they share the
-cluster and its single real node. Most of that session's time is spent waiting: for pods to start on the node, for
-idle timeouts, for controllers. The other tiers (unit, chart, images, cloud) need no cluster and mostly compute,
-so they run in a second session at the same time under `nice`, taking the CPU the cluster session leaves idle.
+Most of the node tier's time is waiting: for containers to start on the real node, for idle timeouts, for
+controllers. The cluster tier mostly waits on the API server, and the other tiers (unit, chart, images, cloud) need
+no cluster and mostly compute. So three sessions run at once:
 
-The cluster session's output streams live; the other session's is written to a log and printed whole when both are
-done, so neither interleaves with the other. Arguments are passed on to both sessions (e.g. `-k upgrade`); a
-session that the arguments leave without tests counts as passed. The exit code is the worse of the two.
+- `node`: the node tier (its output streams live), on the shared local cluster;
+- `cluster`: the cluster tier, on the same cluster (every test there uses namespaces of its own);
+- `other`: unit, chart, images and cloud, under `nice`, without the cluster;
+
+then, once the first two are done, the tests that stop and restart the shared cluster (`restarts_cluster`), alone.
+The cluster is started by whichever session needs it first (tests/conftest.py's `cluster` fixture, under a lock)
+and, under CI, deleted only by the last session. The other sessions' output is written to logs and printed whole
+at the end, so nothing interleaves. Arguments are passed on to every session (e.g. `-k upgrade`); a session that
+the arguments leave without tests counts as passed. The exit code is the first failing session's.
 """
 
 from __future__ import annotations
@@ -16,53 +21,94 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-CLUSTER_TIERS = "cluster or node"
-OTHER_TIERS = "unit or chart or images or cloud"
 NO_TESTS = 5  # pytest's exit code when the selection is empty
 NICENESS = 10
-# Set in the session of the tiers that must not touch the shared cluster; tests/conftest.py's `cluster` fixture
-# refuses to start there (a test that needs the cluster is marked cluster or node).
+# tests/conftest.py reads these: the `cluster` fixture refuses to start in a session with NO_CLUSTER (a test that
+# needs the cluster is marked cluster or node), and leaves the cluster running under CI with KEEP_CLUSTER.
 NO_CLUSTER_ENV = "QHUB_TEST_NO_CLUSTER"
+KEEP_CLUSTER_ENV = "QHUB_TEST_KEEP_CLUSTER"
 
 
-def _session(marks: str, args: list[str], basetemp: Path) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-m", marks, f"--basetemp={basetemp}", *args]
+@dataclass(frozen=True)
+class Session:
+    name: str
+    marks: str
+    env: dict[str, str]
+    live: bool = False  # output to the terminal as it comes, else to a log printed at the end
+    nice: bool = False
+
+
+BESIDE = (
+    Session("node", "node and not restarts_cluster", {KEEP_CLUSTER_ENV: "1"}, live=True),
+    Session("cluster", "cluster and not restarts_cluster", {KEEP_CLUSTER_ENV: "1"}),
+    Session("other", "unit or chart or images or cloud", {NO_CLUSTER_ENV: "1"}, nice=True),
+)
+LAST = Session("restarts", "restarts_cluster", {}, live=True)
 
 
 def _passed(code: int) -> bool:
     return code in (0, NO_TESTS)
 
 
+class _Running:
+    def __init__(self, session: Session, args: list[str], work: Path) -> None:
+        self.session = session
+        self.log_path = work / f"{session.name}.log"
+        self.log: IO[bytes] | None = None if session.live else open(self.log_path, "wb")  # noqa: SIM115
+        argv = [sys.executable, "-m", "pytest", "-m", session.marks, f"--basetemp={work / session.name}", *args]
+        if session.nice:
+            argv = ["nice", "-n", str(NICENESS), *argv]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT if self.log else None,  # noqa: S603
+                                     env={**os.environ, **session.env})
+        self.seconds = 0.0
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self.seconds = self.seconds or time.monotonic() - self.started
+        if self.log:
+            self.log.close()
+        return code
+
+    def done(self) -> bool:
+        if self.proc.poll() is not None and not self.seconds:
+            self.seconds = time.monotonic() - self.started
+        return self.proc.poll() is not None
+
+
 def main(args: list[str]) -> int:
     start = time.monotonic()
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"qhub-tests-{os.getuid()}"
     work.mkdir(parents=True, exist_ok=True)
-    log_path = work / "other-tiers.log"
-    other_env = {**os.environ, NO_CLUSTER_ENV: "1"}
-    print(f"[test] tiers {OTHER_TIERS!r} run alongside, niced; their output: {log_path} (printed at the end)",
-          flush=True)
-    with open(log_path, "wb") as log:
-        other = subprocess.Popen(  # noqa: S603 - our own interpreter and pytest
-            ["nice", "-n", str(NICENESS), *_session(OTHER_TIERS, args, work / "other")],
-            stdout=log, stderr=subprocess.STDOUT, env=other_env)
-        try:
-            cluster_code = subprocess.call(_session(CLUSTER_TIERS, args, work / "cluster"))  # noqa: S603
-            cluster_seconds = time.monotonic() - start
-            other_code = other.wait()
-        except KeyboardInterrupt:
-            other.terminate()
-            other.wait()
-            raise
-    print(f"\n[test] ===== tiers {OTHER_TIERS}: {log_path} =====", flush=True)
-    sys.stdout.write(log_path.read_text(errors="replace"))
-    print(f"[test] tiers {CLUSTER_TIERS}: exit {cluster_code} after {cluster_seconds:.0f}s; "
-          f"tiers {OTHER_TIERS}: exit {other_code}; both done after {time.monotonic() - start:.0f}s", flush=True)
-    if cluster_code == NO_TESTS and other_code == NO_TESTS:
+    print("[test] sessions side by side: " + "; ".join(f"{s.name} ({s.marks})" for s in BESIDE)
+          + f"; then {LAST.name} ({LAST.marks}). Logs of the quiet ones in {work}, printed at the end.", flush=True)
+    running = [_Running(s, args, work) for s in BESIDE]
+    codes: dict[str, int] = {}
+    try:
+        while not all(r.done() for r in running):  # note each session's time as it ends
+            time.sleep(1)
+        codes = {r.session.name: r.wait() for r in running}
+        last = _Running(LAST, args, work)
+        codes[LAST.name] = last.wait()
+    except KeyboardInterrupt:
+        for r in running:
+            r.proc.terminate()
+        raise
+    for r in running:
+        if not r.session.live:
+            print(f"\n[test] ===== session {r.session.name} ({r.session.marks}): {r.log_path} =====", flush=True)
+            sys.stdout.write(r.log_path.read_text(errors="replace"))
+    times = ", ".join(f"{r.session.name} {r.seconds:.0f}s (exit {codes[r.session.name]})" for r in running)
+    print(f"\n[test] {times}, {LAST.name} {last.seconds:.0f}s (exit {codes[LAST.name]}); "
+          f"all done after {time.monotonic() - start:.0f}s", flush=True)
+    if all(code == NO_TESTS for code in codes.values()):
         print("[test] no test matched the arguments", flush=True)
         return NO_TESTS
-    failed = [code for code in (cluster_code, other_code) if not _passed(code)]
+    failed = [code for code in codes.values() if not _passed(code)]
     return failed[0] if failed else 0
 
 

@@ -51,12 +51,13 @@ def cluster() -> Iterator[localcluster.LocalCluster]:
     containers; simulated node groups).
 
     Started once per session, or reused when already running. Under CI (CI set) it is deleted at the end of the
-    session; on a workstation it is kept for the next run (`make cluster-down` deletes it). A missing tool is a
-    test failure, never a skip: every tool is built by `make tools`.
+    session, unless QHUB_TEST_KEEP_CLUSTER is set (scripts/run_tests.py: a later session still needs it); on a
+    workstation it is kept for the next run (`make cluster-down` deletes it). A missing tool is a test failure,
+    never a skip: every tool is built by `make tools`.
     """
     if os.environ.get("QHUB_TEST_NO_CLUSTER"):  # scripts/run_tests.py: the session of the tiers without a cluster
         pytest.fail("this test uses the local test cluster but is not marked `cluster` or `node`: `make test` runs "
-                    "the other tiers beside the cluster session, without the cluster", pytrace=False)
+                    "the other tiers in a session of their own, without the cluster", pytrace=False)
     name = os.environ.get("QHUB_TEST_CLUSTER", "qhub-test")
     lock_path = localcluster.cluster_dir(name).with_suffix(".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,5 +71,5 @@ def cluster() -> Iterator[localcluster.LocalCluster]:
             fcntl.flock(lock, fcntl.LOCK_UN)
     os.environ["KUBECONFIG"] = str(started.kubeconfig)
     yield started
-    if os.environ.get("CI"):
+    if os.environ.get("CI") and not os.environ.get("QHUB_TEST_KEEP_CLUSTER"):  # run_tests.py: a later session's
         localcluster.down(name)
