@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,46 @@ def test_hub_prepares_shared_folders_but_never_a_home(hub: dict[str, Any], tmp_p
     assert (shared / "conda-store" / "analysts").stat().st_gid == 3001
     assert not (shared / "home" / "alice").exists(), "the user's pod makes the home, as the user"
     assert (shared / "shared-readonly").is_dir()
+
+
+def _as_uid(uid: int, gid: int, call: Any) -> int:
+    """Run `call()` in a child process with `uid`/`gid` (as the hub's pod runs); its exit status (1: it raised)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            call()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_hub_keeps_a_conda_store_folder_the_kubelet_made(hub: dict[str, Any], tmp_path_factory: Any) -> None:
+    """conda-store's pods mount conda-store/ before any spawn, so the kubelet makes it, as root: the hub (uid 1000)
+    cannot chmod it, and keeps it when it lets everyone read it and the hub write in it; not when it is closed."""
+    if os.geteuid() != 0:
+        pytest.fail("this test makes folders as root for the hub's uid: run it as root (make test does)", pytrace=False)
+    spawner = hub["mods"]["qhub_hub_spawner"]
+    shared = Path(tempfile.mkdtemp(prefix="qhub-kubelet-"))  # pytest's own tmp folders are closed to uid 1000
+    try:
+        shared.chmod(0o777)
+        (shared / "conda-store").mkdir(mode=0o777)
+        (shared / "conda-store").chmod(0o777)  # what local-path's volume gives a subPath folder
+
+        def prepare() -> None:
+            spawner.prepare_dirs(shared, "alice", 100000, {"analysts": 3001}, readonly=False, conda=True)
+
+        assert _as_uid(1000, 3001, prepare) == 0
+        assert stat.S_IMODE((shared / "conda-store").stat().st_mode) == 0o777, "not the hub's to change"
+        made = (shared / "conda-store" / "analysts").stat()
+        assert (made.st_gid, stat.S_IMODE(made.st_mode)) == (3001, 0o2750)
+        (shared / "conda-store").chmod(0o750)  # closed to the users' servers: the spawn must not go on
+        assert _as_uid(1000, 3001, prepare) == 1
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_a_home_that_is_not_the_users_refuses_the_spawn(hub: dict[str, Any], tmp_path: Path) -> None:

@@ -131,13 +131,23 @@ def guard_profiles(profiles: list[dict[str, Any]], hook: Any) -> Any:
 
 def _own_dir(path: Path, mode: int, gid: int = -1) -> None:
     """mkdir `path` if missing, then give it `gid` and `mode` (the hub owns it, so no privilege is needed; as root
-    outside Kubernetes - tests on a host - it also hands the folder to the service uid the hub runs as)."""
+    outside Kubernetes - tests on a host - it also hands the folder to the service uid the hub runs as). A top
+    folder someone else made is kept as it is when it already serves (`_serves`): the kubelet makes a subPath's
+    folder, as root, for the first pod that mounts it (conda-store's pods mount conda-store/ before any spawn)."""
     path.mkdir(exist_ok=True)
+    if gid == -1 and os.geteuid() not in (0, path.stat().st_uid) and _serves(path, mode):
+        return
     if os.geteuid() == 0:
         os.chown(path, SERVICE_UID, SERVICE_GID if gid == -1 else gid)
     elif gid != -1:
         os.chown(path, -1, gid)
     path.chmod(mode)
+
+
+def _serves(path: Path, mode: int) -> bool:
+    """Whether a folder gives others at least what `mode` gives them, and lets the hub make folders in it."""
+    others = mode & 0o007
+    return stat.S_IMODE(path.stat().st_mode) & others == others and os.access(path, os.W_OK | os.X_OK)
 
 
 def check_home(shared: Path, user: str, uid: int) -> None:
