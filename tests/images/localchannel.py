@@ -120,6 +120,57 @@ def demo_packages() -> list[Pkg]:
     ]
 
 
+# Test glue for the node tier's conda-store journey (tests/node/test_conda_store_journey.py). A synthetic channel
+# cannot carry a real interpreter, so its `python` borrows the Python of QHub's JupyterLab image, which has
+# ipykernel: the environment built from these packages runs as a kernel in JupyterLab and imports its own
+# packages, but it is not a conda Python and must never be published as one.
+LAB_PYTHON = "/opt/venv/bin/python"  # images/jupyterlab: Debian's Python 3.11 with the image's packages
+LAB_PYTHON_VERSION = "3.11"
+JOURNEY_DEMO_VERSION = "0.7.1"
+
+
+def glue_python(lab_python: str = LAB_PYTHON, version: str = LAB_PYTHON_VERSION) -> str:
+    """`<env>/bin/python`: runs `-m MODULE` or `-c CODE` in the lab image's Python with the environment's
+    site-packages APPENDED to sys.path, so the image's own packages (ipykernel) win and the environment's are
+    importable. The environment is found from the path the script was started by (a kernel's argv names it), not
+    from an install-time prefix: conda-store links `envs/<name>` to the build folder."""
+    return f"""#!{lab_python}
+# Test glue (tests/images/localchannel.py), not a Python: runs {lab_python} with this environment's packages.
+import os
+import runpy
+import sys
+
+env = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[0])))
+sys.path[0:1] = []  # this script's bin/ directory, which a real `python -m` would not put first
+sys.path.append(os.path.join(env, "lib", "python{version}", "site-packages"))
+args = sys.argv[1:]
+if len(args) >= 2 and args[0] == "-m":
+    sys.argv = [sys.argv[0], *args[2:]]
+    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+elif len(args) >= 2 and args[0] == "-c":
+    sys.argv = ["-c", *args[2:]]
+    exec(compile(args[1], "<string>", "exec"), {{"__name__": "__main__"}})
+else:
+    sys.exit(f"{{sys.argv[0]}} is test glue: it runs only -m MODULE and -c CODE, not {{args}}")
+"""
+
+
+def kernel_env_packages(lab_python: str = LAB_PYTHON, version: str = LAB_PYTHON_VERSION) -> list[Pkg]:
+    """What an environment needs to be a working kernel in QHub's JupyterLab, as test glue: `python` (the glue
+    above), `ipykernel` (a marker directory that qhub_kernels looks for; it has no __init__.py, so it can never
+    shadow the lab image's real ipykernel, which comes first on sys.path anyway), and `qhub-journey-demo`, a
+    package only this channel has (module qhub_journey_demo with __version__)."""
+    site = f"lib/python{version}/site-packages"
+    return [
+        Pkg("python", f"{version}.9", files={"bin/python": (glue_python(lab_python, version), 0o755)}),
+        Pkg("ipykernel", "6.29.5", subdir="noarch", depends=[f"python {version}.*"],
+            files={f"{site}/ipykernel/QHUB-TEST-GLUE": ("marker for qhub_kernels; the lab image's ipykernel runs\n",
+                                                          0o644)}),
+        Pkg("qhub-journey-demo", JOURNEY_DEMO_VERSION, subdir="noarch", depends=[f"python {version}.*"],
+            files={f"{site}/qhub_journey_demo/__init__.py": (f'__version__ = "{JOURNEY_DEMO_VERSION}"\n', 0o644)}),
+    ]
+
+
 def make_channel(channel: Path, packages: list[Pkg] | None = None) -> Path:
     for pkg in packages if packages is not None else demo_packages():
         write_package(channel, pkg)

@@ -41,6 +41,7 @@ class Kernel:
     url: str  # the platform's base URL, ending in "/"
     user: str
     token: str
+    spec: str = "python3"  # the kernel spec's name, as /api/kernelspecs lists it
     kernel_id: str = ""
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     _ws: websocket.WebSocket | None = None
@@ -54,7 +55,7 @@ class Kernel:
         return {"Authorization": f"token {self.token}"}
 
     def start(self) -> Kernel:
-        answer = requests.post(f"{self._api}/kernels", json={"name": "python3"}, headers=self._headers, timeout=60)
+        answer = requests.post(f"{self._api}/kernels", json={"name": self.spec}, headers=self._headers, timeout=60)
         assert answer.status_code == 201, f"kernel start answered {answer.status_code}: {answer.text[:300]}"
         self.kernel_id = answer.json()["id"]
         ws_url = self._api.replace("http://", "ws://", 1).replace("https://", "wss://", 1)

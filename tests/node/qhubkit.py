@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,9 +198,13 @@ class Platform:
 
 @contextmanager
 def deployed(cluster: LocalCluster, work: Path, ns: str, release: str, config: dict[str, Any],
-             images: tuple[str, ...], *, timeout: str = "5m") -> Iterator[Platform]:
-    """Push `images`, deploy `config` into `ns`/`release`, log in; uninstall and delete the namespace after."""
+             images: tuple[str, ...], *, timeout: str = "5m",
+             prepare: Callable[[], None] | None = None) -> Iterator[Platform]:
+    """Push `images`, call `prepare` (what the deploy needs running first, in the pushed images), deploy `config`
+    into `ns`/`release`, log in; uninstall and delete the namespace after."""
     digests = push_images(cluster, images)
+    if prepare:
+        prepare()
     wait_namespace_gone(cluster, ns)
     path = work / "qhub-config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
