@@ -4,29 +4,47 @@ the image built here (qhub/conda-store), and its PostgreSQL and Redis substitute
 qhub/redis; the chart's defaults are the upstream images, which cannot be pulled on this machine). Every part runs
 in its container on the real node and passes its probes; conda-store answers on the platform's /conda-store path
 through the hub's proxy; a user logs in to it through the hub's OAuth, with her hub login, and lists her
-namespaces and environments through its REST API, which reads them from PostgreSQL."""
+namespaces and environments through its REST API, which reads them from PostgreSQL.
+
+The config declares one environment, built from a conda channel served inside the cluster (tests/node/channelkit.py,
+set as `conda_store.channel_alias`, the worker let through by `conda_store.mirror_cidrs`): its packages are test
+glue (tests/images/localchannel.py, `kernel_env_packages`), a `python` that borrows the JupyterLab image's
+interpreter and a package only this channel has. conda-store builds it, the user's JupyterLab lists it as a kernel
+and a kernel of it imports that package."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import channelkit
 import pytest
 import qhubkit
 import requests
 import yaml
+from jupyterkit import Kernel
 from qhubkit import Platform
 from typer.testing import CliRunner
 
-from nodekit import wait_for
+from nodekit import ARTIFACTS, wait_for
 from qhubctl import realnode
 from qhubctl.cli import app
-from qhubctl.config.environments import default_environments
 from qhubctl.localcluster import LocalCluster
+
+sys.path.insert(0, str(qhubkit.REPO / "tests" / "images"))
+from localchannel import (  # noqa: E402
+    JOURNEY_DEMO_VERSION,
+    LAB_PYTHON,
+    LAB_PYTHON_VERSION,
+    kernel_env_packages,
+    make_channel,
+)
 
 pytestmark = pytest.mark.node
 
@@ -34,7 +52,11 @@ NS = "qhub-condastore"
 RELEASE = "qcs"
 USER = "demo"
 SUBSTITUTES = ("postgresql", "redis")
-IMAGES = ("jupyterhub", "conda-store", "backup", *SUBSTITUTES)
+IMAGES = ("jupyterhub", "jupyterlab", "conda-store", "backup", *SUBSTITUTES)
+CHANNEL_NS = "qhub-condastore-channel"
+ENV = "journey"
+ENV_PREFIX = f"/opt/conda-store/global/envs/{ENV}"  # where JupyterLab sees it (docs/conda-store.md)
+KERNEL = f"conda-store-global-{ENV}"  # qhub_kernels' name: conda-store-<namespace>-<environment>
 # component label -> image the pod must run
 PARTS = {"conda-store": "conda-store", "conda-store-worker": "conda-store",
          "conda-store-postgresql": "postgresql", "conda-store-redis": "redis"}
@@ -44,16 +66,34 @@ def _tag(name: str) -> str:
     return str(yaml.safe_load((qhubkit.REPO / "images" / name / "image.yaml").read_text())["version"])
 
 
-@pytest.fixture(scope="module")
-def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def _config() -> dict[str, Any]:
     cfg = qhubkit.local_config(NS, RELEASE)
     # conda-store and what it needs; the other parts stay off to spare the shared node
     cfg["components"] = {**cfg.get("components", {}), "conda_store": True, "dask_gateway": False,
                          "kubessh": False, "jitsi": False}
     cfg["conda_store"] = {f"{name}_image": f"qhub/{name}:{_tag(name)}" for name in SUBSTITUTES}
-    with qhubkit.deployed(cluster, tmp_path_factory.mktemp("condastore"), NS, RELEASE, cfg, IMAGES,
-                          timeout="8m") as deployed:
-        yield deployed
+    # named channels resolve on the in-cluster channel; the worker may reach pods on its port (a policy engine
+    # sees the Service's pod address)
+    cfg["conda_store"].update(channel_alias=channelkit.alias(CHANNEL_NS), mirror_cidrs=[realnode.POD_CIDR])
+    cfg["environments"] = [{"name": ENV, "channels": ["conda-forge"],
+                            "dependencies": [f"python={LAB_PYTHON_VERSION}", "qhub-journey-demo"]}]
+    cfg["profiles"] = {"jupyterlab": [{"name": "tiny", "display_name": "Tiny", "default": True,
+                                       "cpu": {"guarantee": 0.05, "limit": 1},
+                                       "memory": {"guarantee": "256Mi", "limit": "1Gi"}}]}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    channels = tmp_path_factory.mktemp("channels")
+    make_channel(channels / "conda-forge", kernel_env_packages())
+    try:
+        # the channel serves before the deploy: the worker builds the declared environment as soon as it starts
+        with qhubkit.deployed(cluster, tmp_path_factory.mktemp("condastore"), NS, RELEASE, _config(), IMAGES,
+                              timeout="8m", prepare=lambda: channelkit.serve(cluster, CHANNEL_NS, channels)) as d:
+            yield d
+    finally:
+        channelkit.remove(cluster, CHANNEL_NS)
 
 
 @pytest.fixture(autouse=True)
@@ -128,8 +168,7 @@ def test_a_user_logs_in_through_the_hub_and_lists_environments(platform: Platfor
 
     # the config's environments reach the worker as files; it registers each in the global namespace (in
     # PostgreSQL, through the queue in Redis) and the server lists it to the user
-    declared = {e.name for e in default_environments()}  # the local config declares none of its own
-    assert "environments" not in platform.config_dict()
+    declared = {e["name"] for e in platform.config_dict()["environments"]}
 
     def listed() -> set[str]:
         answer = session.get(f"{base}/environment/?namespace=global&size=100", timeout=30)
@@ -142,12 +181,87 @@ def test_a_user_logs_in_through_the_hub_and_lists_environments(platform: Platfor
           f"{time.monotonic() - begun:.0f}s; namespaces {sorted(namespaces)}")
 
 
-def test_builds_reach_only_public_channels_by_default(platform: Platform) -> None:
+def test_builds_reach_public_channels_and_the_configured_mirror_only(platform: Platform) -> None:
     policy = json.loads(platform.cluster.kubectl("get", "networkpolicy", f"{RELEASE}-conda-store-worker", "-n", NS,
                                                  "-o", "json"))
-    blocks = [p["ipBlock"] for rule in policy["spec"]["egress"] for p in rule.get("to", []) if "ipBlock" in p]
-    assert blocks == [{"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                                                         "169.254.0.0/16"]}], blocks
+    blocks = [(p["ipBlock"], sorted(port["port"] for port in rule["ports"]))
+              for rule in policy["spec"]["egress"] for p in rule.get("to", []) if "ipBlock" in p]
+    public = {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]}
+    assert blocks == [(public, [80, 443]), ({"cidr": realnode.POD_CIDR}, [channelkit.PORT])], blocks
+
+
+def _built(session: requests.Session, base: str) -> dict[str, Any]:
+    """The declared environment's first build, once it has finished (completed or failed)."""
+    def current() -> int | None:
+        envs = session.get(f"{base}/environment/?namespace=global&size=100", timeout=30).json()["data"]
+        return next((e["current_build_id"] for e in envs if e["name"] == ENV), None)
+
+    build_id = wait_for(f"environment {ENV} in namespace global with a build", current, timeout=180, interval=2)
+
+    def finished() -> dict[str, Any] | None:
+        build = session.get(f"{base}/build/{build_id}/", timeout=30).json()["data"]
+        return build if build["status"] in ("COMPLETED", "FAILED") else None
+
+    return dict(wait_for(f"build {build_id} of {ENV} to finish", finished, timeout=300, interval=2))
+
+
+@contextmanager
+def _build_log_kept(session: requests.Session, base: str, build_id: int) -> Iterator[str]:
+    """The build's log; saved under build/test-artifacts/node/ (and the path printed) when the block fails."""
+    log = session.get(f"{base}/build/{build_id}/logs/", timeout=30).text
+    try:
+        yield log
+    except BaseException:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{NS}-build-{build_id}.log"
+        path.write_text(log)
+        print(f"\n[node] conda-store's log of build {build_id}: {path}")
+        raise
+
+
+def test_declared_environment_builds_from_the_in_cluster_channel_and_runs_as_a_kernel(platform: Platform) -> None:
+    """conda-store builds the config's environment from the channel served in the cluster; the user's JupyterLab
+    offers it as a kernel (qhub_kernels) and a kernel of it imports the package only that channel has."""
+    base = f"{platform.url}conda-store/api/v1"
+    session = _oauth_session(platform, USER)
+    build = _built(session, base)
+    with _build_log_kept(session, base, build["id"]) as log:
+        assert build["status"] == "COMPLETED", f"build {build['id']} {build['status']}:\n{log[-3000:]}"
+        lock = session.get(f"{base}/build/{build['id']}/lockfile/", timeout=30)
+        assert lock.status_code == 200, lock.text[:300]
+        urls = {p["name"]: p["url"] for p in yaml.safe_load(lock.text)["package"]}
+        assert {"python", "ipykernel", "qhub-journey-demo"} <= set(urls), urls
+        assert all(u.startswith(f"{channelkit.alias(CHANNEL_NS)}conda-forge/") for u in urls.values()), urls
+        built = _since(build["started_on"], build["ended_on"])
+        print(f"[node] {ENV}: built in {built:.1f}s ({_since(build['scheduled_on'], build['ended_on']):.1f}s "
+              f"after it was queued) from the channel in {CHANNEL_NS}")
+
+    server = platform.start_server(USER)
+    specs = requests.get(f"{platform.url}user/{USER}/api/kernelspecs", headers=platform.api(USER), timeout=30)
+    assert specs.status_code == 200, specs.text[:300]
+    offered = specs.json()["kernelspecs"]
+    assert KERNEL in offered, sorted(offered)
+    spec = offered[KERNEL]["spec"]
+    assert spec["display_name"] == f"{ENV} (global)" and spec["argv"][0] == f"{ENV_PREFIX}/bin/python", spec
+
+    begun = time.monotonic()
+    kernel = Kernel(platform.url, USER, platform.token(USER), spec=KERNEL).start()
+    try:
+        seen = json.loads(kernel.run(
+            "import json, os, sys, ipykernel, qhub_journey_demo\n"
+            "print(json.dumps({'version': qhub_journey_demo.__version__, 'module': qhub_journey_demo.__file__,"
+            " 'ipykernel': ipykernel.__file__, 'path': sys.path, 'executable': sys.executable,"
+            " 'prefix': os.environ.get('CONDA_PREFIX')}))", timeout=120))
+        first_run = time.monotonic() - begun
+    finally:
+        kernel.stop()
+    site = f"{ENV_PREFIX}/lib/python{LAB_PYTHON_VERSION}/site-packages"
+    assert seen["version"] == JOURNEY_DEMO_VERSION and seen["module"] == f"{site}/qhub_journey_demo/__init__.py", seen
+    assert seen["path"][-1] == site and seen["prefix"] == ENV_PREFIX, seen
+    # the glue's interpreter is the lab image's, whose ipykernel runs the kernel (the env's is a marker only)
+    assert seen["executable"] == LAB_PYTHON and not seen["ipykernel"].startswith(ENV_PREFIX), seen
+    print(f"[node] {USER}'s server answered in {server:.0f}s; kernel {KERNEL} started and ran its first cell in "
+          f"{first_run:.1f}s")
 
 
 def _psql(platform: Platform, sql: str) -> str:
