@@ -20,10 +20,12 @@ from qhubctl.values import chart_values
 pytestmark = pytest.mark.unit
 CHART = Path(__file__).resolve().parents[2] / "charts" / "qhub"
 # Values qhubctl fills from the config's own lists rather than the chart's examples: the config's server and worker
-# profiles and prebuilt environments, and its admin (who is also an allowed user).
+# profiles and prebuilt environments (also the Dask clusters' environment choices), and its admin (who is also an
+# allowed user).
 OWN_CONTENT = (
     ("jupyterhub", "singleuser", "profiles"),
     ("dask-gateway", "clusters", "profiles"),
+    ("dask-gateway", "clusters", "environments"),
     ("conda-store", "environments"),
     ("jupyterhub", "auth", "allowedUsers"),
 )

@@ -11,7 +11,8 @@ from qhubctl import nodegroups as ng
 from qhubctl.config import load_config, parse_config
 from qhubctl.config.profiles import GPU_GROUP
 from qhubctl.schema import reference_markdown
-from qhubctl.values import chart_values, image_parts, kubespawner_bytes, subchart_defaults
+from qhubctl.errors import ConfigError
+from qhubctl.values import IMAGE_ENVIRONMENT, chart_values, image_parts, kubespawner_bytes, subchart_defaults
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +85,41 @@ def test_gpu_profiles_go_to_the_gpu_group_unless_opened() -> None:
     values = chart_values(renamed)
     assert values["jupyterhub"]["singleuser"]["gpuGroup"] == "ml"
     assert values["dask-gateway"]["clusters"]["profiles"][0]["groups"] == ["ml"]
+
+
+def _dask_envs(components: dict[str, bool], environments: list[dict] | None = None) -> list[dict[str, str]]:
+    raw: dict = {"schema_version": 2, "project_name": "demo", "cluster": {"provider": "local"},
+                 "components": components}
+    if environments is not None:
+        raw["environments"] = environments
+    return chart_values(parse_config(raw))["dask-gateway"]["clusters"]["environments"]
+
+
+def test_config_environments_become_dask_environment_choices() -> None:
+    """With conda-store on, each environment with `dask` (default true) is a choice at its global prefix, after the
+    image's own environment (the default choice); without an environment to offer, or conda-store, no choice."""
+    geo = {"name": "geo", "dependencies": ["python=3.12", "dask", "distributed"]}
+    notes = {"name": "notes", "dependencies": ["python=3.12", "ipykernel"], "dask": False}
+    envs = _dask_envs({"conda_store": True}, [geo, notes, {**geo, "name": "ml"}])
+    assert envs == [
+        {"name": IMAGE_ENVIRONMENT, "displayName": "The Dask image's own environment", "prefix": ""},
+        {"name": "geo", "displayName": "geo (conda-store, global)", "prefix": "/opt/conda-store/global/envs/geo"},
+        {"name": "ml", "displayName": "ml (conda-store, global)", "prefix": "/opt/conda-store/global/envs/ml"},
+    ]
+    # the prefix is where the dask-gateway chart mounts conda-store's folder, under conda-store's global namespace
+    mount = subchart_defaults("dask-gateway")["clusters"]["condaStore"]["mountPath"]
+    namespace = subchart_defaults("conda-store")["permissions"]["globalNamespace"]
+    assert envs[1]["prefix"] == f"{mount}/{namespace}/envs/geo"
+    assert [e["name"] for e in _dask_envs({"conda_store": True})] == [IMAGE_ENVIRONMENT, "dask"]  # the default env
+    assert _dask_envs({"conda_store": True}, [notes]) == []
+    assert _dask_envs({"conda_store": True}, []) == []
+    assert _dask_envs({"conda_store": False}, [geo]) == []
+
+
+def test_the_image_choice_cannot_clash_with_an_environment_name() -> None:
+    with pytest.raises(ConfigError):
+        parse_config({"schema_version": 2, "project_name": "demo", "cluster": {"provider": "local"},
+                      "environments": [{"name": IMAGE_ENVIRONMENT, "dependencies": ["dask"]}]})
 
 
 def test_gpu_group_default_matches_the_chart() -> None:

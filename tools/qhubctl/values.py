@@ -27,6 +27,8 @@ COMPONENTS = {
 # Hub services that follow their component.
 HUB_SERVICES = {"dask_gateway": "dask-gateway", "conda_store": "conda-store", "kubessh": "kubessh", "jitsi": "jitsi"}
 AUTH_TYPES = {"dummy": "dummy", "native": "native", "github": "github", "oidc": "generic-oauth"}
+# The Dask environment choice that keeps the image's own environment (a '.' no config environment name can hold).
+IMAGE_ENVIRONMENT = "image.default"
 
 
 def generated_secret_name(cfg: QHubConfig) -> str:
@@ -109,7 +111,7 @@ def chart_values(cfg: QHubConfig, chart_dir: Path | None = None) -> dict[str, An
     if cfg.components.jupyterhub and "jupyterhub" in deps:
         values["jupyterhub"].update(_jupyterhub(cfg, deps, chart_dir))
     if cfg.components.dask_gateway and "dask-gateway" in deps:
-        values["dask-gateway"].update(_dask_gateway(cfg))
+        values["dask-gateway"].update(_dask_gateway(cfg, deps, chart_dir))
     if cfg.cluster.node_ports:
         # No load-balancer controller (the local cluster): expose the hub and Jitsi media on NodePorts, which the
         # nodes answer (the local cluster's real node on this machine's loopback); SSH too (ssh_service_type).
@@ -239,7 +241,7 @@ def _lab_profiles(cfg: QHubConfig, chart_dir: Path) -> dict[str, Any]:
     return profiles
 
 
-def _dask_gateway(cfg: QHubConfig) -> dict[str, Any]:
+def _dask_gateway(cfg: QHubConfig, deps: tuple[str, ...], chart_dir: Path) -> dict[str, Any]:
     profiles = cfg.profiles.dask_worker
     default = next((p.name for p in profiles if p.default), profiles[0].name)
     return {"clusters": {
@@ -252,9 +254,27 @@ def _dask_gateway(cfg: QHubConfig) -> dict[str, Any]:
             for p in profiles
         ],
         "defaultProfile": default,
+        "environments": _dask_environments(cfg, deps, chart_dir),
         "idleTimeout": {"defaultMinutes": cfg.dask_gateway.idle_timeout_minutes},
         "limits": {"maxWorkers": cfg.dask_gateway.max_workers_per_cluster},
     }}
+
+
+def _dask_environments(cfg: QHubConfig, deps: tuple[str, ...], chart_dir: Path) -> list[dict[str, str]]:
+    """The `environment` choices of Dask clusters: with conda-store on, the image's own environment first (the
+    default, so a cluster starts while a build is pending or when an environment lacks Dask), then each config
+    environment with `dask: true` at the prefix conda-store builds it under (its global namespace, seen where the
+    dask-gateway chart mounts conda-store's folder). No environment to offer: no choice at all."""
+    offered = [env.name for env in cfg.environments if env.dask]
+    if not (cfg.components.conda_store and "conda-store" in deps and offered):
+        return []
+    mount = (subchart_defaults("dask-gateway", chart_dir).get("clusters") or {})["condaStore"]["mountPath"]
+    namespace = (subchart_defaults("conda-store", chart_dir).get("permissions") or {})["globalNamespace"]
+    return [
+        {"name": IMAGE_ENVIRONMENT, "displayName": "The Dask image's own environment", "prefix": ""},
+        *({"name": name, "displayName": f"{name} (conda-store, {namespace})",
+           "prefix": f"{mount.rstrip('/')}/{namespace}/envs/{name}"} for name in offered),
+    ]
 
 
 def _conda_store(cfg: QHubConfig) -> dict[str, Any]:

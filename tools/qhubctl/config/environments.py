@@ -17,6 +17,13 @@ class Environment(Base):
     name: Name = Field(description="Environment name, unique")
     channels: list[str] = Field(default_factory=lambda: ["conda-forge"], min_length=1, description="Conda channels")
     dependencies: list[str | PipDependencies] = Field(min_length=1, description="Conda specs and a pip list")
+    dask: bool = Field(
+        True,
+        description="Offer it as a software environment of Dask clusters (cluster option `environment`) when "
+                    "dask_gateway and conda_store are on; the scheduler and workers then run its `dask-scheduler` "
+                    "and `dask-worker`, so it needs `dask` and `distributed`. The default choice stays the "
+                    "Dask image's own environment",
+    )
 
     @field_validator("dependencies")
     @classmethod
