@@ -73,6 +73,16 @@ def test_runs_as_any_uid_with_every_library(name: str, platform_images: dict[str
     assert config["Labels"]["org.opencontainers.image.version"] == "0.0.0-test"
 
 
+@pytest.mark.parametrize("name", PLATFORM)
+def test_trusts_the_certificate_authorities_of_ca_certificates(name: str, platform_images: dict[str, str],
+                                                                docker) -> None:  # noqa: ANN001
+    """OpenSSL's default store holds the CAs: an OAuth login to GitHub, a conda channel or an S3 endpoint over HTTPS
+    verifies (the bundle is what ca-certificates' install script would write, which unpacking alone does not)."""
+    out = run_as_any_uid(docker, platform_images[name], "python", "-c",
+                         "import ssl; print(ssl.create_default_context().cert_store_stats()['x509_ca'])")
+    assert int(out.strip()) > 100, out
+
+
 def test_hub_and_proxy_serve_as_any_uid(platform_images: dict[str, str], docker,  # noqa: ANN001
                                         tmp_path: Path) -> None:
     """The hub starts its proxy (configurable-http-proxy on PATH), serves its API, login page and static files."""

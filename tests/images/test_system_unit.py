@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from qhubctl.errors import UserError
-from qhubctl.images import gobuild
+from qhubctl.images import gobuild, rootfs
+from qhubctl.images.oci import LayerBuilder
 from qhubctl.images.spec import load_spec, published_tag, spec_kind
 from qhubctl.images.sysspec import DEFAULT_UID, GoBinary, load_system_spec
 from qhubctl.images.system import image_config
@@ -218,3 +219,18 @@ def test_cli_reports_bad_specs_without_a_traceback(tmp_path: Path) -> None:
     assert "user: 0 is not a non-root uid" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["tag", str(directory.parent / "nowhere")])
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_ca_bundle_is_every_certificate_of_ca_certificates_in_order(tmp_path: Path) -> None:
+    """What update-ca-certificates would write: each certificate once, sorted by path, newline-terminated."""
+    builder = LayerBuilder()
+    assert not rootfs.add_ca_bundle(builder, tmp_path), "no certificates unpacked: no bundle"
+    assert len(builder) == 0
+    source = tmp_path / rootfs.CA_SOURCE / "mozilla"
+    source.mkdir(parents=True)
+    (source / "B_CA.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----")
+    (source / "A_CA.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n")
+    assert rootfs.add_ca_bundle(builder, tmp_path)
+    bundle = builder.entries[rootfs.CA_BUNDLE].data
+    assert bundle == (b"-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n"
+                      b"-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n")

@@ -118,8 +118,12 @@ def _status_entry(deb: Path) -> str:
 
 
 def layer(debs: list[Deb], store: BlobStore) -> Layer:
-    """One layer with every package unpacked, busybox applet links, and /var/lib/dpkg/status; cached."""
-    key = hashlib.sha256(json.dumps({"format": LAYER_FORMAT, "debs": [d.sha256 for d in debs]}).encode()).hexdigest()
+    """One layer with every package unpacked, busybox applet links, the CA bundle, and /var/lib/dpkg/status;
+    cached."""
+    key_data: dict[str, object] = {"format": LAYER_FORMAT, "debs": [d.sha256 for d in debs]}
+    if any(d.name == "ca-certificates" for d in debs):
+        key_data["ca"] = rootfs.CA_FORMAT
+    key = hashlib.sha256(json.dumps(key_data).encode()).hexdigest()
     index = LayerIndex("debs", key)
     if (cached := index.get(store)) is not None:
         return cached
@@ -136,6 +140,7 @@ def layer(debs: list[Deb], store: BlobStore) -> Layer:
             shutil.rmtree(root / rel, ignore_errors=True)
         builder.add_tree(root, "/")
         rootfs.add_busybox_applets(builder, root)
+        rootfs.add_ca_bundle(builder, root)
         builder.add_bytes("var/lib/dpkg/status", "\n".join(status).encode())
         result = builder.write(store)  # inside the block: file entries are read from `root` here
     index.put(result)

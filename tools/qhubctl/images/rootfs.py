@@ -22,6 +22,9 @@ from qhubctl.images.spec import BASES, ImageSpec
 from qhubctl.proc import run
 
 BASE_FORMAT = 2  # bump when the base layer's content rules change
+CA_FORMAT = 1     # the CA bundle (add_ca_bundle): part of the layer keys of layers with ca-certificates
+CA_SOURCE = "usr/share/ca-certificates"        # where the ca-certificates package unpacks its certificates
+CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"  # the bundle OpenSSL's default paths lead to
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ def base_layer(spec: ImageSpec, debs: list[Deb], store: BlobStore) -> Layer:
         "home": image.home,
         "prefix": image.prefix,
     }
+    if any(d.name == "ca-certificates" for d in debs):
+        key_data["ca"] = CA_FORMAT
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()
     index = LayerIndex("base", key)
     if (layer := index.get(store)) is not None:
@@ -154,6 +159,7 @@ def base_layer(spec: ImageSpec, debs: list[Deb], store: BlobStore) -> Layer:
         builder.add_tree(root, "/")
         if not add_busybox_applets(builder, root):
             raise UserError(f"base {spec.image.base!r}: no busybox binary in {[d.name for d in debs]}")
+        add_ca_bundle(builder, root)
         _add_system_files(builder, spec)
         layer = builder.write(store)  # inside the block: file entries are read from `root` here
     index.put(layer)
@@ -173,6 +179,18 @@ def add_busybox_applets(builder: LayerBuilder, root: Path) -> bool:
     for applet in sorted(applets):
         if applet and not (root / applet).exists():
             builder.add_symlink(applet, busybox_at)
+    return True
+
+
+def add_ca_bundle(builder: LayerBuilder, root: Path) -> bool:
+    """Write /etc/ssl/certs/ca-certificates.crt from the certificates ca-certificates unpacked under `root`, as its
+    install script (update-ca-certificates) would: without it OpenSSL, and every Python, curl or Rust client that
+    trusts the system's store, has no trusted CA at all. Returns False when `root` has no certificates."""
+    found = sorted((root / CA_SOURCE).rglob("*.crt"))
+    if not found:
+        return False
+    bundle = b"".join(crt.read_bytes().rstrip(b"\n") + b"\n" for crt in found)
+    builder.add_bytes(CA_BUNDLE, bundle)
     return True
 
 
