@@ -24,7 +24,7 @@ from qhubctl import localcluster, podsecurity
 from qhubctl.localcluster import LocalCluster
 from qhubctl.proc import run
 from test_nfs_server import (CHART, CLIENT_SPEC, EXPORT_GID, EXPORT_UID, RELEASE, REPO, Client, app_version,
-                             client_pod, out, push, server_pod, values)
+                             client_pod, out, push, server_namespace, server_pod, values)
 
 pytestmark = pytest.mark.node
 
@@ -60,16 +60,8 @@ def server_ns(cluster: LocalCluster, node: Node, request: pytest.FixtureRequest)
     """The server's own namespace (enforce privileged); after the test it is deleted together with what the render
     made outside any namespace (the Job's PersistentVolume, ClusterRole and ClusterRoleBinding); on failure its pods,
     events and logs are saved first."""
-    ns = f"{node.ns}-server"
-    cluster.kubectl("create", "namespace", ns)
-    cluster.kubectl("label", "namespace", ns, *(f"{k}={v}" for k, v in podsecurity.labels("privileged").items()))
-    failed = request.session.testsfailed
-    yield ns
-    if request.session.testsfailed > failed:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{request.node.name}-server.txt"
-        path.write_text(localcluster.namespace_report(cluster, ns, logs=True))
-        print(f"\n[node] what the NFS server's namespace {ns} did: {path}")
+    with server_namespace(cluster, node, request) as ns:
+        yield ns
     rbac = f"{node.ns}-{RELEASE}-nfs-volume"
     cluster.kubectl("delete", "--ignore-not-found", "--wait=false", f"persistentvolume/{node.ns}-{RELEASE}-shared",
                     f"clusterrole/{rbac}", f"clusterrolebinding/{rbac}")

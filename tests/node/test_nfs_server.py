@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,10 @@ def values(server_ns: str, allowed_ip: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def server_ns(cluster: LocalCluster, node: Node, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A namespace for the server, labelled as qhubctl labels storage.server_namespace (enforce privileged); on
-    failure its pods, events and logs are saved; the release is uninstalled and the namespace deleted after."""
+@contextmanager
+def server_namespace(cluster: LocalCluster, node: Node, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace for the server, labelled as qhubctl labels storage.server_namespace (enforce privileged); when
+    the test fails its pods, events and logs are saved. The caller deletes it."""
     ns = f"{node.ns}-server"
     cluster.kubectl("create", "namespace", ns)
     cluster.kubectl("label", "namespace", ns, *(f"{k}={v}" for k, v in podsecurity.labels("privileged").items()))
@@ -87,6 +88,13 @@ def server_ns(cluster: LocalCluster, node: Node, request: pytest.FixtureRequest)
         path = ARTIFACTS / f"{request.node.name}-server.txt"
         path.write_text(localcluster.namespace_report(cluster, ns, logs=True))
         print(f"\n[node] what the NFS server's namespace {ns} did: {path}")
+
+
+@pytest.fixture
+def server_ns(cluster: LocalCluster, node: Node, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The server's namespace; the release is uninstalled and the namespace deleted after."""
+    with server_namespace(cluster, node, request) as ns:
+        yield ns
     run([str(localcluster.bin_dir() / "helm"), "uninstall", RELEASE, "-n", node.ns, "--wait", "--timeout", "2m",
          "--kubeconfig", str(cluster.kubeconfig)], check=False, timeout=180)
     cluster.kubectl("delete", "namespace", ns, "--wait=false")
