@@ -17,8 +17,11 @@ from dask_gateway_server.models import User
 from dask_gateway_server.utils import FrozenAttrDict
 from traitlets.config import Config, PyFileConfigLoader
 
+from qhubctl.config import parse_config
 from qhubctl.errors import CommandError
 from qhubctl.proc import run
+from qhubctl.scaffold import config_text
+from qhubctl.values import IMAGE_ENVIRONMENT, chart_values
 
 pytestmark = pytest.mark.chart
 
@@ -235,6 +238,42 @@ def test_environment_option_switches_the_dask_commands(tmp_path: Path) -> None:
     resolved = resolve(gateway_config(docs, tmp_path), User("alice"), {"environment": "geo"})
     assert resolved.worker_cmd == ["/opt/conda-store/envs/geo/bin/dask-worker"]
     assert resolved.scheduler_cmd == ["/opt/conda-store/envs/geo/bin/dask-scheduler"]
+
+
+def test_config_environments_are_offered_to_dask_clusters_read_only(tmp_path: Path) -> None:
+    """From the config to the pods: with conda-store on, qhubctl's values make the rendered gateway offer the image's
+    own environment (the default: the image's commands, no PATH change) and each config environment with `dask`,
+    whose choice runs its dask-scheduler and dask-worker from the conda-store mount, which is read-only in both pods."""
+    data = yaml.safe_load(config_text("local"))
+    data["components"] = {**data.get("components", {}), "conda_store": True, "dask_gateway": True}
+    data["environments"] = [{"name": "geo", "dependencies": ["python=3.12", "dask", "distributed", "dask-gateway"]},
+                            {"name": "notes", "dependencies": ["python=3.12", "ipykernel"], "dask": False}]
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(chart_values(parse_config(data, environ={}))))
+    (tmp_path / "gw").mkdir()
+    config = gateway_config(template("-f", str(tmp_path / "values.yaml")), tmp_path / "gw")
+    alice = User("alice")
+    (choice,) = [f for f in config.Backend.cluster_options(alice).fields if f.field == "environment"]
+    assert list(choice.options) == [IMAGE_ENVIRONMENT, "geo"] and choice.default == IMAGE_ENVIRONMENT
+    own = resolve(config, alice, {})
+    assert own.worker_cmd == ["dask-worker"] and own.scheduler_cmd == ["dask-scheduler"]
+    assert "PATH" not in {e["name"] for e in own.worker_extra_container_config["env"]}
+    geo = resolve(config, alice, {"environment": "geo"})
+    prefix = "/opt/conda-store/global/envs/geo"
+    assert geo.worker_cmd == [f"{prefix}/bin/dask-worker"] and geo.scheduler_cmd == [f"{prefix}/bin/dask-scheduler"]
+    assert geo.environment["QHUB_DASK_ENVIRONMENT"] == "geo"
+    controller = KubeController(config=config)
+    for is_worker in (False, True):
+        pod = controller.make_pod("qhub", "abc123", FrozenAttrDict(geo.to_dict()), is_worker=is_worker)
+        pod["metadata"]["namespace"] = "qhub"
+        kubernetes_validate.validate(pod, "1.35.0", strict=True)
+        (c,) = pod["spec"]["containers"]
+        assert c["args"][0] == f"{prefix}/bin/{'dask-worker' if is_worker else 'dask-scheduler'}"
+        assert {"name": "PATH", "value": f"{prefix}/bin:/usr/local/bin:/usr/bin:/bin"} in c["env"]
+        (store,) = [m for m in c["volumeMounts"] if prefix.startswith(m["mountPath"] + "/")]
+        assert store == {"name": "shared", "mountPath": "/opt/conda-store", "subPath": "conda-store",
+                         "readOnly": True}
+    with pytest.raises(ValueError, match="not a valid option"):
+        resolve(config, alice, {"environment": "notes"})
 
 
 def test_schedulers_can_run_on_the_worker_group(tmp_path: Path) -> None:

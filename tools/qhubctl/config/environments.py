@@ -21,8 +21,8 @@ class Environment(Base):
         True,
         description="Offer it as a software environment of Dask clusters (cluster option `environment`) when "
                     "dask_gateway and conda_store are on; the scheduler and workers then run its `dask-scheduler` "
-                    "and `dask-worker`, so it needs `dask` and `distributed`. The default choice stays the "
-                    "Dask image's own environment",
+                    "and `dask-worker` and the scheduler preloads dask-gateway's plugin, so it needs `dask`, "
+                    "`distributed` and `dask-gateway`. The default choice stays the Dask image's own environment",
     )
 
     @field_validator("dependencies")
