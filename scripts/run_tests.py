@@ -2,9 +2,11 @@
 
 Most of the node tier's time is waiting: for containers to start on the real node, for idle timeouts, for
 controllers. The cluster tier mostly waits on the API server, and the other tiers (unit, chart, images, cloud) need
-no cluster and mostly compute. So three sessions run at once:
+no cluster and mostly compute. So four sessions run at once:
 
-- `node`: the node tier (its output streams live), on the shared local cluster;
+- `node`: the node tier but its longest journeys (its output streams live), on the shared local cluster;
+- `journeys`: those journeys (marked `long_journey`: about half the node tier's time), on the same cluster and
+  node, each in namespaces of its own;
 - `cluster`: the cluster tier, on the same cluster (every test there uses namespaces of its own);
 - `other`: unit, chart, images and cloud, under `nice`, without the cluster;
 
@@ -43,7 +45,8 @@ class Session:
 
 
 BESIDE = (
-    Session("node", "node and not restarts_cluster", {KEEP_CLUSTER_ENV: "1"}, live=True),
+    Session("node", "node and not restarts_cluster and not long_journey", {KEEP_CLUSTER_ENV: "1"}, live=True),
+    Session("journeys", "long_journey and not restarts_cluster", {KEEP_CLUSTER_ENV: "1"}),
     Session("cluster", "cluster and not restarts_cluster", {KEEP_CLUSTER_ENV: "1"}),
     Session("other", "unit or chart or images or cloud", {NO_CLUSTER_ENV: "1"}, nice=True),
 )

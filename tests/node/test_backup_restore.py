@@ -40,7 +40,7 @@ from qhubctl.config import load_config
 from qhubctl.cli import app
 from qhubctl.localcluster import LocalCluster
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.long_journey]  # run_tests.py: a session of their own
 
 NS = "qhub-backup"
 RELEASE = "qbak"

@@ -46,7 +46,7 @@ from localchannel import (  # noqa: E402
     make_channel,
 )
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.long_journey]  # run_tests.py: a session of their own
 
 NS = "qhub-condastore"
 RELEASE = "qcs"

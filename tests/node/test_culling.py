@@ -18,7 +18,7 @@ from qhubkit import Platform
 from nodekit import wait_for
 from qhubctl.localcluster import LocalCluster
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.long_journey]  # run_tests.py: a session of their own
 
 NS = "qhub-cull"
 RELEASE = "qcull"

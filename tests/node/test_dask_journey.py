@@ -19,7 +19,7 @@ from nodekit import wait_for
 from qhubctl import realnode
 from qhubctl.localcluster import LocalCluster
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.long_journey]  # run_tests.py: a session of their own
 
 NS = "qhub-dask"
 RELEASE = "qdask"
