@@ -92,7 +92,7 @@ def main(args: list[str]) -> int:
     running = [_Running(s, args, work) for s in BESIDE]
     codes: dict[str, int] = {}
     try:
-        while not all(r.done() for r in running):  # note each session's time as it ends
+        while not all([r.done() for r in running]):  # a list, not a generator: each session's end is noted
             time.sleep(1)
         codes = {r.session.name: r.wait() for r in running}
         last = _Running(LAST, args, work)
