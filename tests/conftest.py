@@ -27,6 +27,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("restarts_cluster") is not None)
 
 
+# Measured figures tests print (lines starting with one of these), repeated in the session's summary so that a run
+# without -s shows them too.
+FIGURE_PREFIXES = ("[node]", "[backup]", "[restore]", "[schedule]", "[bench]")
+_figures: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _figures.extend(line for line in report.capstdout.splitlines() if line.lstrip().startswith(FIGURE_PREFIXES))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _figures:
+        terminalreporter.section("figures measured by the tests")
+        for line in _figures:
+            terminalreporter.write_line(line.strip())
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
