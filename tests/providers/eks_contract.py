@@ -118,13 +118,19 @@ def validate(method: str, path: str, query: dict[str, list[str]], body: Any) -> 
     return name, args
 
 
-def check_vpc_cni_config(text: str, where: str) -> None:
+def _config_object(text: str, where: str) -> dict[str, Any]:
+    """An add-on's configurationValues: a JSON object."""
     try:
         values = json.loads(text)
     except ValueError:
         raise Violation(f"{where}.configurationValues: not JSON: {text!r}") from None
     if not isinstance(values, dict):
         raise Violation(f"{where}.configurationValues: not an object")
+    return values
+
+
+def check_vpc_cni_config(text: str, where: str) -> None:
+    values = _config_object(text, where)
     for key, value in values.items():
         if key not in VPC_CNI_KEYS:
             raise Violation(f"{where}.configurationValues.{key}: not in the vpc-cni configuration schema")
@@ -134,12 +140,7 @@ def check_vpc_cni_config(text: str, where: str) -> None:
 
 
 def check_ebs_csi_config(text: str, where: str) -> None:
-    try:
-        values = json.loads(text)
-    except ValueError:
-        raise Violation(f"{where}.configurationValues: not JSON: {text!r}") from None
-    if not isinstance(values, dict):
-        raise Violation(f"{where}.configurationValues: not an object")
+    values = _config_object(text, where)
     for section, settings in values.items():
         known = EBS_CSI_KEYS.get(section)
         if known is None or not isinstance(settings, dict):
