@@ -5,6 +5,7 @@ Pod Security "restricted" for every pod but the NFS server, and schemas that nam
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from functools import cache
 from pathlib import Path
@@ -58,20 +59,19 @@ def test_every_pod_is_restricted_and_bounded(values: Path) -> None:
 
 
 def test_ct_lint_is_clean(tmp_path: Path) -> None:
+    """ct lint of a copy of the chart: `helm dependency build` inside ct writes Chart.lock into the chart it lints,
+    which must not change the chart other sessions deploy meanwhile (qhubctl's chart digest would see it)."""
     ct_dir = Path(os.environ.get("QHUB_CACHE", Path.home() / ".cache" / "qhub")) / "ct"
-    lock = CHART / "Chart.lock"
-    had_lock = lock.exists()
-    try:
-        out = run(
-            ["ct", "lint", "--config", str(REPO / "ci" / "ct.yaml"), "--charts", "charts/qhub",
-             "--validate-maintainers=false", "--check-version-increment=false",
-             "--lint-conf", str(ct_dir / "lintconf.yaml"), "--chart-yaml-schema", str(ct_dir / "chart_schema.yaml")],
-            # ct runs yamllint and yamale, installed next to this Python.
-            cwd=REPO, timeout=300, env={"PATH": os.pathsep.join([tool_path(), str(Path(sys.executable).parent)])},
-        )
-    finally:
-        if not had_lock:
-            lock.unlink(missing_ok=True)  # `helm dependency build` inside ct writes it; the chart keeps none
+    shutil.copytree(CHART, tmp_path / "charts" / "qhub")
+    (tmp_path / "ci").mkdir()
+    shutil.copy2(REPO / "ci" / "ct.yaml", tmp_path / "ci" / "ct.yaml")
+    out = run(
+        ["ct", "lint", "--config", "ci/ct.yaml", "--charts", "charts/qhub",
+         "--validate-maintainers=false", "--check-version-increment=false",
+         "--lint-conf", str(ct_dir / "lintconf.yaml"), "--chart-yaml-schema", str(ct_dir / "chart_schema.yaml")],
+        # ct runs yamllint and yamale, installed next to this Python.
+        cwd=tmp_path, timeout=300, env={"PATH": os.pathsep.join([tool_path(), str(Path(sys.executable).parent)])},
+    )
     assert "All charts linted successfully" in out.stdout, out.stdout + out.stderr
 
 
