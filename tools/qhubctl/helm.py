@@ -18,6 +18,7 @@ from pyhelm3 import errors as herr
 from pyhelm3.models import Chart
 
 from qhubctl.chart import chart_dir as located_chart
+from qhubctl.chart import packaged_files
 from qhubctl.errors import ClusterError, HelmError
 from qhubctl.proc import which
 
@@ -35,10 +36,11 @@ class Deployed:
 
 
 def chart_digest(chart_dir: Path | None = None) -> str:
-    """sha256 over every file of the chart (paths and contents), so template edits count as changes."""
+    """sha256 over the files Helm would package (paths and contents), so template edits count as changes and a stray
+    __pycache__ or editor backup does not."""
     chart_dir = chart_dir or located_chart()
     digest = hashlib.sha256()
-    for path in sorted(p for p in chart_dir.rglob("*") if p.is_file()):
+    for path in packaged_files(chart_dir):
         digest.update(str(path.relative_to(chart_dir)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
