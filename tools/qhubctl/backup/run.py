@@ -1,4 +1,5 @@
-"""`qhubctl backup` and `qhubctl restore`: one Job per part of the platform, each with a restic repository.
+"""`qhubctl backup`, and the Jobs every backup or restore runs (qhubctl.backup.restore drives a restore): one Job per
+part of the platform, each with a restic repository.
 
 - part `meta`, in the release namespace as the hub's uid under Pod Security `restricted`: the hub's database (its
   PVC), conda-store's database (over the network; the PostgreSQL NetworkPolicy admits pods labelled
@@ -6,9 +7,6 @@
 - part `files`, as root with only the capabilities the work needs (backup: DAC_OVERRIDE on a read-only mount;
   restore: CHOWN, DAC_OVERRIDE, FOWNER, FSETID) where the shared filesystem is reachable as root (see
   qhubctl.homes.target).
-
-Restores stop the hub and conda-store first and start them again afterwards (whatever happens). Both parts'
-archives are read back in full before the first byte is written, so a damaged archive changes nothing.
 
 The archive is encrypted with a key kept in the Secret <release>-backup-key and in a file on this machine
 (--key-file, default $QHUB_CACHE/backup-keys/<project>.key): a platform destroyed with its data loses the Secret,
@@ -32,7 +30,7 @@ import yaml
 
 from qhubctl import homes, kube, oneshot
 from qhubctl.backup import transfer
-from qhubctl.backup.destination import PARTS, Destination, s3_settings
+from qhubctl.backup.destination import Destination, s3_settings
 from qhubctl.config.model import QHubConfig
 from qhubctl.errors import ClusterError, RefusedError, UserError
 
@@ -267,7 +265,7 @@ def run_secret(name: str, key: str, s3_env: dict[str, str], release: str) -> dic
             "stringData": {"RESTIC_PASSWORD": key, **s3_env}}
 
 
-def _ensure_claim(api: Any, namespace: str, name: str, size: str) -> None:
+def ensure_claim(api: Any, namespace: str, name: str, size: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
     if kube._rest(api, "GET", f"{path}/{name}"):
         return
@@ -276,7 +274,7 @@ def _ensure_claim(api: Any, namespace: str, name: str, size: str) -> None:
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}})
 
 
-class _Runner:
+class Runner:
     """Runs one part's Job: ConfigMap, Secret, Job; follows its log; cleans up."""
 
     def __init__(self, api: Any, cfg: QHubConfig, image: str, dest: Destination, key: str, say: Say,
@@ -385,7 +383,7 @@ def _why(pod: dict[str, Any]) -> str:
     return (pod.get("status") or {}).get("phase", "no pod")
 
 
-def _refuse(report: dict[str, Any]) -> None:
+def refuse(report: dict[str, Any]) -> None:
     if report.get("refused"):
         raise RefusedError(report["message"])
     raise ClusterError(f"{report.get('part')}: {report['message']}")
@@ -403,7 +401,7 @@ def backup(api: Any, cfg: QHubConfig, dest: Destination, *, config_text: str, ke
     hub = hub_deployment(api, cfg)
     image = backup_image(hub)
     key = resolve_key(api, cfg, key_path, create=True, say=say)
-    runner = _Runner(api, cfg, image, dest, key, say, progress, timeout)
+    runner = Runner(api, cfg, image, dest, key, say, progress, timeout)
     identities = homes.identities(api, cfg) if cfg.components.jupyterhub else {}
     from qhubctl.values import chart_values  # imported here: it reads the chart
 
@@ -421,7 +419,7 @@ def backup(api: Any, cfg: QHubConfig, dest: Destination, *, config_text: str, ke
         try:
             for part in todo:  # both parts run at once: a snapshot closer in time, and half the waiting
                 if not dest.is_s3:
-                    _ensure_claim(api, part.namespace, staging_claim(cfg, part.name), staging_size)
+                    ensure_claim(api, part.namespace, staging_claim(cfg, part.name), staging_size)
                 lowered.enter_context(oneshot.pod_security_lowered(api, part.namespace, JOB_WHY["backup"], say,
                                                                    needed=part.root))
                 name = runner.start(part, "backup", params, texts if part.name == "meta" else {})
@@ -431,7 +429,7 @@ def backup(api: Any, cfg: QHubConfig, dest: Destination, *, config_text: str, ke
                 current = part.name
                 report = runner.report(part, name)
                 if not report.get("ok"):
-                    _refuse(report)
+                    refuse(report)
                 if not dest.is_s3:
                     pod = runner.running_pod(part, name)
                     moved[part.name] = transfer.download(api, part.namespace, pod, dest.part_dir(part.name),
@@ -459,132 +457,3 @@ def manifest(outcome: Outcome, cfg: QHubConfig) -> dict[str, Any]:
             "namespace": cfg.namespace, "seconds": round(outcome.seconds, 2),
             "parts": {name: {k: v for k, v in r.items() if k not in ("event", "ok")}
                       for name, r in outcome.reports.items()}}
-
-
-def _scale(api: Any, namespace: str, name: str, replicas: int) -> int | None:
-    """Set a Deployment's replicas; its old count (None if there is no such Deployment)."""
-    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
-    found = kube._rest(api, "GET", path)
-    if not found:
-        return None
-    kube._rest(api, "PATCH", f"{path}/scale", body={"spec": {"replicas": replicas}},
-               content_type="application/merge-patch+json")
-    return int(found["spec"].get("replicas", 1))
-
-
-def _ready(api: Any, namespace: str, name: str, timeout: float) -> None:
-    """Wait until the Deployment's pods of its current template are all ready."""
-    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
-    deadline = time.monotonic() + min(timeout, 600)
-    while time.monotonic() < deadline:
-        found = kube._rest(api, "GET", path) or {}
-        status, want = found.get("status") or {}, (found.get("spec") or {}).get("replicas", 1)
-        if (status.get("observedGeneration", 0) >= (found.get("metadata") or {}).get("generation", 0)
-                and status.get("updatedReplicas", 0) == want and status.get("readyReplicas", 0) == want):
-            return
-        time.sleep(2)
-    raise ClusterError(f"{namespace}/{name} is not ready again after the restore",
-                       hint=f"`qhubctl status` and `kubectl -n {namespace} logs deploy/{name}` show why")
-
-
-def _pods_gone(api: Any, namespace: str, selector: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while kube._items(api, f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector):
-        if time.monotonic() > deadline:
-            raise ClusterError(f"pods {selector} in {namespace} did not stop within {timeout:.0f}s")
-        time.sleep(2)
-
-
-def restore(api: Any, cfg: QHubConfig, source: Destination, *, key_path: Path, force: bool, run: str, say: Say,
-            progress: Say, timeout: float = 3600, staging_size: str = STAGING_SIZE) -> Outcome:
-    started = time.monotonic()
-    if source.local is not None:
-        for part in PARTS:
-            where = source.part_dir(part)
-            if not (where / "config").is_file():
-                raise UserError(f"{source.local} holds no {part} archive ({where}/config is missing)",
-                                hint="give the directory `qhubctl backup -o` wrote")
-            progress(f"verifying the {part} archive in {where}")
-            damaged = transfer.verify_local(where)
-            if damaged:
-                raise RefusedError(f"the {part} archive in {where} is damaged: {', '.join(damaged[:5])} "
-                                   "do not match their checksums; nothing was restored")
-    hub = hub_deployment(api, cfg)
-    image = backup_image(hub)
-    key = resolve_key(api, cfg, key_path, create=False, say=say)
-    runner = _Runner(api, cfg, image, source, key, say, progress, timeout)
-    ns = cfg.namespace
-    stopped: dict[str, int] = {}
-    reports: dict[str, dict[str, Any]] = {}
-    moved: dict[str, int] = {}
-    params = {"run": run, "release": cfg.release_name, "force": force, "snapshotRun": run,
-              "condaStore": cfg.components.conda_store, "waitUpload": not source.is_s3}
-    plan = parts(api, cfg, hub, "restore", staging=not source.is_s3)
-    try:
-        if source.is_s3:  # read back both archives in full, from the restricted meta pod, before anything changes
-            meta = next(p for p in plan if p.name == "meta")
-            for part_name in PARTS:
-                checker = replace(meta, name=part_name, volumes=[v for v in meta.volumes if v["name"] != "hub-db"],
-                                  mounts=[m for m in meta.mounts if m["name"] != "hub-db"])
-                name = runner.start(checker, "verify", params, {})
-                progress(f"reading back the {part_name} archive")
-                report = runner.report(checker, name)
-                runner.cleanup(checker, "verify")
-                if not report.get("ok"):
-                    _refuse(report)
-        for deployment in (f"{cfg.release_name}-hub", f"{cfg.release_name}-conda-store",
-                           f"{cfg.release_name}-conda-store-worker"):
-            old = _scale(api, ns, deployment, 0)
-            if old is not None:
-                stopped[deployment] = old
-        say(f"stopped {', '.join(stopped) or 'nothing'} for the restore")
-        _pods_gone(api, ns, f"app.kubernetes.io/instance={cfg.release_name},"
-                            "app.kubernetes.io/component in (hub,conda-store,conda-store-worker)")
-        for part in sorted(plan, key=lambda p: p.name != "files"):  # files first: it refuses a non-empty share
-            if not source.is_s3:
-                _ensure_claim(api, part.namespace, staging_claim(cfg, part.name), staging_size)
-            with oneshot.pod_security_lowered(api, part.namespace, JOB_WHY["restore"], say, needed=part.root):
-                name = runner.start(part, "restore", params, {})
-                say(f"{part.name}: Job {part.namespace}/{name} started")
-                if not source.is_s3:
-                    pod = runner.running_pod(part, name)
-                    moved[part.name] = transfer.upload(api, part.namespace, pod, source.part_dir(part.name), progress)
-                report = runner.report(part, name)
-                if not report.get("ok"):
-                    _refuse(report)
-                oneshot.wait(api, part.namespace, name, timeout, f"{part.name} restore Job")
-                reports[part.name] = report
-                runner.cleanup(part, "restore")
-            if part.name == "meta":
-                _restore_identities(api, cfg, report, say)
-    finally:
-        for deployment, replicas in stopped.items():
-            _scale(api, ns, deployment, replicas)
-        if stopped:
-            say(f"started {', '.join(stopped)} again")
-    for deployment in stopped:
-        progress(f"waiting for {deployment} to be ready")
-        _ready(api, ns, deployment, timeout)
-    return Outcome(run or reports.get("meta", {}).get("run", ""), reports, time.monotonic() - started, moved)
-
-
-def _restore_identities(api: Any, cfg: QHubConfig, report: dict[str, Any], say: Say) -> None:
-    """The users' uids, as the hub keeps them (ConfigMap <release>-identities, not a Helm object)."""
-    text = (report.get("texts") or {}).get("identities.json")
-    if not text:
-        return
-    record = json.loads(text)
-    if not record:
-        return
-    name = f"{cfg.release_name}-identities"
-    path = f"/api/v1/namespaces/{cfg.namespace}/configmaps"
-    body = {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "qhub",
-                                                  "app.kubernetes.io/instance": cfg.release_name,
-                                                  "app.kubernetes.io/component": "identities"}},
-            "data": {homes.IDENTITIES_KEY: text}}
-    if kube._rest(api, "GET", f"{path}/{name}"):
-        kube._rest(api, "PUT", f"{path}/{name}", body=body)
-    else:
-        kube._rest(api, "POST", path, body=body)
-    say(f"restored the uids of {len(record.get('users', {}))} users ({cfg.namespace}/{name})")

@@ -9,6 +9,7 @@ import typer
 
 from qhubctl import kube
 from qhubctl.backup import run
+from qhubctl.backup.restore import restore as restore_platform
 from qhubctl.backup.destination import parse
 from qhubctl.commands._common import ConfigOpt, KubeconfigOpt, YesOpt, confirm, handles_errors, kube_target, load, out
 from qhubctl.errors import UserError
@@ -87,7 +88,7 @@ def restore(
     confirm(f"restore {src.describe()} onto {cfg.project_name} (namespace {cfg.namespace}); the hub is stopped "
             "meanwhile?", yes)
     with out.status(f"restoring {cfg.project_name} from {src.describe()}") as status:
-        outcome = run.restore(api, cfg, src, key_path=run.key_file(cfg, key_file), force=force, run=run_id,
+        outcome = restore_platform(api, cfg, src, key_path=run.key_file(cfg, key_file), force=force, run=run_id,
                               say=_say, progress=lambda text: status.update(text), timeout=timeout,
                               staging_size=staging_size)
     meta = outcome.reports.get("meta", {})
