@@ -3,6 +3,8 @@ docker-registry on loopback) -> `docker pull` and `docker run` on Debian's docke
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.server
 import json
 import re
@@ -284,10 +286,17 @@ def test_pip_section_lands_in_site_packages(make_spec, qhub_cache) -> None:  # n
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(top))) as tar:
         names = set(tar.getnames())
         assert "opt/conda/lib/python3.12/site-packages/qhubdemo.py" in names
-        script = tar.extractfile("opt/conda/bin/qhubdemo").read().decode()
+        raw = tar.extractfile("opt/conda/bin/qhubdemo").read()
         assert tar.getmember("opt/conda/bin/qhubdemo").mode == 0o755
+        record = tar.extractfile("opt/conda/lib/python3.12/site-packages/qhubdemo-1.0.dist-info/RECORD").read()
+    script = raw.decode()
     assert script.startswith("#!/opt/conda/bin/python\n")
     assert "from qhubdemo import main" in script
+    # the RECORD names the script where it is, with the hash of what the image holds (not of pip's copy, whose #!
+    # line named the builder's Python), so the layer does not depend on where qhubctl runs
+    digest = base64.urlsafe_b64encode(hashlib.sha256(raw).digest()).rstrip(b"=").decode()
+    assert f"../../../bin/qhubdemo,sha256={digest},{len(raw)}" in record.decode().splitlines()
+    assert sys.executable.encode() not in record
 
 
 def test_pip_section_without_python_is_refused(make_spec, qhub_cache) -> None:  # noqa: ANN001
@@ -298,15 +307,23 @@ def test_pip_section_without_python_is_refused(make_spec, qhub_cache) -> None:  
 
 
 def test_make_images_fails_clearly_without_a_reachable_channel(repo, qhub_cache, tmp_path) -> None:  # noqa: ANN001
-    # the GPU variants are the conda specs among the platform images
-    env = {"QHUB_CHANNEL_ALIAS": "http://127.0.0.1:9/", "IMAGES": "dask-worker-gpu", "OUT": str(tmp_path / "out"),
+    # every image of the repository is a system spec: a conda spec (a user environment's image) in a copy of the
+    # script's tree stands for the conda specs build_images.sh still builds
+    tree = tmp_path / "tree"
+    (tree / "scripts").mkdir(parents=True)
+    shutil.copy2(repo / "scripts" / "build_images.sh", tree / "scripts")
+    (tree / "charts" / "qhub").mkdir(parents=True)
+    shutil.copy2(repo / "charts" / "qhub" / "Chart.yaml", tree / "charts" / "qhub")
+    spec = tree / "images" / "user-env"
+    spec.mkdir(parents=True)
+    (spec / "environment.yaml").write_text("name: user-env\nchannels: [conda-forge]\ndependencies: [python 3.12.*]\n")
+    env = {"QHUB_CHANNEL_ALIAS": "http://127.0.0.1:9/", "IMAGES": "user-env", "OUT": str(tmp_path / "out"),
            "QHUBCTL": str(Path(sys.executable).with_name("qhubctl"))}
-    spec = repo / "images" / "dask-worker-gpu"
     before = sorted((p.name, p.stat().st_mtime_ns) for p in spec.iterdir())
-    result = run(["bash", repo / "scripts" / "build_images.sh"], env=env, check=False)
+    result = run(["bash", tree / "scripts" / "build_images.sh"], env=env, check=False)
     assert result.returncode == 1
     assert "channel 'conda-forge' is unreachable at http://127.0.0.1:9/conda-forge/" in result.stderr
-    assert "build_images: failed: dask-worker-gpu" in result.stderr
+    assert "build_images: failed: user-env" in result.stderr
     assert sorted((p.name, p.stat().st_mtime_ns) for p in spec.iterdir()) == before  # no lock written
     assert not (tmp_path / "out").exists()
 

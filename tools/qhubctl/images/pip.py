@@ -8,10 +8,15 @@ reproducible image. Paths in entries are relative to the spec directory.
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
+import io
+import os
 import re
 import shutil
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import rattler
 
@@ -19,7 +24,12 @@ from qhubctl.errors import UserError
 from qhubctl.images.spec import ImageSpec
 from qhubctl.proc import run
 
-PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"]
+# Wheel platforms pip may install, most preferred first. pip takes `--platform` tags literally (a manylinux_2_28
+# target does not admit a manylinux_2_27 wheel), so the glibc versions between 2.17 and 2.28 (the locks' target, and
+# at most the images' glibc) are listed too, after the first four: a package with a wheel under one of those keeps
+# it, so only wheels built for nothing older (NVIDIA's CUDA 12.9 libraries: manylinux_2_27) come from them.
+PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64",
+             *(f"manylinux_2_{minor}_x86_64" for minor in range(27, 17, -1))]
 
 
 def python_version(records: list[rattler.RepoDataRecord]) -> str | None:
@@ -80,6 +90,7 @@ def install_into(staging: Path, version: str, interpreter: str, cwd: Path, req_a
     if scripts.is_dir():
         bin_dir = staging / "bin"
         bin_dir.mkdir(exist_ok=True)
+        moved: dict[str, bytes] = {}
         for script in sorted(scripts.iterdir()):
             data = script.read_bytes()
             if data.startswith(b"#!"):
@@ -89,8 +100,32 @@ def install_into(staging: Path, version: str, interpreter: str, cwd: Path, req_a
             target.write_bytes(data)
             target.chmod(0o755)
             script.unlink()
+            moved[script.name] = data
         scripts.rmdir()
+        _record_moved_scripts(site, bin_dir, moved)
     return staging
+
+
+def _record_moved_scripts(site: Path, bin_dir: Path, moved: dict[str, bytes]) -> None:
+    """Each wheel's RECORD lists its console scripts with the hash of the file pip wrote, whose #! line named the
+    builder's own Python: a layer would then depend on where qhubctl runs. Point those rows at the moved script,
+    with its hash and size."""
+    where = os.path.relpath(bin_dir, site)
+    for record in sorted(site.glob("*.dist-info/RECORD")):
+        rows = list(csv.reader(record.read_text().splitlines()))
+        changed = False
+        for row in rows:
+            path = PurePosixPath(row[0]) if row else PurePosixPath()
+            name = path.name
+            # only paths outside site-packages (pip writes "../../bin/<script>"), not a package's own bin/ folder
+            if len(row) == 3 and path.parts[:1] == ("..",) and path.parent.name == "bin" and name in moved:
+                digest = base64.urlsafe_b64encode(hashlib.sha256(moved[name]).digest()).rstrip(b"=").decode()
+                row[:] = [f"{where}/{name}", f"sha256={digest}", str(len(moved[name]))]
+                changed = True
+        if changed:
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows(rows)
+            record.write_text(out.getvalue())
 
 
 def _move_data_dirs(site: Path, staging: Path) -> None:

@@ -24,7 +24,7 @@ from qhubctl.images.pip import install_into
 from qhubctl.images.rootfs import Deb
 from qhubctl.images.sysspec import SystemSpec
 
-LAYER_FORMAT = 1
+LAYER_FORMAT = 2  # 2: console scripts' RECORD rows name the moved script (pip.install_into)
 _PY_RE = re.compile(r"^python(3\.\d+)-minimal$")
 
 
