@@ -67,16 +67,16 @@ def env(container: dict) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
-def assert_hardened(docs: list[dict]) -> None:
-    """Every pod of these objects: non-root, seccomp, no token, placed; every container: drop ALL, no escalation,
-    read-only root, requests and limits."""
+def assert_hardened(docs: list[dict], token: frozenset[str] = frozenset()) -> None:
+    """Every pod of these objects: non-root, seccomp, no token (but the workloads named in `token`, which talk to
+    the API server), placed; every container: drop ALL, no escalation, read-only root, requests and limits."""
     pods = [d for d in docs if d["kind"] in POD_KINDS]
     assert pods
     for d in pods:
         spec, where = pod(d), f"{d['kind']}/{d['metadata']['name']}"
         assert spec["securityContext"]["runAsNonRoot"] is True, where
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", where
-        assert spec["automountServiceAccountToken"] is False, where
+        assert spec["automountServiceAccountToken"] is (d["metadata"]["name"] in token), where
         assert "qhub.dev/node-group" in spec["nodeSelector"] or spec["nodeSelector"], where
         for c in spec["containers"]:
             sc = c["securityContext"]

@@ -24,7 +24,7 @@ def test_defaults_render_server_worker_database_and_redis():
         assert has(docs, kind, name), (kind, name)
     assert not has(docs, "StatefulSet", "qhub-conda-store-minio"), "artifacts on the shared filesystem by default"
     assert get(docs, "Service", "qhub-conda-store")["spec"]["ports"][0]["port"] == 8080
-    assert_hardened(docs)
+    assert_hardened(docs, token=frozenset({"qhub-conda-store-worker"}))
     for name in ("qhub-conda-store", "qhub-conda-store-worker"):
         spec = pod(get(docs, "Deployment", name))
         mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
@@ -104,7 +104,7 @@ def test_network_policies_are_exact():
     docs = objects(render(), "conda-store")
     pols = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
     assert set(pols) == {"qhub-conda-store", "qhub-conda-store-worker", "qhub-conda-store-postgresql",
-                         "qhub-conda-store-redis"}
+                         "qhub-conda-store-redis", "qhub-conda-store-build"}
     server_in = pols["qhub-conda-store"]["ingress"][0]
     assert {"podSelector": {"matchLabels": {"qhub.dev/access-conda-store": "true"}}} in server_in["from"]
     assert server_in["ports"] == [{"protocol": "TCP", "port": 8080}]
@@ -163,3 +163,81 @@ def test_oauth_client_matches_the_hub_registration(domain):
     scopes = hub_values["hub"]["services"]["kubessh"]["scopes"]
     # the SSH gateway starts servers; it reaches them only with the user's own token
     assert set(scopes) == {"read:servers", "start:servers"}, scopes
+
+
+BUILD = "qhub-conda-store-build"
+POLICY = "qhub-qhub-conda-store-build"
+
+
+def _build_settings(docs: list[dict]) -> dict:
+    return json.loads(get(docs, "ConfigMap", "qhub-conda-store-config")["data"]["settings.json"])["buildPod"]
+
+
+def test_builds_run_in_pods_the_worker_may_create_and_nothing_more():
+    """The worker's ServiceAccount creates, follows and deletes pods in the release namespace only; the build
+    pods' ServiceAccount has no binding and no token; build pods have no network; the admission policy that
+    bounds the worker's pods is bound to the release namespace (tests/cluster/test_conda_store_build_admission.py
+    runs its CEL on the real API server)."""
+    docs = render()
+    worker = pod(get(docs, "Deployment", "qhub-conda-store-worker"))
+    assert worker["serviceAccountName"] == "qhub-conda-store-worker" and worker["automountServiceAccountToken"]
+    assert env(worker["containers"][0])["CONDA_PKGS_DIRS"] == "/opt/conda-store/.pkgs"
+    rules = get(docs, "Role", "qhub-conda-store-worker")["rules"]
+    assert rules == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete"]},
+                     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
+    binding = get(docs, "RoleBinding", "qhub-conda-store-worker")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qhub-conda-store-worker", "namespace": "qhub"}]
+    assert get(docs, "ServiceAccount", BUILD)["automountServiceAccountToken"] is False
+    bound = [s["name"] for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding") for s in d["subjects"]]
+    assert BUILD not in bound, "the build pods' ServiceAccount has no rights"
+    policy = get(docs, "NetworkPolicy", BUILD)["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "conda-store-build"
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["ingress"] == [] and policy["egress"] == []
+    vap = get(docs, "ValidatingAdmissionPolicy", POLICY)["spec"]
+    assert vap["failurePolicy"] == "Fail" and vap["matchConstraints"]["resourceRules"][0]["operations"] == [
+        "CREATE", "DELETE"]
+    assert vap["matchConditions"][0]["expression"] == (
+        "request.userInfo.username == 'system:serviceaccount:qhub:qhub-conda-store-worker'")
+    vapb = get(docs, "ValidatingAdmissionPolicyBinding", POLICY)["spec"]
+    assert vapb == {"policyName": POLICY, "validationActions": ["Deny"], "matchResources": {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "qhub"}}}}
+    worker_egress = get(docs, "NetworkPolicy", "qhub-conda-store-worker")["spec"]["egress"]
+    assert {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]} in worker_egress
+
+
+def test_the_build_pod_template_is_what_the_policy_admits():
+    """The template the worker fills in (settings.json): the worker's image, the build ServiceAccount without a
+    token, hardened, plain env only, the claim only at the package cache (read-only) until the worker adds the
+    build's namespace folder, and the pod kind validates strictly on every supported Kubernetes version."""
+    from .manifests import kube_versions, pod_problems, validation_errors
+
+    docs = render(values={"conda-store": {"build": {"pod": {"timeoutSeconds": 900}}}})
+    settings = _build_settings(docs)
+    assert settings["enabled"] is True and settings["timeoutSeconds"] == 900
+    template = settings["podTemplate"]
+    spec = template["spec"]
+    worker = pod(get(docs, "Deployment", "qhub-conda-store-worker"))
+    assert spec["containers"][0]["image"] == worker["containers"][0]["image"]
+    assert spec["serviceAccountName"] == BUILD and spec["automountServiceAccountToken"] is False
+    assert spec["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] == 900
+    assert spec["enableServiceLinks"] is False and spec["nodeSelector"] == worker["nodeSelector"]
+    assert all("valueFrom" not in e for e in spec["containers"][0]["env"])
+    assert {next(k for k in v if k != "name") for v in spec["volumes"]} == {"persistentVolumeClaim", "emptyDir"}
+    assert [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "store"] == [
+        {"name": "store", "mountPath": "/opt/conda-store/.pkgs", "subPath": "conda-store/.pkgs", "readOnly": True}]
+    named = {**template, "metadata": {**template["metadata"], "name": "build-x"}}
+    assert pod_problems([named]) == []
+    for version in kube_versions():
+        assert validation_errors([named], version) == [], version
+
+
+def test_the_upstream_image_builds_in_the_worker_without_any_pod_rights():
+    """lockBackend conda-lock is the upstream image, which has no build-pod code: no Role, account or policy, and
+    the worker keeps no token."""
+    docs = render(values={"conda-store": {"build": {"lockBackend": "conda-lock"}}})
+    assert _build_settings(docs)["enabled"] is False
+    assert pod(get(docs, "Deployment", "qhub-conda-store-worker"))["automountServiceAccountToken"] is False
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for kind, name in [("Role", "qhub-conda-store-worker"), ("ServiceAccount", BUILD),
+                       ("ValidatingAdmissionPolicy", POLICY), ("NetworkPolicy", BUILD)]:
+        assert (kind, name) not in kinds, (kind, name)

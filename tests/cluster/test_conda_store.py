@@ -165,6 +165,11 @@ def platform(tmp_path_factory, postgres, redis, channel):
     docs = render(values=values(channel))
     config = find(docs, "ConfigMap", "qhub-conda-store-config")["data"]
     (tmp / "etc").mkdir()
+    settings = json.loads(config["settings.json"])
+    assert settings["buildPod"]["enabled"], "the chart runs builds in build pods with lockBackend rattler"
+    # no API server to create build pods on here: the install step runs in the worker, as without build pods
+    # (tests/node/test_conda_store_journey.py shows the build pods on the real node)
+    config = {**config, "settings.json": json.dumps({**settings, "buildPod": {"enabled": False}})}
     for name, content in config.items():
         (tmp / "etc" / name).write_text(content)
     (tmp / "environments").mkdir()
@@ -386,6 +391,7 @@ def test_subcharts_install_upgrade_rollback_keep_generated_secrets(cluster):
     values = cluster.workdir / f"{ns}-values.yaml"
     values.write_text(yaml.safe_dump({
         "dask-gateway": {"enabled": False},
+        "global": {"daskClusters": {"enabled": False}},  # follows dask-gateway.enabled
         "jitsi": {"enabled": True, "host": "meet.qhub.test"},
         "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": False}, "jitsi": {"enabled": True}}}},
         "conda-store": {"environments": {"base": {"dependencies": ["python=3.12"]}}},

@@ -11,7 +11,8 @@ secrets come from the environment, set by the Deployments:
   JUPYTERHUB_API_URL         hub API as seen from the pod, e.g. http://qhub-hub:8081/hub/api
   JUPYTERHUB_API_TOKEN       the conda-store service token (also its OAuth client secret)
   CONDA_STORE_PORT           port of the server (default 8080)
-  CONDA_PKGS_DIRS            package download directory of the worker (on the store's volume)
+  CONDA_PKGS_DIRS            package download directory of the worker (on the store's volume, read by build pods)
+  KUBERNETES_SERVICE_HOST/PORT and the ServiceAccount token   the API server, for build pods (buildPod.enabled)
   CONDA_STORE_S3_ACCESS_KEY / CONDA_STORE_S3_SECRET_KEY   artifact bucket credentials (storage minio or s3)
 """
 
@@ -103,6 +104,11 @@ if build["lockBackend"] == "rattler":
     c.CondaStore.conda_flags = ""
 else:  # the upstream conda-store image, which carries conda and mamba
     c.CondaStore.lock_backend = "conda-lock"
+if SETTINGS["buildPod"]["enabled"]:
+    # the install step and conda-pack archives run in a build pod per build, without secrets or network
+    from qhub_conda_store import buildpod
+
+    buildpod.register(SETTINGS["buildPod"])
 
 # -- artifacts ----------------------------------------------------------------------------------------------
 artifacts = SETTINGS["storage"]

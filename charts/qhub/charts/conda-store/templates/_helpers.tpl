@@ -8,6 +8,66 @@
 {{- define "conda-store.redisName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-redis") }}{{- end -}}
 {{- define "conda-store.minioName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-minio") }}{{- end -}}
 {{- define "conda-store.workerName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-worker") }}{{- end -}}
+{{- /* ServiceAccount of the build pods (no RoleBinding), their NetworkPolicy and their pods' name prefix. */}}
+{{- define "conda-store.buildName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-store-build") }}{{- end -}}
+{{- /* ValidatingAdmissionPolicy and its binding: cluster-scoped, so the release's namespace is part of the name. */}}
+{{- define "conda-store.buildPolicyName" -}}{{ printf "%s-%s" .Release.Namespace (include "conda-store.buildName" .) }}{{- end -}}
+
+{{- /* "true" when builds run in build pods: QHub's image (lockBackend rattler) carries the code that makes them;
+the upstream image (conda-lock) installs in the worker. */}}
+{{- define "conda-store.buildPods" -}}{{ if eq .Values.build.lockBackend "rattler" }}true{{ end }}{{- end -}}
+
+{{- /* Where the build pods see the store and its package cache (the worker's paths: packages carry their prefix). */}}
+{{- define "conda-store.storeDirectory" -}}/opt/conda-store{{- end -}}
+{{- define "conda-store.pkgsDirectory" -}}/opt/conda-store/.pkgs{{- end -}}
+
+{{- /* The build pod the worker creates for each build (qhub_conda_store.buildpod adds the name, the command and
+its inputs, and the build's namespace folder read-write). Every field here is one the admission policy
+(buildpod/validatingadmissionpolicy.yaml) checks. */}}
+{{- define "conda-store.buildPodTemplate" -}}
+apiVersion: v1
+kind: Pod
+metadata:
+  labels:
+    {{- include "qhub.labels" (dict "root" . "component" "conda-store-build") | nindent 4 }}
+spec:
+  serviceAccountName: {{ include "conda-store.buildName" . }}
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  restartPolicy: Never
+  activeDeadlineSeconds: {{ .Values.build.pod.timeoutSeconds }}
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 1000
+    runAsGroup: 100
+    seccompProfile: {type: RuntimeDefault}
+  {{- include "qhub.placement" (dict "root" . "group" .Values.worker.nodeGroup) | nindent 2 }}
+  {{- include "qhub.imagePullSecrets" . | nindent 2 }}
+  containers:
+    - name: build
+      image: {{ include "qhub.image" (dict "root" . "image" .Values.image) }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      command: [python3, -m, qhub_conda_store.buildpod]
+      env:
+        - {name: HOME, value: /tmp}
+        - {name: CONDA_PKGS_DIRS, value: {{ include "conda-store.pkgsDirectory" . }}}
+        - {name: PIP_NO_INDEX, value: "1"}
+        - {name: PIP_NO_CACHE_DIR, value: "1"}
+        - {name: PIP_DISABLE_PIP_VERSION_CHECK, value: "1"}
+      securityContext:
+        {{- include "qhub.containerSecurityContext" dict | nindent 8 }}
+      resources:
+        {{- toYaml .Values.build.pod.resources | nindent 8 }}
+      volumeMounts:
+        - {name: store, mountPath: {{ include "conda-store.pkgsDirectory" . }}, subPath: conda-store/.pkgs, readOnly: true}
+        - {name: tmp, mountPath: /tmp}
+  volumes:
+    - name: store
+      persistentVolumeClaim:
+        claimName: {{ include "qhub.sharedPvcName" . }}
+    - name: tmp
+      emptyDir: {}
+{{- end -}}
 
 {{- /* Policy handed to conda_store_config.py as settings.json (no secrets, no addresses). */}}
 {{- define "conda-store.settings" -}}
@@ -25,6 +85,7 @@
   "build" .Values.build
   "storage" $storage
   "worker" (dict "concurrency" .Values.worker.concurrency)
+  "buildPod" (dict "enabled" (include "conda-store.buildPods" . | eq "true") "timeoutSeconds" .Values.build.pod.timeoutSeconds "storeDirectory" (include "conda-store.storeDirectory" .) "pkgsDirectory" (include "conda-store.pkgsDirectory" .) "volume" "store" "subPath" "conda-store" "namePrefix" (include "conda-store.buildName" .) "podTemplate" (include "conda-store.buildPodTemplate" . | fromYaml))
   "hub" (dict "clientId" "service-conda-store" "authorizeUrl" (printf "%s/hub/api/oauth2/authorize" (include "qhub.publicUrl" .)) "oauthCallbackUrl" (include "qhub.serviceOauthCallback" (dict "root" . "service" "conda-store")))
 -}}
 {{- toPrettyJson $settings -}}
@@ -46,6 +107,9 @@
   value: /opt/conda-store
 - name: CONDA_STORE_ENVIRONMENTS
   value: /opt/environments
+{{- /* The package cache on the store's volume: build pods read it (read-only) after the worker downloaded. */}}
+- name: CONDA_PKGS_DIRS
+  value: {{ include "conda-store.pkgsDirectory" . }}
 {{- if .Values.postgresql.internal }}
 - name: POSTGRES_PASSWORD
   valueFrom:

@@ -9,6 +9,8 @@ which calls a conda-compatible executable. This package provides both on py-ratt
 - `qhub_conda_store.installer`: the `conda` command the worker calls (`info --json`, `create --file <explicit>
   --prefix P`, `run --prefix P ...`, `env export --prefix P --json`, `--version`), which links the packages
   conda-store already downloaded into the prefix with rattler.
+- `qhub_conda_store.buildpod`: each build's install step and conda-pack archive in a pod of its own, without
+  secrets or network, writing only the build's namespace folder (the worker keeps the solve and the downloads).
 
 The `conda` package next to this one serves conda's modules that conda-store imports (spec parsing, package
 cache records) from the copy of conda vendored in conda-lock.
