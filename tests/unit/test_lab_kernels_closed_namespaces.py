@@ -1,6 +1,7 @@
 """The lab image's conda-store kernels (images/jupyterlab qhub_kernels) as a user who may not read every namespace:
 a group's namespace is group-owned 2750, so a user outside the group cannot even list it, and the user's other
-kernels must still be offered."""
+kernels must still be offered; another user's own namespace can be read but is not offered (issue 12: users see
+the global, their own and their groups' environments as kernels)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ SITE = (Path(__file__).resolve().parents[2] / "images" / "jupyterlab" / "rootfs"
 NOBODY = 65534
 
 
-def kernels_as(uid: int, gids: list[int], root: Path) -> list[str]:
+def kernels_as(uid: int, gids: list[int], root: Path, user: str = "") -> list[str]:
     """conda-store kernel names qhub_kernels offers to a process of `uid` in `gids` (a forked child drops to that
     identity; the manager is made and used once before, so every module it needs is loaded: the interpreter's own
     files are not readable by that uid)."""
@@ -30,7 +31,7 @@ def kernels_as(uid: int, gids: list[int], root: Path) -> list[str]:
         import qhub_kernels
     finally:
         sys.path.remove(str(SITE))
-    manager = qhub_kernels.CondaStoreKernelSpecManager(conda_store_root=str(root))
+    manager = qhub_kernels.CondaStoreKernelSpecManager(conda_store_root=str(root), user=user)
     manager.find_kernel_specs()
     read, write = os.pipe()
     pid = os.fork()
@@ -67,19 +68,23 @@ def share() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-def test_a_closed_group_namespace_hides_only_itself(share: Path) -> None:
+def test_only_global_own_and_group_namespaces_are_offered(share: Path) -> None:
     if os.geteuid() != 0:
         pytest.fail("this test lists kernels as another uid: run it as root (make test does)", pytrace=False)
     root = share / "conda-store"
-    for ns, env in (("global", "base"), ("analysts", "ml"), ("ops", "tools")):
+    for ns, env in (("global", "base"), ("analysts", "ml"), ("ops", "tools"), ("alice", "mine"), ("bob", "his")):
         prefix = root / ns / "envs" / env
         (prefix / "bin").mkdir(parents=True)
         (prefix / "bin" / "python").write_text("#!/bin/false\n")  # only its existence counts for the listing
         (prefix / "lib" / "python3.11" / "site-packages" / "ipykernel").mkdir(parents=True)
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755)
-    os.chown(root / "ops", 0, 3002)
-    (root / "ops").chmod(0o2750)  # the ops group's namespace, as the hub makes it; nobody is not in ops
-    assert kernels_as(NOBODY, [3001], root) == ["conda-store-analysts-ml", "conda-store-global-base"]
-    assert kernels_as(NOBODY, [3001, 3002], root) == ["conda-store-analysts-ml", "conda-store-global-base",
-                                                      "conda-store-ops-tools"]
+    for group, gid in (("analysts", 3001), ("ops", 3002)):  # the groups' namespaces, as the hub makes them
+        os.chown(root / group, 0, gid)
+        (root / group).chmod(0o2750)
+    # users' own namespaces (alice, bob) are the worker's folders, readable by all: only the owner is offered hers
+    assert kernels_as(NOBODY, [3001], root, "alice") == ["conda-store-alice-mine", "conda-store-analysts-ml",
+                                                         "conda-store-global-base"]
+    assert kernels_as(NOBODY, [3001, 3002], root, "alice") == ["conda-store-alice-mine", "conda-store-analysts-ml",
+                                                               "conda-store-global-base", "conda-store-ops-tools"]
+    assert kernels_as(NOBODY, [], root, "bob") == ["conda-store-bob-his", "conda-store-global-base"]
