@@ -26,6 +26,7 @@ HUB_ONLY: dict[str, Any] = {
     "nfs": {"enabled": False},
     "sharedStorage": {"existingStorageClass": "rwx"},
     "dask-gateway": {"enabled": False},
+    "global": {"daskClusters": {"enabled": False}},  # follows dask-gateway.enabled
     "conda-store": {"enabled": False},
     "kubessh": {"enabled": False},
     "jitsi": {"enabled": False},

@@ -30,6 +30,8 @@ CHART = REPO / "charts" / "qhub"
 CRDS = CHART / "charts" / "dask-gateway" / "crds"
 BASE = ["--set", "nfs.service.clusterIP=10.96.0.20"]
 GIB = 2**30
+DASK_NS = "qhub-dask"  # the clusters' namespace: global.daskClusters.namespace, by default "<release ns>-dask"
+ACCOUNTS = ("qhub-dask-gateway-api", "qhub-dask-gateway-controller", "qhub-dask-gateway-proxy")
 
 
 def template(*args: str) -> list[dict[str, Any]]:
@@ -37,8 +39,13 @@ def template(*args: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out) if d]
 
 
-def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    hits = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+def namespace_of(doc: dict[str, Any]) -> str:
+    """Where `helm install -n qhub` puts the object (no namespace in the render: the release's)."""
+    return str(doc["metadata"].get("namespace", "qhub"))
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str, namespace: str = "qhub") -> dict[str, Any]:
+    hits = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name and namespace_of(d) == namespace]
     assert len(hits) == 1, f"{kind}/{name}: {len(hits)} rendered"
     return hits[0]
 
@@ -99,6 +106,7 @@ def test_api_server_reads_the_hub_token_from_the_hub_secret(docs: list[dict[str,
     cfg = json.loads(cm["data"]["gateway.json"])
     assert cfg["hub"]["apiUrl"] == "http://qhub-hub.qhub:8081/hub/api"
     assert cfg["apiUrl"] == "http://qhub-dask-gateway-api.qhub:8000/api"
+    assert (cfg["namespace"], cfg["releaseNamespace"]) == (DASK_NS, "qhub")
     assert "token" not in cm["data"]["gateway.json"].lower()
 
 
@@ -119,33 +127,122 @@ def test_proxy_routes_the_prefix_to_the_api(docs: list[dict[str, Any]]) -> None:
     assert "qhub-dashboard-prefix" in routes["middlewares"]
 
 
-def test_rbac_is_namespaced_and_narrow(docs: list[dict[str, Any]]) -> None:
-    """No cluster-wide grant at all (the informers are namespaced); Traefik only reads; nobody lists Secrets but
-    Traefik, whose CRD provider caches them."""
-    assert not [d["metadata"]["name"] for d in docs
-                if d["kind"] in ("ClusterRole", "ClusterRoleBinding") and "dask-gateway" in d["metadata"]["name"]]
-    for name in ("qhub-dask-gateway-api", "qhub-dask-gateway-controller"):
-        for rule in find(docs, "Role", name)["rules"]:
-            if "secrets" in rule["resources"]:
-                assert not {"list", "watch", "update", "patch"} & set(rule["verbs"]), (name, rule)
-    proxy = find(docs, "Role", "qhub-dask-gateway-proxy")
-    assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in proxy["rules"])
-    deployment = find(docs, "Deployment", "qhub-dask-gateway-proxy")
-    assert "--providers.kubernetescrd.disableclusterscoperesources=true" in \
-        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    ctl = find(docs, "Role", "qhub-dask-gateway-controller")
-    resources = {r for rule in ctl["rules"] for r in rule["resources"]}
-    assert {"pods", "services", "secrets", "daskclusters", "daskclusters/status"} <= resources
+def grants(docs: list[dict[str, Any]], account: str) -> dict[str, list[dict[str, Any]]]:
+    """The rules `account` (a ServiceAccount of the release namespace) holds, per namespace, through the rendered
+    RoleBindings; ClusterRoleBindings would show up under "*"."""
+    roles = {(namespace_of(d), d["metadata"]["name"]): d["rules"] for d in docs if d["kind"] == "Role"}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for b in docs:
+        if b["kind"] in ("RoleBinding", "ClusterRoleBinding") and {"kind": "ServiceAccount", "name": account,
+                                                                  "namespace": "qhub"} in b["subjects"]:
+            where = namespace_of(b) if b["kind"] == "RoleBinding" else "*"
+            found.setdefault(where, []).extend(roles.get((where, b["roleRef"]["name"]), [{"resources": ["*"]}]))
+    return found
+
+
+def test_no_gateway_account_touches_a_secret_of_the_release_namespace(docs: list[dict[str, Any]]) -> None:
+    """The hub's tokens, database passwords and the like live in the release namespace: no dask-gateway
+    ServiceAccount has any right on a Secret there, the controller and Traefik have no right there at all, and the
+    API server may read only the identities ConfigMap by name. No grant is cluster-wide."""
+    for account in ACCOUNTS:
+        held = grants(docs, account)
+        assert set(held) <= {"qhub", DASK_NS}, (account, held)
+        for rule in held.get("qhub", []):
+            assert not {"secrets", "*"} & set(rule["resources"]), (account, rule)
+    assert "qhub" not in grants(docs, "qhub-dask-gateway-controller")
+    assert "qhub" not in grants(docs, "qhub-dask-gateway-proxy")
+    assert grants(docs, "qhub-dask-gateway-api")["qhub"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["qhub-identities"], "verbs": ["get"]}]
+
+
+def test_each_account_holds_what_it_needs_in_the_clusters_namespace(docs: list[dict[str, Any]]) -> None:
+    def verbs(account: str, resource: str) -> set[str]:
+        return {v for r in grants(docs, account)[DASK_NS] if resource in r["resources"] for v in r["verbs"]}
+
+    assert verbs("qhub-dask-gateway-api", "daskclusters") == {"get", "list", "watch", "create", "patch"}
+    assert verbs("qhub-dask-gateway-api", "secrets") == {"get"}
+    assert {"create", "delete", "list", "watch"} <= verbs("qhub-dask-gateway-controller", "pods")
+    assert verbs("qhub-dask-gateway-controller", "secrets") == {"get", "create", "delete"}
+    assert {"create", "delete"} <= verbs("qhub-dask-gateway-controller", "ingressroutes")
+    assert {"patch"} <= verbs("qhub-dask-gateway-controller", "daskclusters/status")
+    for rule in grants(docs, "qhub-dask-gateway-proxy")[DASK_NS]:  # Traefik only reads
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
     assert not any("*" in rule["verbs"] for d in docs if d["kind"] in ("Role", "ClusterRole") for rule in d["rules"])
 
 
+def test_traefik_watches_the_clusters_namespace_only(docs: list[dict[str, Any]]) -> None:
+    args = find(docs, "Deployment", "qhub-dask-gateway-proxy")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--providers.kubernetescrd.namespaces")] == [
+        f"--providers.kubernetescrd.namespaces={DASK_NS}"]
+    assert "--providers.kubernetescrd.disableclusterscoperesources=true" in args
+    custom = template("--set", "global.daskClusters.namespace=dask-of-qhub")
+    args = find(custom, "Deployment", "qhub-dask-gateway-proxy")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--providers.kubernetescrd.namespaces=dask-of-qhub" in args
+    assert json.loads(find(custom, "ConfigMap", "qhub-dask-gateway-config")["data"]["gateway.json"])["namespace"] == \
+        "dask-of-qhub"
+    assert find(custom, "Role", "qhub-dask-gateway-proxy", "dask-of-qhub")
+
+
+def test_the_clusters_namespace_is_created_restricted_or_left_to_the_user(docs: list[dict[str, Any]]) -> None:
+    ns = find(docs, "Namespace", DASK_NS)
+    labels = ns["metadata"]["labels"]
+    assert {labels[f"pod-security.kubernetes.io/{m}"] for m in ("enforce", "warn", "audit")} == {"restricted"}
+    kubernetes_validate.validate(ns, "1.35.0", strict=True)
+    inside = {d["kind"] for d in docs if d["metadata"].get("namespace") == DASK_NS}
+    assert inside == {"Role", "RoleBinding", "NetworkPolicy", "PersistentVolumeClaim"}, inside
+    mine = template("--set", "global.daskClusters.createNamespace=false")
+    assert not [d for d in mine if d["kind"] == "Namespace"]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (["global.daskClusters.namespace=qhub"], "is the release namespace"),
+    (["global.daskClusters.namespace=" + "d" * 64], "maxLength"),
+    (["dask-gateway.enabled=false", "jupyterhub.hub.services.dask-gateway.enabled=false"],
+     "global.daskClusters.enabled"),
+])
+def test_a_clusters_namespace_that_cannot_work_fails_the_render(settings: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        template(*(a for s in settings for a in ("--set", s)))
+
+
+def test_a_release_namespace_too_long_for_the_default_is_named() -> None:
+    long = "q" * 60
+    with pytest.raises(CommandError, match="longer than the 63 characters.*set global.daskClusters.namespace"):
+        run(["helm", "template", "qhub", str(CHART), "--namespace", long, *BASE], timeout=120)
+
+
+def peers(rules: list[dict[str, Any]], key: str, port: int | str) -> list[tuple[str | None, str]]:
+    """(namespace name or None for the policy's own, component or instance) of each peer admitted on `port`."""
+    found = []
+    for rule in rules:
+        if rule.get("ports") and port not in {p["port"] for p in rule["ports"]}:
+            continue
+        for peer in rule.get(key, []):
+            ns = (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+            labels = (peer.get("podSelector") or {}).get("matchLabels", {})
+            found.append((ns, labels.get("app.kubernetes.io/component") or labels.get("gateway.dask.org/instance")))
+    return found
+
+
 def test_network_policies_cover_every_component_and_dask_pods(docs: list[dict[str, Any]]) -> None:
+    """Across the two namespaces: Traefik -> schedulers and dashboards, the API <-> schedulers, schedulers and
+    workers among themselves; users reach clusters only through Traefik."""
     names = {d["metadata"]["name"] for d in docs if d["kind"] == "NetworkPolicy"}
     assert {"qhub-dask-gateway-api", "qhub-dask-gateway-controller", "qhub-dask-gateway-proxy",
             "qhub-dask-clusters"} <= names
-    dask = find(docs, "NetworkPolicy", "qhub-dask-clusters")
-    assert dask["spec"]["podSelector"]["matchLabels"] == {"gateway.dask.org/instance": "qhub-dask-gateway"}
+    dask = find(docs, "NetworkPolicy", "qhub-dask-clusters", DASK_NS)["spec"]
+    assert dask["podSelector"]["matchLabels"] == {"gateway.dask.org/instance": "qhub-dask-gateway"}
+    assert peers(dask["ingress"], "from", 8786) == [(None, "qhub-dask-gateway"), ("qhub", "dask-gateway-proxy")]
+    assert peers(dask["ingress"], "from", 8788) == [(None, "qhub-dask-gateway"), ("qhub", "dask-gateway-api")]
+    assert ("qhub", "dask-gateway-api") in peers(dask["egress"], "to", 8000)
+    api = find(docs, "NetworkPolicy", "qhub-dask-gateway-api")["spec"]
+    assert peers(api["ingress"], "from", "api") == [(None, "dask-gateway-proxy"), (DASK_NS, "dask-scheduler")]
+    assert (DASK_NS, "dask-scheduler") in peers(api["egress"], "to", 8788)
+    proxy = find(docs, "NetworkPolicy", "qhub-dask-gateway-proxy")["spec"]
+    assert (DASK_NS, "dask-scheduler") in peers(proxy["egress"], "to", 8786)
+    assert (DASK_NS, "dask-scheduler") in peers(proxy["egress"], "to", 8787)
     off = template("--set", "global.networkPolicy.enabled=false")
+    assert not [d for d in off if d["kind"] == "NetworkPolicy" and namespace_of(d) == DASK_NS]
     assert not [d for d in off if d["kind"] == "NetworkPolicy" and "dask" in d["metadata"]["name"]]
 
 

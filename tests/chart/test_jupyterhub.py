@@ -304,6 +304,7 @@ def test_hub_config_file_loads(objs: list[dict[str, Any]], tmp_path: Path, monke
 def test_registered_services_and_tokens(tmp_path: Path) -> None:
     extra = {
         "dask-gateway": {"enabled": True},
+        "global": {"daskClusters": {"enabled": True}},
         "conda-store": {"enabled": True},
         "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": True}, "conda-store": {"enabled": True}}}},
     }
@@ -402,6 +403,7 @@ def test_ingress_routes() -> None:
         "global": {"domain": "hub.example.org", "tls": {"mode": "cert-manager", "certManager": {"issuer": "le"}}},
         "ingress": {"className": "nginx"},
         "dask-gateway": {"enabled": True},
+        "global": {"daskClusters": {"enabled": True}},
         "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": True}}}},
     }
     ing_obj = find(render(extra), "Ingress", "qhub")
@@ -415,7 +417,7 @@ def test_ingress_routes() -> None:
 
 
 def test_helm_test_pods() -> None:
-    extra = {"dask-gateway": {"enabled": True}, "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": True}}}}}
+    extra = {"dask-gateway": {"enabled": True}, "global": {"daskClusters": {"enabled": True}}, "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": True}}}}}
     pods = {o["metadata"]["name"]: o for o in render(extra) if o["kind"] == "Pod"}
     assert set(pods) == {"qhub-test-hub-api", "qhub-test-gateway-api"}
     for name, access, url in [

@@ -34,8 +34,13 @@ def template_error(*args: str) -> str:
     return str(err.value)
 
 
-def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    hits = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+DASK_NS = "qhub-dask"  # the Dask clusters' namespace (global.daskClusters), with a shared claim of its own
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str, *, dask: bool = False) -> dict[str, Any]:
+    """The one `kind`/`name` outside the Dask clusters' namespace (or, with `dask`, in it)."""
+    hits = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name
+            and (d["metadata"].get("namespace") == DASK_NS) == dask]
     assert len(hits) == 1, f"{kind}/{name}: {len(hits)} rendered"
     return hits[0]
 
@@ -62,6 +67,23 @@ def test_shared_pvc_binds_the_release_volume(docs: list[dict[str, Any]]) -> None
     assert pvc["spec"]["volumeName"] == "qhub-qhub-shared"
     assert pvc["spec"]["storageClassName"] == ""
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_dask_clusters_namespace_gets_the_same_export_through_a_volume_of_its_own(docs: list[dict[str, Any]]) -> None:
+    """A claim is namespaced: Dask pods mount homes and environments through a second volume on the same export,
+    reserved for the claim of the same name in the clusters' namespace (reclaim Retain: deleting it keeps the
+    data); without the gateway there is neither."""
+    main = find(docs, "PersistentVolume", "qhub-qhub-shared")
+    mirror = find(docs, "PersistentVolume", "qhub-dask-qhub-shared")
+    assert mirror["spec"]["claimRef"] == {"namespace": DASK_NS, "name": "qhub-shared"}
+    assert {**mirror["spec"], "claimRef": main["spec"]["claimRef"]} == main["spec"]
+    pvc = find(docs, "PersistentVolumeClaim", "qhub-shared", dask=True)
+    assert pvc["spec"]["volumeName"] == "qhub-dask-qhub-shared" and pvc["spec"]["storageClassName"] == ""
+    off = template("--set", f"nfs.service.clusterIP={IP}", "--set", "dask-gateway.enabled=false",
+                   "--set", "global.daskClusters.enabled=false",
+                   "--set", "jupyterhub.hub.services.dask-gateway.enabled=false")
+    assert not [d for d in off if DASK_NS in (d["metadata"].get("namespace"), d["metadata"]["name"])
+                or d["metadata"]["name"].startswith(DASK_NS)]
 
 
 def test_backing_disk_is_a_kept_pvc_of_the_global_storage_class(docs: list[dict[str, Any]]) -> None:

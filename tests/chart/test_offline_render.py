@@ -27,6 +27,7 @@ NFS_FILES = CHART / "charts" / "nfs" / "files"
 VOLUME = "qhub-nfs-volume"
 RBAC = "qhub-qhub-nfs-volume"  # cluster-wide: <namespace>-<release>-nfs-volume
 PV = "qhub-qhub-shared"
+DASK_PV = "qhub-dask-qhub-shared"  # the same export for the claim in the Dask clusters' namespace qhub-dask
 
 
 def no_cluster_env(tmp: Path) -> dict[str, str]:
@@ -49,12 +50,16 @@ def offline(*args: str) -> tuple[dict[str, Any], ...]:
     return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
 
 
-def find(docs: tuple[dict[str, Any], ...], kind: str, name: str | None = None) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+def find(docs: tuple[dict[str, Any], ...], kind: str, name: str | None = None,
+         namespace: str | None = None) -> list[dict[str, Any]]:
+    """Objects of `kind` (named `name`); with `namespace`, only those the render puts there (none set: the
+    release's)."""
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+            and (namespace is None or d["metadata"].get("namespace", "qhub") == namespace)]
 
 
-def one(docs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
-    hits = find(docs, kind, name)
+def one(docs: tuple[dict[str, Any], ...], kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+    hits = find(docs, kind, name, namespace)
     assert len(hits) == 1, f"{kind}/{name}: {len(hits)} rendered"
     return hits[0]
 
@@ -64,9 +69,9 @@ def volume_job(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     return job
 
 
-def job_pv(job: dict[str, Any]) -> dict[str, Any]:
+def job_pvs(job: dict[str, Any]) -> list[dict[str, Any]]:
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    return dict(json.loads(env["QHUB_NFS_PV"]))
+    return list(json.loads(env["QHUB_NFS_PV"]))
 
 
 def test_bare_defaults_template_and_lint_without_a_cluster(tmp_path: Path) -> None:
@@ -91,8 +96,10 @@ def test_without_a_cluster_the_job_makes_the_volume_instead_of_the_chart() -> No
     assert not find(docs, "PersistentVolume"), "no address to name: the chart renders no volume"
     service = one(docs, "Service", "qhub-nfs")
     assert "clusterIP" not in service["spec"], "the cluster gives the Service its address"
-    pvc = one(docs, "PersistentVolumeClaim", "qhub-shared")
+    pvc = one(docs, "PersistentVolumeClaim", "qhub-shared", "qhub")
     assert pvc["spec"]["volumeName"] == PV and pvc["spec"]["storageClassName"] == ""
+    dask = one(docs, "PersistentVolumeClaim", "qhub-shared", "qhub-dask")
+    assert dask["spec"]["volumeName"] == DASK_PV and dask["spec"]["storageClassName"] == ""
     job = volume_job(docs)
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -109,22 +116,30 @@ def test_without_a_cluster_the_job_makes_the_volume_instead_of_the_chart() -> No
     assert pod["nodeSelector"] == {"qhub.dev/node-group": "general"}
 
 
-def test_the_job_makes_exactly_the_volume_the_chart_would_render() -> None:
-    """One definition of the volume: the Job's is the chart's own (with an address), plus Helm's ownership, so a
-    later `helm upgrade` that can ask the cluster adopts it, and Argo CD's leave-alone annotations."""
-    made = job_pv(volume_job(offline()))
-    assert made["spec"]["nfs"] == {"server": "", "path": "/"}
-    rendered = one(offline("--set", "nfs.service.clusterIP=10.96.0.20"), "PersistentVolume", PV)
-    assert rendered["spec"]["nfs"]["server"] == "10.96.0.20"
-    made["spec"]["nfs"]["server"] = "10.96.0.20"
-    assert made["spec"] == rendered["spec"]
-    assert made["metadata"]["name"] == rendered["metadata"]["name"]
-    assert made["metadata"]["labels"] == rendered["metadata"]["labels"]
-    assert made["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-    assert made["metadata"]["annotations"] == {
-        "meta.helm.sh/release-name": "qhub", "meta.helm.sh/release-namespace": "qhub",
-        # Argo CD (label tracking) would take the volume for an object of its application that git lacks
-        "argocd.argoproj.io/sync-options": "Prune=false", "argocd.argoproj.io/compare-options": "IgnoreExtraneous"}
+def test_the_job_makes_exactly_the_volumes_the_chart_would_render() -> None:
+    """One definition of the volume: the Job's are the chart's own (with an address) - the release's and the Dask
+    clusters' - plus Helm's ownership, so a later `helm upgrade` that can ask the cluster adopts them, and Argo CD's
+    leave-alone annotations."""
+    made = job_pvs(volume_job(offline()))
+    assert [pv["metadata"]["name"] for pv in made] == [PV, DASK_PV]
+    assert [pv["spec"]["claimRef"]["namespace"] for pv in made] == ["qhub", "qhub-dask"]
+    for pv in made:
+        assert pv["spec"]["nfs"] == {"server": "", "path": "/"}
+        rendered = one(offline("--set", "nfs.service.clusterIP=10.96.0.20"), "PersistentVolume", pv["metadata"]["name"])
+        assert rendered["spec"]["nfs"]["server"] == "10.96.0.20"
+        pv["spec"]["nfs"]["server"] = "10.96.0.20"
+        assert pv["spec"] == rendered["spec"]
+        assert pv["metadata"]["labels"] == rendered["metadata"]["labels"]
+        assert pv["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert pv["metadata"]["annotations"] == {
+            "meta.helm.sh/release-name": "qhub", "meta.helm.sh/release-namespace": "qhub",
+            # Argo CD (label tracking) would take the volume for an object of its application that git lacks
+            "argocd.argoproj.io/sync-options": "Prune=false",
+            "argocd.argoproj.io/compare-options": "IgnoreExtraneous"}
+    alone = job_pvs(volume_job(offline("--set", "dask-gateway.enabled=false",
+                                       "--set", "global.daskClusters.enabled=false",
+                                       "--set", "jupyterhub.hub.services.dask-gateway.enabled=false")))
+    assert [pv["metadata"]["name"] for pv in alone] == [PV], "no Dask clusters' namespace, no second volume"
 
 
 def test_the_job_may_touch_its_own_volume_only() -> None:
@@ -139,7 +154,7 @@ def test_the_job_may_touch_its_own_volume_only() -> None:
     role = one(docs, "ClusterRole", RBAC)
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["create"]},
-        {"apiGroups": [""], "resources": ["persistentvolumes"], "resourceNames": [PV],
+        {"apiGroups": [""], "resources": ["persistentvolumes"], "resourceNames": [PV, DASK_PV],
          "verbs": ["get", "update", "delete"]},
     ]
     binding = one(docs, "ClusterRoleBinding", RBAC)

@@ -126,16 +126,19 @@ def kget(cluster: LocalCluster, *args: str) -> dict[str, Any]:
 
 
 RBAC = [f"charts/dask-gateway/templates/{part}/{kind}.yaml" for part in ("api", "controller")
-        for kind in ("serviceaccount", "role", "rolebinding")]
+        for kind in ("serviceaccount", "role", "rolebinding")] + [
+    f"charts/dask-gateway/templates/api/{kind}-clusters.yaml" for kind in ("role", "rolebinding")]
 
 
 def render_gateway_parts(ns: str, dest: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """What `helm template` renders for namespace `ns`: the gateway ConfigMap (written out as files); the API
-    server's and controller's ServiceAccounts and RBAC; the nfs subchart's shared PersistentVolume + PVC that Dask
-    pods mount (the NFS server behind it never runs here)."""
+    """What `helm template` renders for namespace `ns`: the gateway ConfigMap (written out as files); the Dask
+    clusters' namespace; the API server's and controller's ServiceAccounts and RBAC (in both namespaces); the nfs
+    subchart's shared PersistentVolume + PVC of the clusters' namespace that Dask pods mount (the NFS server behind
+    it never runs here)."""
     parts = ["charts/dask-gateway/templates/config/configmap.yaml", *RBAC,
-             "charts/nfs/templates/shared/pv.yaml",
-             "charts/nfs/templates/shared/pvc.yaml"]
+             "charts/dask-gateway/templates/clusters/namespace.yaml",
+             "charts/nfs/templates/dask/pv.yaml",
+             "charts/nfs/templates/dask/pvc.yaml"]
     out = run(
         ["helm", "template", "qhub", str(CHART), "--namespace", ns, "--set", "nfs.service.clusterIP=10.96.0.20",
          *(a for p in parts for a in ("--show-only", p))],
@@ -145,10 +148,11 @@ def render_gateway_parts(ns: str, dest: Path) -> tuple[dict[str, Any], list[dict
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
     for name, text in cm["data"].items():
         (dest / name).write_text(text)
-    objects = [d for d in docs if d["kind"] != "ConfigMap"]
+    # the clusters' namespace first: kubectl applies a List in order
+    objects = sorted((d for d in docs if d["kind"] != "ConfigMap"), key=lambda d: d["kind"] != "Namespace")
     for d in objects:
-        if d["kind"] not in ("PersistentVolume", "ClusterRole", "ClusterRoleBinding"):
-            d["metadata"]["namespace"] = ns
+        if d["kind"] not in ("PersistentVolume", "ClusterRole", "ClusterRoleBinding", "Namespace"):
+            d["metadata"].setdefault("namespace", ns)
     return json.loads(cm["data"]["gateway.json"]), objects
 
 
@@ -220,7 +224,7 @@ def gateway(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         for d in reversed(daemons):
             d.stop()
-        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+        cluster.kubectl("delete", "namespace", ns, cfg["namespace"], "--wait=false", "--ignore-not-found")
         for d in objects:
             if d["kind"] in ("PersistentVolume", "ClusterRole", "ClusterRoleBinding"):
                 cluster.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--wait=false")
@@ -249,7 +253,8 @@ def test_cluster_request_creates_pods_on_node_groups_and_worker_group_scales(
 ) -> None:
     from dask_gateway import Gateway, JupyterHubAuth
 
-    ns = gateway["ns"]
+    ns = gateway["cfg"]["namespace"]  # the clusters' namespace: DaskClusters, pods, their Secrets
+    assert ns == f"{gateway['ns']}-dask"
     client = Gateway(address=gateway["url"], auth=JupyterHubAuth(api_token=gateway["user_token"]))
     options = client.cluster_options()
     assert set(options) == {"profile", "idle_timeout_minutes"}

@@ -86,9 +86,11 @@ def wait_namespace_gone(cluster: LocalCluster, ns: str) -> None:
 
 
 def uninstall(cluster: LocalCluster, ns: str, release: str) -> None:
-    """Uninstall the release and delete its namespace (without waiting for the namespace to go)."""
+    """Uninstall the release and delete its namespace and its Dask clusters' (without waiting for them to go), and
+    the shared storage's volume qhubctl made for the latter (storage.type existing; the data stays)."""
     helm(cluster, "uninstall", release, "-n", ns, "--wait", "--timeout", "3m", timeout=240, check=False)
-    cluster.kubectl("delete", "namespace", ns, "--wait=false")
+    cluster.kubectl("delete", "namespace", ns, f"{ns}-dask", "--wait=false", "--ignore-not-found")
+    cluster.kubectl("delete", "persistentvolume", f"{ns}-dask-{release}-shared", "--wait=false", "--ignore-not-found")
 
 
 @dataclass
@@ -165,8 +167,9 @@ class Platform:
             self.kernels[user] = Kernel(self.url, user, self.token(user)).start()
         return self.kernels[user]
 
-    def pods(self, selector: str) -> list[dict[str, Any]]:
-        return list(json.loads(self.cluster.kubectl("get", "pods", "-n", self.ns, "-l", selector,
+    def pods(self, selector: str, ns: str | None = None) -> list[dict[str, Any]]:
+        """Pods matching `selector` in the release namespace (or `ns`)."""
+        return list(json.loads(self.cluster.kubectl("get", "pods", "-n", ns or self.ns, "-l", selector,
                                                     "-o", "json"))["items"])
 
     def identities(self) -> dict[str, Any]:
@@ -206,6 +209,7 @@ def deployed(cluster: LocalCluster, work: Path, ns: str, release: str, config: d
     if prepare:
         prepare()
     wait_namespace_gone(cluster, ns)
+    wait_namespace_gone(cluster, f"{ns}-dask")
     path = work / "qhub-config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     platform = Platform(cluster, ns, release, path, "", "", {}, 0.0, digests)

@@ -1,8 +1,9 @@
 """Dask on the real node, the way a user meets it: QHub deployed by `qhubctl deploy` with Dask-Gateway (API server,
 controller and Traefik, all built here), and from a notebook kernel in the user's own server - reached through the
 proxy with the user's token, as JupyterLab does - a cluster made with the default options, scaled to two workers,
-a result that needs both, the worker pods on the real node running as the user, and the pods gone after shutdown.
-A cluster nobody uses stops itself after its idle timeout."""
+a result that needs both, a worker reading and writing the user's home, the worker pods on the real node running
+as the user in the Dask clusters' namespace (<namespace>-dask, apart from the release's Secrets), and the pods gone
+after shutdown. A cluster nobody uses stops itself after its idle timeout."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ import qhubkit
 from qhubkit import Platform
 
 from nodekit import wait_for
-from qhubctl import realnode
+from qhubctl import daskclusters, realnode
 from qhubctl.localcluster import LocalCluster
 
 pytestmark = [pytest.mark.node, pytest.mark.long_journey]  # run_tests.py: a session of their own
 
 NS = "qhub-dask"
 RELEASE = "qdask"
+CLUSTERS_NS = f"{NS}-dask"  # daskclusters.namespace: the chart's global.daskClusters.namespace
 USER = "demo"
 IMAGES = ("jupyterhub", "jupyterlab", "kubessh", "dask-gateway-server", "dask-worker", "traefik")
 CLUSTER_PODS = "app.kubernetes.io/name=dask-gateway"
@@ -32,6 +34,7 @@ CLUSTER_PODS = "app.kubernetes.io/name=dask-gateway"
 def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     cfg = qhubkit.local_config(NS, RELEASE)
     assert cfg["components"].get("dask_gateway", True), "`qhubctl init local` turns Dask-Gateway on"
+    assert cfg["storage"]["type"] == "existing", "the local demo's storage: qhubctl binds it in the clusters' namespace"
     with qhubkit.deployed(cluster, tmp_path_factory.mktemp("dask"), NS, RELEASE, cfg, IMAGES) as deployed:
         yield deployed
 
@@ -43,13 +46,16 @@ def _report(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None
 
 def _cluster_pods(platform: Platform, name: str) -> list[dict[str, Any]]:
     """The pods of the cluster the client calls `name` (<namespace>.<id>; the pods are labelled with the id)."""
-    return [p for p in platform.pods("gateway.dask.org/cluster=" + name.rsplit(".", 1)[-1])
+    return [p for p in platform.pods("gateway.dask.org/cluster=" + name.rsplit(".", 1)[-1], ns=CLUSTERS_NS)
             if not p["metadata"].get("deletionTimestamp")]
 
 
 TWO_WORKERS = """
-import json, socket, time
+import json, os, pathlib, socket, time
 from dask_gateway import Gateway
+home = pathlib.Path.home()
+(home / "from-lab.txt").write_text("written in the lab")
+(home / "from-worker.txt").unlink(missing_ok=True)
 begun = time.monotonic()
 gateway = Gateway()
 options = gateway.cluster_options()
@@ -64,8 +70,17 @@ parts = [client.submit(lambda i: (list(range(i * 1000, (i + 1) * 1000)), socket.
                        workers=[w], allow_other_workers=False, pure=False) for i, w in enumerate(workers)]
 total = client.submit(lambda pieces: sum(sum(p[0]) for p in pieces), parts).result()
 hosts = [h for _, h in client.gather(parts)]
+
+def in_home():
+    # on a worker: the user's home, through the clusters' namespace's own claim on the shared storage
+    mine = pathlib.Path.home()
+    (mine / "from-worker.txt").write_text("written on " + socket.gethostname())
+    return {"read": (mine / "from-lab.txt").read_text(), "uid": os.getuid(), "home": str(mine)}
+
+worker_home = client.submit(in_home, workers=[workers[0]], pure=False).result()
 print(json.dumps({"name": cluster.name, "ready_seconds": ready, "workers": workers, "hosts": hosts,
-                  "total": total, "options": sorted(options)}))
+                  "total": total, "options": sorted(options), "worker_home": worker_home,
+                  "lab_reads": (home / "from-worker.txt").read_text()}))
 """
 
 
@@ -74,15 +89,22 @@ def test_a_notebook_makes_a_two_worker_cluster_on_the_real_node_and_shuts_it_dow
     out = json.loads(kernel.run(TWO_WORKERS, timeout=420).strip().splitlines()[-1])
     assert out["total"] == sum(range(2000)), out
     assert len(out["workers"]) == 2 and len(set(out["hosts"])) == 2, out
+    assert out["name"].startswith(f"{CLUSTERS_NS}."), out["name"]
+    identities = platform.identities()
+    assert out["worker_home"] == {"read": "written in the lab", "uid": identities["users"][USER],
+                                  "home": f"/home/{USER}"}, out
+    assert out["lab_reads"].startswith("written on ") and out["lab_reads"].split()[-1] in out["hosts"], out
     pods = _cluster_pods(platform, out["name"])
     roles = sorted(p["metadata"]["labels"].get("app.kubernetes.io/component", "") for p in pods)
     assert roles == ["dask-scheduler", "dask-worker", "dask-worker"], roles
     workers = {p["metadata"]["name"] for p in pods
                if "worker" in p["metadata"]["labels"]["app.kubernetes.io/component"]}
     assert set(out["hosts"]) == workers, (out["hosts"], workers)
-    identities = platform.identities()
+    assert not platform.pods("app.kubernetes.io/component in (dask-scheduler,dask-worker)"), \
+        "no Dask pod in the release namespace"
     for pod in pods:
         name = pod["metadata"]["name"]
+        assert pod["metadata"]["namespace"] == CLUSTERS_NS == daskclusters.namespace(platform_config(platform))
         assert pod["spec"]["nodeName"] == realnode.NODE_NAME, f"{name} is not on the real node"
         assert pod["status"]["containerStatuses"][0]["imageID"].startswith(f"{realnode.REGISTRY}/qhub/dask-worker")
         assert pod["spec"]["securityContext"]["runAsUser"] == identities["users"][USER], name
@@ -113,8 +135,14 @@ def test_an_idle_cluster_stops_itself(platform: Platform) -> None:
     print(f"[node] idle Dask cluster stopped {time.monotonic() - begun:.0f}s after its scheduler started")
 
 
+def platform_config(platform: Platform) -> Any:
+    from qhubctl.config.loader import load_config
+
+    return load_config(platform.config, environ={})
+
+
 def _working_set(platform: Platform) -> int:
     raw = platform.cluster.kubectl("get", "--raw", f"/api/v1/nodes/{realnode.NODE_NAME}/proxy/stats/summary")
     return sum(int((c.get("memory") or {}).get("workingSetBytes") or 0)
-               for p in json.loads(raw).get("pods", []) if p["podRef"]["namespace"] == NS
+               for p in json.loads(raw).get("pods", []) if p["podRef"]["namespace"] in (NS, CLUSTERS_NS)
                for c in p.get("containers", []))

@@ -58,6 +58,7 @@ def values(server_ns: str, allowed_ip: str) -> dict[str, Any]:
     return {
         "global": {
             "imageRegistry": realnode.REGISTRY,
+            "daskClusters": {"enabled": False},  # follows dask-gateway.enabled
             "nodeGroups": {"general": {
                 "nodeSelector": {"qhub.dev/node-group": "", realnode.REAL_LABEL: "true"},
                 "tolerations": [{"key": realnode.REAL_LABEL, "operator": "Exists", "effect": "NoSchedule"}],

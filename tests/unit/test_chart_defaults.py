@@ -21,8 +21,10 @@ pytestmark = pytest.mark.unit
 CHART = Path(__file__).resolve().parents[2] / "charts" / "qhub"
 # Values qhubctl fills from the config's own lists rather than the chart's examples: the config's server and worker
 # profiles and prebuilt environments (also the Dask clusters' environment choices), and its admin (who is also an
-# allowed user).
+# allowed user). And the Dask clusters' namespace, which qhubctl names itself (daskclusters.namespace: it binds the
+# shared storage and stops old clusters there) where the chart derives the same name at render time.
 OWN_CONTENT = (
+    ("global", "daskClusters", "namespace"),
     ("jupyterhub", "singleuser", "profiles"),
     ("dask-gateway", "clusters", "profiles"),
     ("dask-gateway", "clusters", "environments"),
@@ -70,6 +72,8 @@ def test_qhubctl_writes_the_charts_defaults_for_what_the_config_leaves_unset(pro
     differ = {".".join(p): (v, lookup(theirs, p)) for p, v in compared if lookup(theirs, p) != v}
     # set per provider, not defaults: the local cluster exposes the proxy and SSH on node ports (no load balancer)
     per_provider = {"kubessh.service.type", "jupyterhub.proxy.service.type"} if provider == "local" else set()
+    # the clouds' Ingress uses QHub's Traefik (the add-on release's IngressClass); the chart alone cannot know it
+    per_provider |= {"ingress.className"} if provider == "aws" else set()
     differ = {k: v for k, v in differ.items() if k not in per_provider}
     assert not differ, f"config default (qhubctl) vs chart default (values.yaml): {differ}"
     assert len(compared) > 20, "the walk compared the mapped values"

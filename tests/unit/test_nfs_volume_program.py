@@ -185,9 +185,9 @@ def test_the_address_is_ipv4_first(monkeypatch: pytest.MonkeyPatch) -> None:
     assert nv.resolve("qhub-nfs.qhub.svc") == "fd00::7"
 
 
-def run_main(monkeypatch: pytest.MonkeyPatch, api: FakeApi) -> int:
+def run_main(monkeypatch: pytest.MonkeyPatch, api: FakeApi, volumes: Any = None) -> int:
     monkeypatch.setenv("QHUB_NFS_SERVICE", "qhub-nfs.qhub.svc")
-    monkeypatch.setenv("QHUB_NFS_PV", json.dumps(wanted()))
+    monkeypatch.setenv("QHUB_NFS_PV", json.dumps(wanted() if volumes is None else volumes))
     monkeypatch.setenv("QHUB_NFS_TIMEOUT", "5")
     monkeypatch.setattr(nv, "resolve", lambda host: "10.96.0.7")
     monkeypatch.setattr(nv.Api, "in_cluster", classmethod(lambda cls: api))
@@ -200,6 +200,20 @@ def test_main_makes_the_volume_and_says_so(monkeypatch: pytest.MonkeyPatch, caps
     assert api.objects[PATH]["spec"]["nfs"] == {"server": "10.96.0.7", "path": "/"}
     out = capsys.readouterr().out
     assert "has the address 10.96.0.7" in out and f"PersistentVolume {NAME} created: nfs 10.96.0.7:/" in out
+
+
+def test_main_makes_each_volume_of_a_list(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The chart hands a list: the release's shared volume and the Dask clusters' one, each with the address."""
+    second = wanted()
+    second["metadata"]["name"] = "qhub-dask-" + NAME
+    second["spec"]["claimRef"] = {"namespace": "qhub-dask", "name": "qhub-shared"}
+    api = FakeApi()
+    assert run_main(monkeypatch, api, [wanted(), second]) == 0
+    made = api.objects[f"/api/v1/persistentvolumes/qhub-dask-{NAME}"]
+    assert made["spec"]["nfs"] == {"server": "10.96.0.7", "path": "/"} == api.objects[PATH]["spec"]["nfs"]
+    assert made["spec"]["claimRef"]["namespace"] == "qhub-dask"
+    out = capsys.readouterr().out
+    assert f"PersistentVolume {NAME} created" in out and f"PersistentVolume qhub-dask-{NAME} created" in out
 
 
 def test_main_ends_with_the_reason(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from qhubctl import __version__, kube, podsecurity
+from qhubctl import __version__, daskclusters, kube, podsecurity
 from qhubctl.backup import schedule
 from qhubctl.config.base import Base
 from qhubctl.config.model import QHubConfig
@@ -137,6 +137,9 @@ class Result:
     rolled: list[str]
     # native admins whose password this deploy generated ({name: password}): shown once, never stored by qhubctl
     new_logins: dict[str, str] = field(default_factory=dict)
+    # Dask clusters (user/name) this deploy stopped: left in the release namespace by the layout before the
+    # clusters' namespace (daskclusters.stop_old_clusters)
+    stopped_clusters: list[str] = field(default_factory=list)
 
 
 # Key of the hub Secret (<release>-hub) where the chart keeps native admins' passwords, {name: password} as JSON.
@@ -174,6 +177,7 @@ def apply(cfg: QHubConfig, helm: Helm, api: Any, plan: ReleasePlan, *, timeout: 
     for namespace, labels in podsecurity.namespaces(cfg).items():
         kube.ensure_namespace(api, namespace, labels)
     kube.apply_crds(api, helm.chart_dir)
+    stopped = daskclusters.stop_old_clusters(api, cfg)
     secrets = cfg.secrets()
     if secrets:
         kube.write_secret(api, cfg.namespace, generated_secret_name(cfg),
@@ -191,7 +195,7 @@ def apply(cfg: QHubConfig, helm: Helm, api: Any, plan: ReleasePlan, *, timeout: 
         "chart-digest": plan.chart_digest,
         "qhubctl-version": __version__,
     }, kind=kube.STATE_TYPE)
-    return Result(plan, True, revision, time.monotonic() - start, rolled, new_logins)
+    return Result(plan, True, revision, time.monotonic() - start, rolled, new_logins, stopped)
 
 
 async def _upgrade_watching(cfg: QHubConfig, helm: Helm, api: Any, plan: ReleasePlan, timeout: str,
@@ -226,6 +230,7 @@ def destroy(cfg: QHubConfig, helm: Helm, api: Any, *, delete_data: bool = False)
     schedule.remove(api, cfg)  # the backup CronJobs run the release's image against its volumes
     if deployed is not None:
         asyncio.run(helm.uninstall(cfg.release_name, cfg.namespace))
+    daskclusters.remove(api, cfg)  # qhubctl's second volume on the shared storage (the data stays)
     kube.delete_secret(api, cfg.namespace, state_secret_name(cfg))
     kube.delete_secret(api, cfg.namespace, generated_secret_name(cfg))
     # the NFS server's disk, when it lives in a namespace of its own: only this release's claims there

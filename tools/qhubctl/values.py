@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from qhubctl import daskclusters
 from qhubctl import nodegroups as ng
 from qhubctl.chart import chart_dir as located_chart
 from qhubctl.config.base import SecretRef, quantity_value
@@ -109,6 +110,8 @@ def chart_values(cfg: QHubConfig, chart_dir: Path | None = None) -> dict[str, An
         if dep in deps:
             values.setdefault(dep, {})["enabled"] = bool(getattr(cfg.components, component))
     if cfg.components.jupyterhub and "jupyterhub" in deps:
+    values["global"]["daskClusters"] = daskclusters.values(
+        cfg, bool(cfg.components.dask_gateway and "dask-gateway" in deps))
         values["jupyterhub"].update(_jupyterhub(cfg, deps, chart_dir))
     if cfg.components.dask_gateway and "dask-gateway" in deps:
         values["dask-gateway"].update(_dask_gateway(cfg, deps, chart_dir))

@@ -184,6 +184,19 @@ under `egress:` with nindent.
 {{- define "qhub.gatewayApiName" -}}{{ include "qhub.componentName" (dict "root" . "component" "dask-gateway-api") }}{{- end -}}
 {{- define "qhub.gatewayProxyName" -}}{{ include "qhub.serviceHost" (dict "root" . "service" "dask-gateway") }}{{- end -}}
 {{- define "qhub.sharedPvcName" -}}{{ include "qhub.componentName" (dict "root" . "component" "shared") }}{{- end -}}
+
+{{- /* Namespace of users' Dask clusters: global.daskClusters.namespace, else "<release namespace>-dask" (a namespace
+name has at most 63 characters; never the release namespace, whose Secrets the gateway must not reach). */}}
+{{- define "qhub.daskNamespace" -}}
+{{- $ns := .Values.global.daskClusters.namespace | default (printf "%s-dask" .Release.Namespace) -}}
+{{- if gt (len $ns) 63 -}}
+{{- fail (printf "global.daskClusters.namespace: %q is longer than the 63 characters a namespace name may have; set global.daskClusters.namespace to a shorter name" $ns) -}}
+{{- end -}}
+{{- if eq $ns .Release.Namespace -}}
+{{- fail (printf "global.daskClusters.namespace: %q is the release namespace; Dask clusters need a namespace of their own (the gateway may not read the release's Secrets): pick another name or leave it empty for %s-dask" $ns .Release.Namespace) -}}
+{{- end -}}
+{{- $ns -}}
+{{- end -}}
 {{- define "qhub.condaStoreName" -}}{{ include "qhub.serviceHost" (dict "root" . "service" "conda-store") }}{{- end -}}
 {{- define "qhub.condaEnvsPvcName" -}}{{ include "qhub.componentName" (dict "root" . "component" "conda-envs") }}{{- end -}}
 {{- define "qhub.kubesshName" -}}{{ include "qhub.componentName" (dict "root" . "component" "kubessh") }}{{- end -}}

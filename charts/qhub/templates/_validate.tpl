@@ -51,6 +51,10 @@ user upgrading with old values gets this message instead of a bare schema error.
 {{- $errors = append $errors (printf "%s.enabled is %v but jupyterhub.hub.services.%s.enabled is %v: set both the same way." $name $on $name $registered) -}}
 {{- end -}}
 {{- end -}}
+{{- $gateway := dig "enabled" true (index .Values "dask-gateway" | default dict) -}}
+{{- if ne $gateway .Values.global.daskClusters.enabled -}}
+{{- $errors = append $errors (printf "dask-gateway.enabled is %v but global.daskClusters.enabled is %v: set both the same way (the shared volume is bound in the Dask clusters' namespace only with the gateway)." $gateway .Values.global.daskClusters.enabled) -}}
+{{- end -}}
 {{- if and (ne .Values.global.tls.mode "none") (not .Values.global.domain) -}}
 {{- $errors = append $errors (printf "global.tls.mode is %s but global.domain is empty: a certificate needs a host name; set global.domain or global.tls.mode=none." .Values.global.tls.mode) -}}
 {{- end -}}

@@ -29,12 +29,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from qhubctl import homes, kube, podsecurity
+from qhubctl import homes, kube, podsecurity, sharemirror
 from qhubctl.backup import run
 from qhubctl.backup.destination import parse, s3_settings
 from qhubctl.config.base import SecretRef
 from qhubctl.config.model import QHubConfig
-from qhubctl.errors import ClusterError, UserError
+from qhubctl.errors import UserError
 
 # the label telling a scheduled run's pods (and their NetworkPolicy) apart from a one-off run's
 CRON_LABEL = "qhub.dev/backup-cron"
@@ -73,34 +73,10 @@ def mirror_name(cfg: QHubConfig) -> str:
     return f"{share_namespace(cfg)}-{cfg.release_name}-shared"
 
 
-def share_mirror(cfg: QHubConfig, claim: str, volume: dict[str, Any]) -> list[dict[str, Any]]:
-    """A PersistentVolume with the shared volume's source (reclaim policy Retain: deleting it leaves the data) and
-    the claim bound to it, of the same name as the shared claim, in the backup namespace."""
-    spec = {k: v for k, v in volume["spec"].items()
-            if k not in ("claimRef", "storageClassName", "persistentVolumeReclaimPolicy")}
-    namespace = share_namespace(cfg)
-    own = labels(cfg, "files")
-    pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": mirror_name(cfg), "labels": own},
-          "spec": {**spec, "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
-                   "claimRef": {"namespace": namespace, "name": claim}}}
-    pvc_spec = {"accessModes": spec["accessModes"], "storageClassName": "", "volumeName": mirror_name(cfg),
-                "resources": {"requests": {"storage": spec["capacity"]["storage"]}}}
-    if spec.get("volumeMode"):
-        pvc_spec["volumeMode"] = spec["volumeMode"]
-    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-           "metadata": {"name": claim, "namespace": namespace, "labels": own}, "spec": pvc_spec}
-    return [pv, pvc]
-
-
 def _mirror_objects(api: Any, cfg: QHubConfig, claim: str) -> list[dict[str, Any]]:
-    found = kube._rest(api, "GET", f"/api/v1/namespaces/{cfg.namespace}/persistentvolumeclaims/{claim}") or {}
-    bound = (found.get("spec") or {}).get("volumeName")
-    volume = kube._rest(api, "GET", f"/api/v1/persistentvolumes/{bound}") if bound else None
-    if not volume:
-        raise ClusterError(f"the shared volume {cfg.namespace}/{claim} is not bound to a PersistentVolume yet, so "
-                           "the scheduled files backup has nothing to mount",
-                           hint="`qhubctl status` shows the platform; deploy again once the volume is bound")
-    return share_mirror(cfg, claim, volume)
+    """The shared volume again for the backup namespace (sharemirror), labelled as the files part's."""
+    return sharemirror.of_claim(api, cfg.namespace, claim, mirror_name(cfg), share_namespace(cfg),
+                                labels(cfg, "files"), "the scheduled files backup")
 
 
 def labels(cfg: QHubConfig, part: str) -> dict[str, str]:

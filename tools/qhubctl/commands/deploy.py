@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 from qhubctl import kube
+from qhubctl import daskclusters
 from qhubctl.backup import schedule
 from qhubctl.commands._common import ConfigOpt, KubeconfigOpt, YesOpt, confirm, handles_errors, kube_target, load, out
 from qhubctl.config.loader import read_text
@@ -48,6 +49,7 @@ def deploy(
         out.print(f"no changes: release {plan.release} (revision {plan.deployed.revision}) matches the config "
                   f"and chart {plan.chart_version}")
         if not dry_run:
+            _dask_clusters(api, cfg)
             _scheduled_backups(api, cfg, config)
         return
     action = "install" if plan.install else "upgrade"
@@ -70,7 +72,18 @@ def deploy(
     rolled = ", ".join(result.rolled) or "none"
     out.print(f"deployed revision {result.revision} in {result.seconds:.1f}s; rolled: {rolled}")
     show_new_logins(result.new_logins, cfg, terminal=out.is_terminal)
+    if result.stopped_clusters:
+        _say(f"stopped {len(result.stopped_clusters)} Dask cluster(s) of the release namespace, which the gateway no "
+             f"longer watches (clusters now run in {daskclusters.namespace(cfg)}; their users start new ones): "
+             + ", ".join(result.stopped_clusters))
+    _dask_clusters(api, cfg)
     _scheduled_backups(api, cfg, config)
+
+
+def _dask_clusters(api: Any, cfg: QHubConfig) -> None:
+    """The shared volume in the Dask clusters' namespace (storage.type existing), once the release's is bound."""
+    for line in daskclusters.sync(api, cfg):
+        _say(line)
 
 
 def _scheduled_backups(api: Any, cfg: QHubConfig, config: Path) -> None:

@@ -66,7 +66,7 @@ class QHubKubeBackend(KubeBackend):
     async def _identity(self, user):  # type: ignore[no-untyped-def]
         ids = CFG["identities"]
         try:
-            found = await self.core_client.read_namespaced_config_map(ids["configMap"], CFG["namespace"])
+            found = await self.core_client.read_namespaced_config_map(ids["configMap"], CFG["releaseNamespace"])
         except Exception as exc:  # noqa: BLE001 - any failure: no cluster, and the reason logged
             self.log.error("cannot read the identities record %s: %s", ids["configMap"], exc)
             raise PublicException("the platform's user ids cannot be read right now; try again in a minute") from None
@@ -93,12 +93,15 @@ for _cls in ("KubeBackend", "KubeController"):
     c[_cls].api_url = CFG["apiUrl"]
     c[_cls].common_labels = CFG["commonLabels"]
 
+# Clusters (DaskCluster objects, their pods, Services, routes and credential Secrets) live in a namespace of their
+# own (the chart's global.daskClusters), apart from the release namespace and its Secrets; the API server reads
+# only the identities ConfigMap there (CFG["releaseNamespace"]).
 c.KubeClusterConfig.namespace = CFG["namespace"]
 
-# Watch the release namespace only. dask-gateway's informers list DaskClusters, pods and endpoints in every
+# Watch the clusters' namespace only. dask-gateway's informers list DaskClusters, pods and endpoints in every
 # namespace, which would need a ClusterRole over all of the cluster's pods; every object they look for is in the
-# release namespace (KubeClusterConfig.namespace), so each list and watch is swapped for its namespaced twin and
-# the chart's RBAC is a Role.
+# clusters' namespace (KubeClusterConfig.namespace), so each list and watch is swapped for its namespaced twin and
+# the chart's RBAC is a Role there.
 NAMESPACED_LISTS = {
     "list_cluster_custom_object": "list_namespaced_custom_object",
     "list_pod_for_all_namespaces": "list_namespaced_pod",

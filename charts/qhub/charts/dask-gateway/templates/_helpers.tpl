@@ -86,7 +86,8 @@ app.kubernetes.io/component: {{ . }}
   "homeInit" (include "qhub.homeInitContainer" . | fromJson)
   "podLabels" $podLabels -}}
 {{- $cfg := dict
-  "namespace" .Release.Namespace
+  "namespace" (include "qhub.daskNamespace" .)
+  "releaseNamespace" .Release.Namespace
   "instance" (include "dask-gateway.instance" .)
   "prefix" (index .Values.global.services "dask-gateway" "path")
   "logLevel" .Values.logLevel

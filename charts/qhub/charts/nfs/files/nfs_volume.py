@@ -3,8 +3,9 @@ a cluster to ask (helm template, --dry-run, GitOps renderers).
 
 The kubelet mounts NFS from the node, where Service names do not resolve, so the volume names the server by its
 ClusterIP, which only exists once the cluster has created the Service. This program waits until the cluster's DNS
-answers for the Service (QHUB_NFS_SERVICE, <name>.<namespace>.svc), puts that address into the volume the chart
-describes (QHUB_NFS_PV, JSON with an empty spec.nfs.server) and makes the cluster hold exactly that volume:
+answers for the Service (QHUB_NFS_SERVICE, <name>.<namespace>.svc), puts that address into each volume the chart
+describes (QHUB_NFS_PV, a JSON list of volumes - or one volume - with an empty spec.nfs.server: the release's shared
+volume and the Dask clusters' one) and makes the cluster hold exactly those volumes, each:
 
 - none yet: create it;
 - one naming this address: bring labels, annotations and spec up to date (a Released one is freed for the claim);
@@ -169,27 +170,31 @@ def retry(what: str, action: Callable[[], T], deadline: float, interval: float =
             time.sleep(interval)
 
 
-def settings() -> tuple[str, dict[str, Any], float]:
-    """The Service's name, the wanted volume and the deadline, from the Job's environment."""
+def settings() -> tuple[str, list[dict[str, Any]], float]:
+    """The Service's name, the wanted volumes and the deadline, from the Job's environment."""
     try:
         service = os.environ["QHUB_NFS_SERVICE"]
-        want = json.loads(os.environ["QHUB_NFS_PV"])
-        if not isinstance(want["spec"]["nfs"], dict):
-            raise TypeError("spec.nfs is not an object")
-        return service, dict(want), time.monotonic() + float(os.environ.get("QHUB_NFS_TIMEOUT", "240"))
+        found = json.loads(os.environ["QHUB_NFS_PV"])
+        wanted = [found] if isinstance(found, dict) else list(found)
+        for want in wanted:
+            if not isinstance(want["spec"]["nfs"], dict):
+                raise TypeError("spec.nfs is not an object")
+        if not wanted:
+            raise ValueError("no volume")
+        deadline = time.monotonic() + float(os.environ.get("QHUB_NFS_TIMEOUT", "240"))
+        return service, [dict(w) for w in wanted], deadline
     except (KeyError, TypeError, ValueError) as err:
         raise Stop(f"the Job's environment is incomplete ({type(err).__name__}: {err}): QHUB_NFS_SERVICE, "
-                   f"QHUB_NFS_PV (a PersistentVolume with spec.nfs) and QHUB_NFS_TIMEOUT come from the chart") from None
+                   f"QHUB_NFS_PV (PersistentVolumes with spec.nfs) and QHUB_NFS_TIMEOUT come from the chart") from None
 
 
 def main() -> int:
     try:
-        service, want, deadline = settings()
+        service, wanted, deadline = settings()
         server = retry(f"waiting for the address of the NFS server's Service {service}", lambda: resolve(service),
                        deadline)
         print(f"nfs-volume: the NFS server's Service {service} has the address {server}", flush=True)
         api = Api.in_cluster()
-        want = with_server(want, server)
 
         def gone(path: str) -> None:
             if api.request("GET", path) is not None:
@@ -198,12 +203,13 @@ def main() -> int:
         def wait_gone(path: str) -> None:
             retry("deleting the old volume", lambda: gone(path), deadline)
 
-        done = retry(f"making PersistentVolume {want['metadata']['name']}", lambda: reconcile(api, want, wait_gone),
-                     deadline)
+        for want in (with_server(w, server) for w in wanted):
+            done = retry(f"making PersistentVolume {want['metadata']['name']}",
+                         lambda: reconcile(api, want, wait_gone), deadline)  # noqa: B023 - called in this turn
+            print(f"nfs-volume: PersistentVolume {want['metadata']['name']} {done}: nfs {server}:/", flush=True)
     except Stop as err:
         print(f"nfs-volume: {err}", file=sys.stderr, flush=True)
         return 1
-    print(f"nfs-volume: PersistentVolume {want['metadata']['name']} {done}: nfs {server}:/", flush=True)
     return 0
 
 

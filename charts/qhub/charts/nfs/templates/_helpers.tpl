@@ -20,6 +20,23 @@
 {{- printf "%s-%s" .Release.Namespace (include "qhub.sharedPvcName" .) | trunc 253 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- /*
+Name of the second PersistentVolume on the same export, bound to the claim of the same name in the Dask clusters'
+namespace (global.daskClusters): a claim is namespaced, so Dask pods there need their own.
+*/}}
+{{- define "nfs.daskPvName" -}}
+{{- printf "%s-%s" (include "qhub.daskNamespace" .) (include "qhub.sharedPvcName" .) | trunc 253 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- /* The shared volumes of the release as (name, claim namespace) pairs: the release's own, and the Dask clusters'. */}}
+{{- define "nfs.sharedVolumes" -}}
+{{- $volumes := list (list (include "nfs.pvName" .) .Release.Namespace) -}}
+{{- if .Values.global.daskClusters.enabled -}}
+{{- $volumes = append $volumes (list (include "nfs.daskPvName" .) (include "qhub.daskNamespace" .)) -}}
+{{- end -}}
+{{- toJson $volumes -}}
+{{- end -}}
+
 {{- /* 32-bit integer of a dotted IPv4 address. */}}
 {{- define "nfs.ipToInt" -}}
 {{- $o := splitList "." . -}}
@@ -91,9 +108,10 @@ the volume Job (templates/volume/) makes the PersistentVolume once it has one.
 {{- end -}}
 
 {{- /*
-The shared PersistentVolume's spec, naming the NFS server at (dict "root" $ "server" "<ip>"). The one definition
-of the volume: shared/pv.yaml renders it with the address known at render time, the volume Job gets it as JSON
-with an empty server and fills in the Service's address.
+The shared PersistentVolume's spec, naming the NFS server at (dict "root" $ "server" "<ip>"), reserved for the
+shared claim in (optional) "namespace" (default: the release's). The one definition of the volume: shared/pv.yaml
+and dask/pv.yaml render it with the address known at render time, the volume Job gets it as JSON with an empty
+server and fills in the Service's address.
 */}}
 {{- define "nfs.sharedPvSpec" -}}
 {{- $v := .root.Values -}}
@@ -108,7 +126,7 @@ mountOptions:
   {{- toYaml (concat (without $v.mountOptions "suid" "dev" "nosuid" "nodev") (list "nosuid" "nodev")) | nindent 2 }}
 # Reserved for the release's shared PVC, so no other claim binds it.
 claimRef:
-  namespace: {{ .root.Release.Namespace }}
+  namespace: {{ .namespace | default .root.Release.Namespace }}
   name: {{ include "qhub.sharedPvcName" .root }}
 nfs:
   # By IP: the kubelet mounts from the node, where Service names do not resolve.
@@ -127,26 +145,29 @@ nfs:
 {{- end -}}
 
 {{- /*
-The PersistentVolume the volume Job makes, as JSON (server still empty): the same name, labels and spec as
-shared/pv.yaml, plus Helm's ownership annotations, so that a later `helm upgrade` that can ask the cluster (and
+The PersistentVolumes the volume Job makes, as a JSON list (server still empty): the same names, labels and specs
+as shared/pv.yaml and dask/pv.yaml, plus Helm's ownership annotations, so that a later `helm upgrade` that can ask the cluster (and
 renders shared/pv.yaml) adopts it into the release instead of refusing an object it does not own, and Argo CD's
 (never pruned, not counted as out of sync): with label tracking, Argo CD takes it for one of the application's own
 objects (app.kubernetes.io/instance), which the rendered manifest lacks.
 */}}
 {{- define "nfs.volumeJobPv" -}}
-{{- dict
+{{- $volumes := list -}}
+{{- range (include "nfs.sharedVolumes" . | fromJsonArray) -}}
+{{- $volumes = append $volumes (dict
   "apiVersion" "v1"
   "kind" "PersistentVolume"
   "metadata" (dict
-    "name" (include "nfs.pvName" .)
-    "labels" (include "qhub.labels" (dict "root" . "component" "shared") | fromYaml)
+    "name" (index . 0)
+    "labels" (include "qhub.labels" (dict "root" $ "component" "shared") | fromYaml)
     "annotations" (dict
-      "meta.helm.sh/release-name" .Release.Name
-      "meta.helm.sh/release-namespace" .Release.Namespace
+      "meta.helm.sh/release-name" $.Release.Name
+      "meta.helm.sh/release-namespace" $.Release.Namespace
       "argocd.argoproj.io/sync-options" "Prune=false"
       "argocd.argoproj.io/compare-options" "IgnoreExtraneous"))
-  "spec" (include "nfs.sharedPvSpec" (dict "root" . "server" "") | fromYaml)
-  | toJson -}}
+  "spec" (include "nfs.sharedPvSpec" (dict "root" $ "server" "" "namespace" (index . 1)) | fromYaml)) -}}
+{{- end -}}
+{{- toJson $volumes -}}
 {{- end -}}
 
 {{- /*

@@ -27,6 +27,7 @@ spec:
       env:
         - name: QHUB_NFS_SERVICE
           value: {{ include "nfs.serviceHost" . }}
+        # The volumes to make, a JSON list (the release's shared volume, and the Dask clusters' one).
         - name: QHUB_NFS_PV
           value: {{ include "nfs.volumeJobPv" . | quote }}
         # Seconds the program waits for the Service's address and the API server, within the Job's deadline.
