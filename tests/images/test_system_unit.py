@@ -234,3 +234,36 @@ def test_ca_bundle_is_every_certificate_of_ca_certificates_in_order(tmp_path: Pa
     bundle = builder.entries[rootfs.CA_BUNDLE].data
     assert bundle == (b"-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n"
                       b"-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n")
+
+
+def test_rootfs_directories_are_laid_in_order(tmp_path: Path) -> None:
+    """`rootfs:` shares a sibling image's files: its directories go into the top layer in order, a later file
+    replacing an earlier one; without the field the spec's own rootfs/ is used when there is one."""
+    import gzip
+    import io
+    import tarfile
+
+    from qhubctl.images.oci import BlobStore
+    from qhubctl.images.system import _top_layer
+
+    sibling = tmp_path / "cpu" / "rootfs" / "etc"
+    sibling.mkdir(parents=True)
+    (sibling / "shared.conf").write_text("sibling\n")
+    (sibling / "mine.conf").write_text("sibling\n")
+    directory = spec_dir(tmp_path, MINIMAL + "debian: [a1]\nrootfs: [../cpu/rootfs, rootfs]\n", "gpu")
+    (directory / "rootfs" / "etc").mkdir(parents=True)
+    (directory / "rootfs" / "etc" / "mine.conf").write_text("own\n")
+    spec = load_system_spec(directory)
+    assert spec.rootfs == [directory / "../cpu/rootfs", directory / "rootfs"]
+    layer = _top_layer(spec, BlobStore(tmp_path / "store"))
+    blob = BlobStore(tmp_path / "store").path(layer.digest).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as tar:
+        files = {name: tar.extractfile(name).read() for name in ("etc/shared.conf", "etc/mine.conf")}
+    assert files == {"etc/shared.conf": b"sibling\n", "etc/mine.conf": b"own\n"}
+
+    (directory / "image.yaml").write_text(MINIMAL + "debian: [a1]\n")
+    assert load_system_spec(directory).rootfs == [directory / "rootfs"]
+    (directory / "image.yaml").write_text(MINIMAL + "debian: [a1]\nrootfs: [../nowhere]\n")
+    with pytest.raises(UserError, match=re.escape("rootfs: '../nowhere' is not a directory beside the spec")) as err:
+        load_system_spec(directory)
+    assert "rootfs: [../jupyterlab/rootfs, rootfs]" in err.value.hint

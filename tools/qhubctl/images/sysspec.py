@@ -5,7 +5,8 @@ A system image is assembled only from sources reachable without conda: Debian pa
 directory holds:
 
 - `image.yaml`: the fields below;
-- `rootfs/` (optional): files copied as they are into the image's top layer;
+- `rootfs/` (optional): files copied as they are into the image's top layer (or the directories `rootfs:`
+  lists, e.g. a sibling image's as well as its own);
 - `system.lock.json`: written by the build, pinning the Debian packages (name, version, sha256) and the Go
   binaries (module version, Go version, sha256), and the sha256 of the pip and npm lock files. A rebuild fetches
   exactly what the lock names; a Go binary that comes out different from the same inputs is an error.
@@ -50,6 +51,9 @@ directory holds:
     npm:                          # `npm ci` of package.json + package-lock.json (needs nodejs in `debian:`)
       directory: npm              # the spec sub-directory holding package.json and package-lock.json
       prefix: /opt/npm
+    rootfs: [../jupyterlab/rootfs, rootfs]  # optional: directories (relative to the spec) copied as they are into
+                                  # the top layer, in order, a later file replacing an earlier one; default
+                                  # [rootfs] when the spec has one. A variant of another image shares its files so.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ KIND = "system"
 DEFAULT_UID = 65532
 
 _KEYS = {"kind", "name", "version", "user", "username", "home", "workdir", "entrypoint", "cmd", "env", "labels",
-         "debian", "go", "pip", "npm"}
+         "debian", "go", "pip", "npm", "rootfs"}
 _GO_KEYS = {"name", "module", "version", "package", "ldflags", "dest", "source", "build_in_module"}
 _PIP_KEYS = {"requirements", "prefix", "sdists"}
 _NPM_KEYS = {"directory", "prefix"}
@@ -132,6 +136,7 @@ class SystemSpec:
     go: list[GoBinary] = field(default_factory=list)
     pip: PipSection | None = None
     npm: NpmSection | None = None
+    rootfs: list[Path] = field(default_factory=list)  # directories copied into the top layer, in order
 
     @property
     def image_file(self) -> Path:
@@ -140,10 +145,6 @@ class SystemSpec:
     @property
     def lock_path(self) -> Path:
         return self.directory / SYSTEM_LOCK_FILE
-
-    @property
-    def rootfs_dir(self) -> Path:
-        return self.directory / ROOTFS_DIR
 
 
 def read_image_yaml(directory: Path) -> dict[str, Any]:
@@ -304,6 +305,22 @@ def _optional_section(path: Path, directory: Path, raw: Any, key: str) -> PipSec
     return NpmSection(npm_dir, f.path_in_image("prefix", "/opt/npm"))
 
 
+def _rootfs_dirs(f: _Fields, directory: Path) -> list[Path]:
+    """`rootfs:` as directories (default: the spec's own rootfs/ when there is one); each must exist."""
+    if "rootfs" not in f.data:
+        own = directory / ROOTFS_DIR
+        return [own] if own.is_dir() else []
+    dirs = []
+    for text in f.str_list("rootfs"):
+        path = directory / text
+        if text.startswith("/") or not path.is_dir():
+            raise f.fail("rootfs", f"{text!r} is not a directory beside the spec",
+                         "list directories relative to the spec directory, e.g. `rootfs: [../jupyterlab/rootfs, "
+                         "rootfs]`")
+        dirs.append(path)
+    return dirs
+
+
 def load_system_spec(path: str | Path) -> SystemSpec:
     """Read a system spec directory (or its image.yaml); raises UserError naming the field on any problem."""
     path = Path(path)
@@ -350,7 +367,8 @@ def load_system_spec(path: str | Path) -> SystemSpec:
         raise f.fail("go", f"binary names repeat: {names}", "give each binary its own `name:`")
     spec.pip = _optional_section(image_file, directory, data.get("pip"), "pip")  # type: ignore[assignment]
     spec.npm = _optional_section(image_file, directory, data.get("npm"), "npm")  # type: ignore[assignment]
-    if not (spec.debian or spec.go or spec.pip or spec.npm or spec.rootfs_dir.is_dir()):
+    spec.rootfs = _rootfs_dirs(f, directory)
+    if not (spec.debian or spec.go or spec.pip or spec.npm or spec.rootfs):
         raise UserError(f"{image_file}: the image has no content",
                         hint="list `debian:` packages or `go:` binaries, or add files under rootfs/")
     return spec

@@ -6,7 +6,7 @@ Layers, bottom to top, one per source so that changing one thing changes one lay
 2. one layer per `go:` binary (gobuild.py);
 3. `pip:` packages (pythonpkgs.py), then `npm:` packages (npmpkgs.py);
 4. the top layer: /etc/passwd and /etc/group with the image's user, /tmp, the home directory, the spec's
-   image.yaml and lock under /usr/share/qhub/image/, and the spec's `rootfs/` files.
+   image.yaml and lock under /usr/share/qhub/image/, and the spec's `rootfs/` files (or its `rootfs:` list's).
 
 `system.lock.json` beside the spec records what went in; see `_check_go` and `debs.fetch` for how a rebuild holds
 to it.
@@ -138,8 +138,8 @@ def _top_layer(spec: SystemSpec, store: BlobStore) -> Layer:
     for source in (spec.image_file, spec.lock_path):
         if source.is_file():
             builder.add_bytes(f"{SPEC_COPY_DIR}/{source.name}", source.read_bytes())
-    if spec.rootfs_dir.is_dir():
-        builder.add_tree(spec.rootfs_dir, "/")
+    for directory in spec.rootfs:
+        builder.add_tree(directory, "/")
     return builder.write(store)
 
 
