@@ -183,7 +183,8 @@ def test_user_pods_have_no_fs_group_and_no_nfs_access_label(hub: dict[str, Any])
 def test_the_record_is_never_a_helm_object(hub: dict[str, Any]) -> None:
     """Helm must never own the uids: an upgrade with --force, a rollback or an uninstall would take them away."""
     everything = render({"jupyterhub": {"groups": GROUPS}}, base=merge(HUB_ONLY, {
-        "dask-gateway": {"enabled": True}, "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": True}}}}}))
+        "dask-gateway": {"enabled": True}, "global": {"daskClusters": {"enabled": True}},
+        "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": True}}}}}))
     assert not [o for o in everything if o["metadata"]["name"] == "qhub-identities"]
     names = yaml.safe_load(secret_text(find(everything, "Secret", "qhub-hub"))["values.yaml"])["names"]
     assert names["identities"] == "qhub-identities"

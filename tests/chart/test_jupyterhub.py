@@ -400,10 +400,10 @@ def test_ingress_routes() -> None:
     assert [(p["path"], p["backend"]["service"]["name"], p["backend"]["service"]["port"]["number"])
             for p in ing["rules"][0]["http"]["paths"]] == [("/", "qhub-proxy-public", 80)]
     extra = {
-        "global": {"domain": "hub.example.org", "tls": {"mode": "cert-manager", "certManager": {"issuer": "le"}}},
+        "global": {"domain": "hub.example.org", "tls": {"mode": "cert-manager", "certManager": {"issuer": "le"}},
+                   "daskClusters": {"enabled": True}},
         "ingress": {"className": "nginx"},
         "dask-gateway": {"enabled": True},
-        "global": {"daskClusters": {"enabled": True}},
         "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": True}}}},
     }
     ing_obj = find(render(extra), "Ingress", "qhub")
@@ -417,7 +417,8 @@ def test_ingress_routes() -> None:
 
 
 def test_helm_test_pods() -> None:
-    extra = {"dask-gateway": {"enabled": True}, "global": {"daskClusters": {"enabled": True}}, "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": True}}}}}
+    extra = {"dask-gateway": {"enabled": True}, "global": {"daskClusters": {"enabled": True}},
+             "jupyterhub": {"hub": {"services": {"dask-gateway": {"enabled": True}}}}}
     pods = {o["metadata"]["name"]: o for o in render(extra) if o["kind"] == "Pod"}
     assert set(pods) == {"qhub-test-hub-api", "qhub-test-gateway-api"}
     for name, access, url in [
