@@ -127,22 +127,75 @@ def test_helm_test_runs_real_probes_that_fail_when_the_hub_is_down(cluster: Loca
 
 
 def test_deploy_names_the_workload_whose_image_cannot_be_pulled(cluster: LocalCluster, tmp_path: Path) -> None:
-    """A registry without QHub's images: `qhubctl deploy` fails within its timeout and says which workload waits
-    for which image, and why."""
+    """Jitsi on, with the images as a user without Jitsi's would have them: QHub's own from the node's registry,
+    Jitsi's web, prosody, jicofo and jvb nowhere (they are not in any registry this machine reaches, and their
+    software is in neither Debian, Maven Central nor npm). `qhubctl deploy` fails within its timeout and says which
+    workload waits for which image, and why. Meanwhile the part of Jitsi QHub builds, the room-token service, runs
+    in its container on the real node: a user logged in to the hub gets a room token from it that verifies with
+    the secret prosody is given."""
     ns, release = "qhub-broken", "qbroken"
-    mirror = f"{realnode.REGISTRY}/no-such-mirror"
     cfg = qhubkit.local_config(ns, release)
-    assert cfg["image_registry"] == realnode.REGISTRY
-    cfg["image_registry"] = mirror
+    cfg["components"]["jitsi"] = True
+    cfg["jitsi"] = {"host": "meet.qhub.test"}
     config = tmp_path / "qhub-config.yaml"
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    qhubkit.push_images(cluster, ("jitsi-token",))
     qhubkit.wait_namespace_gone(cluster, ns)
+    platform = Platform(cluster, ns, release, config, "", "", {}, 0.0)
     try:
-        result, elapsed = qhubkit.qhubctl_deploy(cluster, config, timeout="30s")
+        result, elapsed = qhubkit.qhubctl_deploy(cluster, config, timeout="40s")
         assert result.returncode == 3, result.stdout
-        assert elapsed < 120, f"deploy took {elapsed:.0f}s with a 30s timeout"
-        assert f"Deployment/{release}-hub" in result.stdout, result.stdout
+        assert elapsed < 150, f"deploy took {elapsed:.0f}s with a 40s timeout"
+        assert f"Deployment/{release}-jitsi-web" in result.stdout, result.stdout
         assert re.search(r"ErrImagePull|ImagePullBackOff", result.stdout), result.stdout
-        assert f"{mirror}/qhub/jupyterhub:{qhubkit.app_version()}" in result.stdout, result.stdout
+        assert re.search(rf"{re.escape(realnode.REGISTRY)}/jitsi/web:\S+", result.stdout), result.stdout
+        for name in ("hub", "jitsi-token"):
+            cluster.kubectl("rollout", "status", "deployment", f"{release}-{name}", "-n", ns, "--timeout=180s",
+                            timeout=200)
+        (token_pod,) = json.loads(cluster.kubectl("get", "pods", "-n", ns, "-l",
+                                                  "app.kubernetes.io/component=jitsi-token", "-o", "json"))["items"]
+        assert token_pod["spec"]["nodeName"] == realnode.NODE_NAME
+        assert token_pod["status"]["containerStatuses"][0]["imageID"].startswith(f"{realnode.REGISTRY}/qhub/")
+        platform.read_access()
+        begun = time.monotonic()
+        headers = platform.api("demo")
+
+        def token_answer() -> requests.Response | None:
+            # the hub answers logins before it has added the services' proxy routes (it first waits for each
+            # service to respond): until then /services/jitsi/ goes to the hub, which has no such page
+            r = requests.get(f"{platform.url}services/jitsi/token", params={"room": "standup"}, headers=headers,
+                             timeout=20)
+            return r if r.status_code == 200 else None
+
+        r = wait_for("a room token from the token service through the hub's proxy", token_answer, 90)
+        claims = _verify_room_token(cluster, ns, release, r.json()["token"])
+        assert claims["room"] == "standup" and claims["context"]["user"]["name"] == "demo"
+        print(f"\n[node] jitsi room token from the token service on the real node in {time.monotonic() - begun:.1f}s")
+        r = requests.get(f"{platform.url}services/jitsi/token", params={"room": "standup"}, timeout=20,
+                         allow_redirects=False)
+        assert r.status_code in (302, 401, 403) and "eyJ" not in r.text, "no token without a hub login"
+    except BaseException:
+        print(f"\n[node] what the pods of {ns} did: {platform.report('jitsi')}")
+        raise
     finally:
         qhubkit.uninstall(cluster, ns, release)
+
+
+def _verify_room_token(cluster: LocalCluster, ns: str, release: str, token: str) -> dict:
+    """The token's claims, checked with the app secret, issuer and audience prosody's Deployment is given."""
+    import base64
+
+    import jwt
+
+    prosody = json.loads(cluster.kubectl("get", "deployment", f"{release}-jitsi-prosody", "-n", ns, "-o", "json"))
+    env = {}
+    for item in prosody["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif "secretKeyRef" in item.get("valueFrom", {}):
+            ref = item["valueFrom"]["secretKeyRef"]
+            secret = json.loads(cluster.kubectl("get", "secret", ref["name"], "-n", ns, "-o", "json"))
+            env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+    return dict(jwt.decode(token, env["JWT_APP_SECRET"], algorithms=["HS256"],
+                           audience=env["JWT_ACCEPTED_AUDIENCES"], issuer=env["JWT_ACCEPTED_ISSUERS"],
+                           options={"require": ["exp", "iat", "nbf", "room", "sub", "aud", "iss"]}))
