@@ -51,7 +51,8 @@ def release(cluster: LocalCluster) -> Iterator[dict[str, Any]]:
     chosen = [d for d in docs if (d["kind"], d["metadata"]["name"]) in OBJECTS or d["kind"] in POLICY_KINDS]
     assert {(d["kind"], d["metadata"]["name"]) for d in chosen} >= OBJECTS
     assert sorted(d["kind"] for d in chosen if d["kind"] in POLICY_KINDS) == sorted(POLICY_KINDS)
-    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{RELEASE}-conda-store-config")
+    config = next(d for d in docs
+                  if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{RELEASE}-conda-store-config")
     assert _kubectl(cluster, "create", "namespace", ns).returncode == 0
     try:
         done = _kubectl(cluster, "apply", "-n", ns, "-f", "-", stdin=yaml.safe_dump_all(chosen))

@@ -25,13 +25,15 @@ SETTINGS = {"storeDirectory": "/opt/conda-store", "volume": "store", "subPath": 
             "namePrefix": "qhub-conda-store-build", "podTemplate": TEMPLATE}
 
 
-def test_the_pod_writes_only_its_namespace_folder_at_the_workers_path() -> None:
+def test_the_pod_writes_only_its_namespace_folder_at_the_workers_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSTNAME", "worker-1")
     before = copy.deepcopy(TEMPLATE)
     prefix = pathlib.Path("/opt/conda-store/analysts/abc-1-env")
     pod = buildpod.pod_manifest(SETTINGS, prefix, "install", {buildpod.PREFIX_ENV: str(prefix)})
     assert TEMPLATE == before, "the template is not changed"
     assert pod["metadata"]["name"].startswith("qhub-conda-store-build-")
     assert pod["metadata"]["annotations"] == {"qhub.dev/conda-store-prefix": str(prefix)}
+    assert pod["metadata"]["labels"] == {"app.kubernetes.io/component": "b", buildpod.WORKER_LABEL: "worker-1"}
     (container,) = pod["spec"]["containers"]
     assert container["args"] == ["install"]
     assert container["env"][-1] == {"name": buildpod.PREFIX_ENV, "value": str(prefix)}
@@ -140,3 +142,15 @@ def test_what_the_pod_left_is_trusted_only_as_real_folders_and_files(tmp_path: p
     (ns / "real.tar.gz").write_bytes(b"archive")
     buildpod.take_regular_file(ns / "real.tar.gz", tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == b"archive" and not (ns / "real.tar.gz").exists()
+
+
+def test_build_pods_of_a_gone_worker_are_swept_and_live_workers_pods_kept() -> None:
+    kube = FakeKube(["Running"], "")
+    pods = {"b-mine": "w-me", "b-live": "w-live", "b-gone": "w-gone", "b-unlabelled": ""}
+    labelled = {n: ({buildpod.WORKER_LABEL: w} if w else {}) for n, w in pods.items()}
+    kube.names = lambda selector: labelled  # type: ignore[method-assign]
+    kube.exists = lambda name: name in ("w-me", "w-live")  # type: ignore[method-assign]
+    said: list[str] = []
+    buildpod.sweep(kube, "w-me", said.append)  # type: ignore[arg-type]
+    assert sorted(n for verb, n in kube.calls if verb == "delete") == ["b-gone", "b-unlabelled"]
+    assert len(said) == 2

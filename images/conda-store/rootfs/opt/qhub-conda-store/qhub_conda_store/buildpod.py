@@ -36,6 +36,8 @@ LOCK_ENV = "QHUB_BUILD_LOCK"
 PREFIX_ENV = "QHUB_BUILD_PREFIX"
 OUTPUT_ENV = "QHUB_BUILD_OUTPUT"
 LOG_TAIL = 3000
+COMPONENT = "conda-store-build"  # the build pods' component label (the chart's template sets it)
+WORKER_LABEL = "qhub.dev/conda-store-worker"  # the worker pod that made a build pod
 
 
 class BuildPodError(RuntimeError):
@@ -76,6 +78,24 @@ class Kube:
     def delete(self, name: str) -> None:
         self._call("DELETE", f"/{name}", params={"gracePeriodSeconds": "0"})
 
+    def exists(self, name: str) -> bool:
+        return self._call("GET", f"/{name}").status_code != 404
+
+    def names(self, selector: str) -> dict[str, dict[str, str]]:
+        """{name: labels} of the pods matching a label selector."""
+        answer = self._call("GET", "", params={"labelSelector": selector})
+        answer.raise_for_status()
+        return {p["metadata"]["name"]: p["metadata"].get("labels", {}) for p in answer.json()["items"]}
+
+
+def sweep(kube: Kube, worker: str, log: Callable[[str], None]) -> None:
+    """Delete build pods left by a worker that is gone (it died mid-build; conda-store marks that build failed)."""
+    for name, labels in kube.names(f"app.kubernetes.io/component={COMPONENT}").items():
+        owner = labels.get(WORKER_LABEL, "")
+        if owner != worker and (not owner or not kube.exists(owner)):
+            log(f"deleting build pod {name} of worker {owner or '?'}, which is gone")
+            kube.delete(name)
+
 
 def namespace_of(prefix: pathlib.Path, store: pathlib.Path) -> str:
     """The conda-store namespace whose folder holds `prefix` (<store>/<namespace>/<build>)."""
@@ -93,6 +113,7 @@ def pod_manifest(settings: dict[str, Any], prefix: pathlib.Path, command: str, e
     pod = copy.deepcopy(settings["podTemplate"])
     pod["metadata"]["name"] = f"{settings['namePrefix']}-{uuid.uuid4().hex[:10]}"
     pod["metadata"].setdefault("annotations", {})["qhub.dev/conda-store-prefix"] = str(prefix)
+    pod["metadata"].setdefault("labels", {})[WORKER_LABEL] = os.environ.get("HOSTNAME", "")
     container = pod["spec"]["containers"][0]
     container["args"] = [command]
     container["env"] = [*container.get("env", []), *({"name": k, "value": v} for k, v in env.items())]
@@ -199,6 +220,11 @@ def register(settings: dict[str, Any]) -> None:
 
     action.action_install_lockfile = install_lockfile
     action.action_generate_conda_pack = generate_conda_pack
+    if "conda-store-worker" in pathlib.Path(sys.argv[0]).name:  # the server loads this config too
+        try:
+            sweep(Kube(), os.environ.get("HOSTNAME", ""), print)
+        except (OSError, KeyError, requests.RequestException) as err:
+            print(f"could not look for build pods left by a gone worker: {err}", file=sys.stderr)
 
 
 # -- the build pod's side ------------------------------------------------------------------------------------
