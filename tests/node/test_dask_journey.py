@@ -7,6 +7,7 @@ after shutdown. A cluster nobody uses stops itself after its idle timeout."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -41,7 +42,12 @@ def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(autouse=True)
 def _report(platform: Platform, request: pytest.FixtureRequest) -> Iterator[None]:
+    """On failure, what the pods of both namespaces did (the release's, then the clusters')."""
+    failed = request.session.testsfailed
     yield from qhubkit.report_on_failure(platform, request)
+    if request.session.testsfailed > failed:
+        clusters = dataclasses.replace(platform, ns=CLUSTERS_NS).report(request.node.name)
+        print(f"\n[node] what the pods of {CLUSTERS_NS} did: {clusters}")
 
 
 def _cluster_pods(platform: Platform, name: str) -> list[dict[str, Any]]:
