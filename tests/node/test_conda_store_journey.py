@@ -9,13 +9,17 @@ namespaces and environments through its REST API, which reads them from PostgreS
 The config declares one environment, built from a conda channel served inside the cluster (tests/node/channelkit.py,
 set as `conda_store.channel_alias`, the worker let through by `conda_store.mirror_cidrs`): its packages are test
 glue (tests/images/localchannel.py, `kernel_env_packages`), a `python` that borrows the JupyterLab image's
-interpreter and a package only this channel has. conda-store builds it, the user's JupyterLab lists it as a kernel
-and a kernel of it imports that package."""
+interpreter and a package only this channel has. conda-store builds it - its install step in a build pod of its
+own, seen by a watch: no Secret, token or network, only the global namespace's folder writable - the user's
+JupyterLab lists it as a kernel and a kernel of it imports that package."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +39,7 @@ from typer.testing import CliRunner
 from nodekit import ARTIFACTS, wait_for
 from qhubctl import realnode
 from qhubctl.cli import app
-from qhubctl.localcluster import LocalCluster
+from qhubctl.localcluster import LocalCluster, bin_dir
 
 sys.path.insert(0, str(qhubkit.REPO / "tests" / "images"))
 from localchannel import (  # noqa: E402
@@ -57,6 +61,7 @@ CHANNEL_NS = "qhub-condastore-channel"
 ENV = "journey"
 ENV_PREFIX = f"/opt/conda-store/global/envs/{ENV}"  # where JupyterLab sees it (docs/conda-store.md)
 KERNEL = f"conda-store-global-{ENV}"  # qhub_kernels' name: conda-store-<namespace>-<environment>
+BUILD = "conda-store-build"  # component label of build pods
 # component label -> image the pod must run
 PARTS = {"conda-store": "conda-store", "conda-store-worker": "conda-store",
          "conda-store-postgresql": "postgresql", "conda-store-redis": "redis"}
@@ -83,8 +88,54 @@ def _config() -> dict[str, Any]:
     return cfg
 
 
+class BuildPodWatch:
+    """Every state of every build pod in NS, from `kubectl get --watch` started before the deploy: the worker
+    creates a build pod as soon as it starts and deletes it seconds later, so only a watch sees it."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self._proc = subprocess.Popen(
+            [str(bin_dir() / "kubectl"), "get", "pods", "-n", NS, "-l", f"app.kubernetes.io/component={BUILD}",
+             "--watch", "-o", "json"], env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        decoder, buffer = json.JSONDecoder(), ""
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            buffer += line
+            try:
+                obj, end = decoder.raw_decode(buffer.strip())
+            except json.JSONDecodeError:
+                continue
+            self.seen.append(obj)
+            buffer = buffer.strip()[end:]
+
+    def pods(self) -> dict[str, list[dict[str, Any]]]:
+        """{pod name: its states in the order seen}."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for obj in list(self.seen):
+            found.setdefault(obj["metadata"]["name"], []).append(obj)
+        return found
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
-def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def build_pods(cluster: LocalCluster) -> Iterator[BuildPodWatch]:
+    watch = BuildPodWatch(cluster)
+    try:
+        yield watch
+    finally:
+        watch.stop()
+
+
+@pytest.fixture(scope="module")
+def platform(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory,
+             build_pods: BuildPodWatch) -> Iterator[Platform]:
     channels = tmp_path_factory.mktemp("channels")
     make_channel(channels / "conda-forge", kernel_env_packages())
     try:
@@ -262,6 +313,53 @@ def test_declared_environment_builds_from_the_in_cluster_channel_and_runs_as_a_k
     assert seen["executable"] == LAB_PYTHON and not seen["ipykernel"].startswith(ENV_PREFIX), seen
     print(f"[node] {USER}'s server answered in {server:.0f}s; kernel {KERNEL} started and ran its first cell in "
           f"{first_run:.1f}s")
+
+
+def test_the_build_ran_in_a_pod_of_its_own_without_secrets(platform: Platform, build_pods: BuildPodWatch) -> None:
+    """The install step of the declared environment ran in a build pod on the real node: the conda-store image,
+    the build ServiceAccount without a token, no Secret, secret env or network path of any kind in its spec,
+    the shared volume writable only at the global namespace's folder; it succeeded, its log is in the build's
+    log, and the worker deleted it."""
+    base = f"{platform.url}conda-store/api/v1"
+    session = _oauth_session(platform, USER)
+    build = _built(session, base)
+    global_prefix = "/opt/conda-store/global/"
+    pods = {name: states for name, states in build_pods.pods().items()
+            if states[-1]["metadata"]["annotations"]["qhub.dev/conda-store-prefix"].startswith(global_prefix)}
+    assert pods, f"no build pod for the global namespace was seen: {sorted(build_pods.pods())}"
+    with _build_log_kept(session, base, build["id"]) as log:
+        for name, states in pods.items():
+            last = states[-1]
+            spec = last["spec"]
+            assert spec["nodeName"] == realnode.NODE_NAME, (name, spec.get("nodeName"))
+            assert spec["serviceAccountName"] == f"{RELEASE}-{BUILD}" and spec["automountServiceAccountToken"] is False
+            assert {next(k for k in v if k != "name") for v in spec["volumes"]} == {"persistentVolumeClaim",
+                                                                                   "emptyDir"}, spec["volumes"]
+            (container,) = spec["containers"]
+            worker = _ready_pod(platform, "conda-store-worker")["spec"]["containers"][0]["image"]
+            assert container["image"] == worker, (container["image"], worker)
+            assert "envFrom" not in container and all("valueFrom" not in e for e in container["env"]), container
+            writable = [m["subPath"] for m in container["volumeMounts"]
+                        if m["name"] == "store" and not m.get("readOnly")]
+            assert writable == ["conda-store/global"], container["volumeMounts"]
+            step = container["args"][0]  # install, or pack (the conda-pack archive, after the build)
+            phases = [s["status"].get("phase") for s in states]
+            if step == "install":
+                assert "Succeeded" in phases, phases
+                assert f"build pod {name} succeeded" in log, log[-2000:]
+                assert re.search(rf"\[{name}\] .*linked \d+ packages into /opt/conda-store/global/", log), log[-2000:]
+            ended = [c["state"]["terminated"] for s in states
+                     for c in s["status"].get("containerStatuses", []) if "terminated" in c.get("state", {})]
+            created = last["metadata"]["creationTimestamp"]
+            took = _since(created, ended[-1]["finishedAt"]) if ended else float("nan")
+            ran = _since(ended[-1]["startedAt"], ended[-1]["finishedAt"]) if ended else float("nan")
+            print(f"[node] build pod {name} ({step}): {took:.0f}s from created to finished, of which its "
+                  f"container ran {ran:.0f}s; {phases[-1]}, {len(states)} states seen, spec without secrets")
+    assert "install" in {states[-1]["spec"]["containers"][0]["args"][0] for states in pods.values()}
+    wait_for("the worker to delete its build pods",
+             lambda: platform.pods(f"app.kubernetes.io/component={BUILD}") == [], timeout=120, interval=2)
+    policy = f"{NS}-{RELEASE}-{BUILD}"
+    assert platform.cluster.kubectl("get", "validatingadmissionpolicybinding", policy, "-o", "name").strip()
 
 
 def _psql(platform: Platform, sql: str) -> str:
