@@ -100,3 +100,29 @@ def test_clusters_left_in_the_release_namespace_are_stopped_and_named(monkeypatc
     assert ("DELETE", f"{path}/abc") in api.calls and ("DELETE", f"{path}/old") in api.calls
     monkeypatch.setattr(kube, "_rest", Api({}).rest)
     assert daskclusters.stop_old_clusters(None, cfg) == [], "a first install (no DaskCluster kind yet)"
+
+
+def test_destroy_removes_qhubctls_volume_of_the_clusters_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart's namespace goes with the release; the second volume qhubctl made goes with destroy (the data
+    stays: reclaim Retain)."""
+    from qhubctl.deploy import destroy
+
+    cfg = existing()
+    api = Api(bound(cfg))
+    monkeypatch.setattr(kube, "_rest", api.rest)
+    daskclusters.sync(None, cfg)
+    pv = f"/api/v1/persistentvolumes/{cfg.namespace}-dask-{cfg.release_name}-shared"
+    assert pv in api.objects
+
+    class Helm:
+        async def deployed(self, release: str, namespace: str) -> object:
+            return object()
+
+        async def uninstall(self, release: str, namespace: str) -> None:
+            api.calls.append(("UNINSTALL", release))
+
+    monkeypatch.setattr(kube, "pvcs", lambda *a, **k: [])
+    monkeypatch.setattr(kube, "delete_secret", lambda *a, **k: None)
+    destroy(cfg, Helm(), None)  # type: ignore[arg-type]
+    assert pv not in api.objects and "/api/v1/persistentvolumes/pvc-1" in api.objects
+    assert api.calls.index(("UNINSTALL", cfg.release_name)) < api.calls.index(("DELETE", pv))
