@@ -12,6 +12,31 @@ name, so two releases never share one. The StorageClass is named by storageClass
 {{- printf "%s-nvidia-device-plugin" .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- /* Traefik Deployment, Service, ServiceAccount, ClusterRole and ClusterRoleBinding */}}
+{{- define "qhub-cluster-addons.traefikName" -}}
+{{- printf "%s-traefik" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- /* Traefik's ACME volume claim (acme.json); 58 = 63 minus "-acme" */}}
+{{- define "qhub-cluster-addons.traefikAcmeName" -}}
+{{- printf "%s-acme" (include "qhub-cluster-addons.traefikName" . | trunc 58 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- /* ConfigMap of the CAs Traefik trusts for a private ACME server; 55 = 63 minus "-acme-ca" */}}
+{{- define "qhub-cluster-addons.traefikCaName" -}}
+{{- printf "%s-acme-ca" (include "qhub-cluster-addons.traefikName" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- /* Traefik's image reference: [registry/]repository:tag */}}
+{{- define "qhub-cluster-addons.traefikImage" -}}
+{{- $image := .Values.traefik.image -}}
+{{- if $image.registry -}}
+{{- printf "%s/%s:%s" $image.registry $image.repository $image.tag -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository $image.tag -}}
+{{- end -}}
+{{- end -}}
+
 {{- /* Labels of every object; `component` names the add-on (the template's folder). */}}
 {{- define "qhub-cluster-addons.labels" -}}
 {{ include "qhub-cluster-addons.selectorLabels" . }}
