@@ -1,5 +1,6 @@
 """The cluster add-on chart (charts/qhub-cluster-addons) as qhubctl.addons fills it for each provider: what renders
-(AWS with and without a GPU group; nothing where the cloud runs its own autoscaler, StorageClass and device plugin),
+(AWS with and without a GPU group; only Traefik where the cloud runs its own autoscaler, StorageClass and device
+plugin; nothing on existing and local clusters by default),
 every object valid (kubernetes-validate --strict) on the pinned Kubernetes versions, helm lint --strict, and the
 config's settings, placements and IAM role arriving where cluster-autoscaler and the device plugin read them."""
 
@@ -37,6 +38,9 @@ AUTOSCALER_OBJECTS = {("ServiceAccount", "cluster-autoscaler"), ("ClusterRole", 
                       ("Role", "qhub-cluster-addons-cluster-autoscaler"),
                       ("RoleBinding", "qhub-cluster-addons-cluster-autoscaler"),
                       ("Deployment", "qhub-cluster-addons-cluster-autoscaler")}
+TRAEFIK_OBJECTS = {("IngressClass", "qhub"), ("ServiceAccount", "qhub-cluster-addons-traefik"),
+                   ("ClusterRole", "qhub-cluster-addons-traefik"), ("ClusterRoleBinding", "qhub-cluster-addons-traefik"),
+                   ("Service", "qhub-cluster-addons-traefik"), ("Deployment", "qhub-cluster-addons-traefik")}
 
 
 def config(provider: str, *, gpu: bool, extra: dict[str, Any] | None = None) -> Any:
@@ -66,7 +70,8 @@ def failure(values: dict[str, Any], tmp_path: Path, kube_version: str = "1.35.0"
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    [doc] = [d for d in docs if d["kind"] == kind]
+    """The one object of `kind` besides Traefik's (tests/chart/test_ingress_controller_chart.py tests those)."""
+    [doc] = [d for d in docs if d["kind"] == kind and d["metadata"]["labels"]["app.kubernetes.io/name"] != "traefik"]
     return doc
 
 
@@ -74,19 +79,21 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_each_provider_gets_what_its_cloud_lacks_and_it_validates(provider: str, gpu: bool, tmp_path: Path) -> None:
     values = addons.values(config(provider, gpu=gpu), FACTS)
-    if provider != "aws":  # GKE, AKS and DOKS run their own; existing and local clusters are not qhubctl's to change
+    if provider in ("existing", "local"):  # not qhubctl's to change unless the config asks (ingress.controller)
         assert values == {}
         assert template(values, tmp_path) == []
         return
-    wanted = AUTOSCALER_OBJECTS | {("StorageClass", "gp3")}
-    if gpu:
+    # every cloud: Traefik; GKE, AKS and DOKS run their own autoscaler, StorageClass and device plugin
+    wanted = TRAEFIK_OBJECTS if provider != "aws" else AUTOSCALER_OBJECTS | {("StorageClass", "gp3")} | TRAEFIK_OBJECTS
+    if gpu and provider == "aws":
         wanted |= {("DaemonSet", "qhub-cluster-addons-nvidia-device-plugin")}
     for version in kube_versions():
         docs = template(values, tmp_path, version)
         assert {(d["kind"], d["metadata"]["name"]) for d in docs} == wanted
         assert validation_errors(docs, version) == [], f"Kubernetes {version}"
-        image = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
-        assert f":v{version.rsplit('.', 1)[0]}." in image, "cluster-autoscaler's minor is the cluster's"
+        if provider == "aws":
+            image = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+            assert f":v{version.rsplit('.', 1)[0]}." in image, "cluster-autoscaler's minor is the cluster's"
 
 
 def test_helm_lint_strict_with_defaults_and_with_everything_on(tmp_path: Path) -> None:

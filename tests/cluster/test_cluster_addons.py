@@ -25,6 +25,9 @@ ROLE = "arn:aws:iam::123456789012:role/qhub/demo/demo-cluster-autoscaler"
 def config(expander: str) -> Any:
     return parse_config({"schema_version": 2, "project_name": "demo",
                          "cluster": {"provider": "aws", "autoscaler": {"expander": expander}},
+                         # Traefik (cluster-scoped IngressClass qhub) is installed on the real node by
+                         # tests/node/test_ingress_tls.py; here the parts only AWS gets
+                         "ingress": {"controller": {"enabled": False}},
                          "node_groups": {"gpu": {"gpu": {"count": 1}}}}, environ={})
 
 

@@ -223,11 +223,14 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, addon_release: list[
                        ("Role", "qhub-cluster-addons-cluster-autoscaler"),
                        ("RoleBinding", "qhub-cluster-addons-cluster-autoscaler"),
                        ("Deployment", "qhub-cluster-addons-cluster-autoscaler"), ("StorageClass", "gp3"),
-                       ("DaemonSet", "qhub-cluster-addons-nvidia-device-plugin")}
-    account = next(d for d in docs if d["kind"] == "ServiceAccount")
+                       ("DaemonSet", "qhub-cluster-addons-nvidia-device-plugin"), ("IngressClass", "qhub"),
+                       *{(kind, "qhub-cluster-addons-traefik") for kind in (
+                           "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment")}}
+    account = next(d for d in docs if (d["kind"], d["metadata"]["name"]) == ("ServiceAccount", "cluster-autoscaler"))
     assert account["metadata"]["namespace"] == "kube-system"
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role["Arn"]
-    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = next(d for d in docs if (d["kind"], d["metadata"]["name"]) == (
+        "Deployment", "qhub-cluster-addons-cluster-autoscaler"))["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/demo" \
         in args, "the tags the node groups carry (asserted above)"
     assert (tmp_path / "demo.kubeconfig").stat().st_mode & 0o777 == 0o600, "credentials for the owner only"

@@ -40,12 +40,13 @@ def test_init_refuses_overwrite(tmp_path: Path) -> None:
 
 def test_init_guided(tmp_path: Path) -> None:
     out = tmp_path / "c.yaml"
-    answers = "science\nus-west-2\nqhub.example.org\nana\n"
+    answers = "science\nus-west-2\nqhub.example.org\nops@science.dev\nana\n"
     result = runner.invoke(app, ["init", "aws", "--guided", "-o", str(out)], input=answers)
     assert result.exit_code == 0, result.output
     cfg = load_config(out, environ={})
     assert (cfg.project_name, cfg.cluster.region, cfg.domain, cfg.auth.admins) == (
         "science", "us-west-2", "qhub.example.org", ["ana"])
+    assert (cfg.tls.type, cfg.tls.email) == ("letsencrypt", "ops@science.dev"), "Let's Encrypt through QHub's Traefik"
 
 
 def test_validate_error_exit_code_and_message() -> None:

@@ -48,13 +48,13 @@ def config(provider: str, **cluster: Any) -> Any:
     return parse_config({"schema_version": 2, "project_name": "demo", "cluster": block}, environ={})
 
 
-def test_only_aws_gets_a_release_and_the_device_plugin_only_with_a_gpu_group() -> None:
+def test_each_cloud_gets_traefik_aws_its_autoscaler_too_and_the_device_plugin_only_with_a_gpu_group() -> None:
     assert {p: addons.parts(config(p)) for p in PROVIDERS} == {
-        "aws": ["cluster-autoscaler", "storage-class"], "gcp": [], "azure": [], "digitalocean": [], "existing": [],
-        "local": []}
+        "aws": ["cluster-autoscaler", "storage-class", "traefik"], "gcp": ["traefik"], "azure": ["traefik"],
+        "digitalocean": ["traefik"], "existing": [], "local": []}
     gpu = parse_config({"schema_version": 2, "project_name": "demo", "cluster": {"provider": "aws"},
                         "node_groups": {"gpu": {"gpu": {"count": 1}}}}, environ={})
-    assert addons.parts(gpu) == ["cluster-autoscaler", "storage-class", "nvidia-device-plugin"]
+    assert addons.parts(gpu) == ["cluster-autoscaler", "storage-class", "nvidia-device-plugin", "traefik"]
 
 
 def test_ensure_installs_then_leaves_alone_then_upgrades_on_a_change() -> None:
@@ -73,10 +73,14 @@ def test_ensure_installs_then_leaves_alone_then_upgrades_on_a_change() -> None:
     assert "upgrading release qhub-cluster-addons" in said[-2]
 
 
-def test_ensure_does_nothing_where_the_cloud_runs_its_own() -> None:
+def test_ensure_does_nothing_on_clusters_qhubctl_adds_nothing_to() -> None:
     helm = FakeHelm()
-    for provider in ("gcp", "azure", "digitalocean", "existing", "local"):
+    for provider in ("existing", "local"):
         assert addons.ensure(config(provider), FACTS, helm, print) is False  # type: ignore[arg-type]
+    assert helm.upgrades == []
+    off = parse_config({"schema_version": 2, "project_name": "demo", "cluster": {"provider": "gcp", "project":
+                        "my-gcp-project"}, "ingress": {"controller": {"enabled": False}}}, environ={})
+    assert addons.ensure(off, FACTS, helm, print) is False  # type: ignore[arg-type]
     assert helm.upgrades == []
 
 
@@ -91,7 +95,7 @@ def test_status_names_the_autoscaler_of_each_provider() -> None:
     assert "is not installed in kube-system (run `qhubctl cluster create`)" in missing[1]
     there = addons.describe(config("aws"), FakeHelm(Deployed(3, "deployed", "0.1.0", {})))  # type: ignore[arg-type]
     assert there[1] == ("cluster add-ons: release qhub-cluster-addons revision 3, deployed, chart 0.1.0: "
-                        "cluster-autoscaler, storage-class")
+                        "cluster-autoscaler, storage-class, traefik")
 
 
 def test_upgrade_without_a_cluster_migrates_the_file_and_says_why_the_add_ons_wait(
@@ -118,8 +122,8 @@ def test_destroy_of_an_unreachable_cluster_notes_the_release_and_goes_on(capsys:
     cluster_cmd.remove_addons(Gone(), Gone.cfg)  # type: ignore[arg-type]
     assert "release qhub-cluster-addons not removed (EKS cluster demo not found); it goes with the cluster" in \
         capsys.readouterr().out
-    cluster_cmd.remove_addons(Gone(), config("gcp"))  # type: ignore[arg-type]
-    assert capsys.readouterr().out == "", "no add-on release on GKE: nothing to say"
+    cluster_cmd.remove_addons(Gone(), config("existing"))  # type: ignore[arg-type]
+    assert capsys.readouterr().out == "", "no add-on release on an existing cluster: nothing to say"
 
 
 def test_docs_list_every_pinned_add_on_image() -> None:

@@ -73,3 +73,13 @@ def test_init_with_a_domain_writes_lets_encrypt(provider: str) -> None:
     plain = parse_config(yaml.safe_load(config_text(provider)), environ={})
     assert plain.domain is None and plain.tls.type == "none"
     assert "# tls: {type: cert-manager, issuer: letsencrypt}" in config_text(provider)
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp", "azure", "digitalocean", "existing"])
+def test_init_with_a_domain_and_an_email_writes_letsencrypt_through_traefik_where_it_runs(provider: str) -> None:
+    cfg = parse_config(yaml.safe_load(config_text(provider, domain="qhub.example.org", email="ops@qhub-team.dev")),
+                       environ={})
+    if provider == "existing":  # QHub's Traefik only when asked: cert-manager as before
+        assert cfg.tls.type == "cert-manager"
+    else:
+        assert cfg.tls.type == "letsencrypt" and cfg.tls.email == "ops@qhub-team.dev" and cfg.ingress_controller

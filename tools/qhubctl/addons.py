@@ -4,8 +4,9 @@ The chart charts/qhub-cluster-addons holds the manifests (upstream images as the
 place that maps the config (plus the cloud facts of `Provider.addon_facts`) to its values, and installs, upgrades
 and removes the release, always through qhubctl.helm. Which parts a provider's cluster gets is a fact of its config
 block (`cluster_addons`): on EKS cluster-autoscaler, a default encrypted gp3 StorageClass and, with a GPU group,
-the NVIDIA device plugin; GKE, AKS and DOKS run their own autoscaler, default StorageClass and GPU device plugin,
-so nothing is installed there, nor on existing or local clusters.
+the NVIDIA device plugin; GKE, AKS and DOKS run their own autoscaler, default StorageClass and GPU device plugin.
+Every cloud's cluster also gets Traefik as its ingress controller (with Let's Encrypt's ACME resolver for
+`tls: {type: letsencrypt}`); existing and local clusters get it only when `ingress.controller.enabled` asks.
 
 `qhubctl cluster create` installs it (the add-ons belong to the cluster: they need the cloud's facts, they must be
 there before QHub's volumes bind, and `deploy` also serves clusters qhubctl does not own); `qhubctl upgrade`
@@ -23,6 +24,7 @@ from typing import Any
 from qhubctl import nodegroups as ng
 from qhubctl.chart import addons_chart_dir
 from qhubctl.config.model import QHubConfig
+from qhubctl.config.network import CERT_RESOLVER, INGRESS_CLASS, LetsEncryptTLS
 from qhubctl.helm import Deployed, Helm
 from qhubctl.providers.base import AddonFacts, Provider
 
@@ -33,15 +35,23 @@ AUTOSCALER_ACCOUNT = "cluster-autoscaler"
 AUTOSCALER = "cluster-autoscaler"
 STORAGE_CLASS = "storage-class"
 DEVICE_PLUGIN = "nvidia-device-plugin"
-PARTS = (AUTOSCALER, STORAGE_CLASS, DEVICE_PLUGIN)
+TRAEFIK = "traefik"
+PARTS = (AUTOSCALER, STORAGE_CLASS, DEVICE_PLUGIN, TRAEFIK)
+# Traefik's Service in the release namespace: the address the platform's DNS record points at
+TRAEFIK_SERVICE = f"{RELEASE}-traefik"
+
+# TLS types whose certificate Traefik itself serves (the others: none, or a load balancer in front ends TLS)
+HTTPS_AT_TRAEFIK = ("letsencrypt", "cert-manager", "secret")
 
 Say = Callable[[str], None]
 
 
 def parts(cfg: QHubConfig) -> list[str]:
-    """The add-ons this config's cluster gets: its provider's, the device plugin only with a GPU group."""
+    """The add-ons this config's cluster gets: its provider's, the device plugin only with a GPU group, Traefik
+    where the ingress controller is on (by default on the clouds; existing and local opt in)."""
     gpu = any(group.gpu for group in cfg.node_groups.values())
-    return [p for p in cfg.cluster.cluster_addons if p != DEVICE_PLUGIN or gpu]
+    wanted = [p for p in cfg.cluster.cluster_addons if p != DEVICE_PLUGIN or gpu]
+    return wanted + [TRAEFIK] if cfg.ingress_controller else wanted
 
 
 def autoscaler_values(cfg: QHubConfig, facts: AddonFacts) -> dict[str, Any]:
@@ -68,6 +78,30 @@ def device_plugin_values(cfg: QHubConfig) -> dict[str, Any]:
     return {"enabled": True, "nodeGroups": gpu_groups, "tolerations": tolerations}
 
 
+def traefik_values(cfg: QHubConfig) -> dict[str, Any]:
+    """Traefik on the general group behind a LoadBalancer (a NodePort where the provider has no load balancers),
+    redirecting HTTP to HTTPS when the platform is served over HTTPS by it, and with the config's ACME CA."""
+    ctl = cfg.ingress.controller
+    general = cfg.placements()[ng.GENERAL]
+    annotations = cfg.cluster.ingress_service_annotations if ctl.service_annotations is None \
+        else ctl.service_annotations
+    out: dict[str, Any] = {
+        "enabled": True, "ingressClass": {"name": INGRESS_CLASS},
+        "redirectToHttps": bool(cfg.domain) and cfg.tls.type in HTTPS_AT_TRAEFIK,
+        "service": {"type": "NodePort" if cfg.cluster.node_ports else "LoadBalancer",
+                    "annotations": dict(annotations),
+                    "loadBalancerSourceRanges": list(ctl.load_balancer_source_ranges)},
+        # Helm merges maps with the chart's default selector (the general group's label): "" drops that key
+        "nodeSelector": {ng.LABEL: "", **general.node_selector}, "tolerations": general.tolerations(),
+    }
+    if cfg.image_registry:
+        out["image"] = {"registry": cfg.image_registry}
+    if isinstance(cfg.tls, LetsEncryptTLS):
+        out["acme"] = {"enabled": True, "resolver": CERT_RESOLVER, "email": cfg.tls.email,
+                       "server": cfg.tls.directory, "caBundle": cfg.tls.server_ca or ""}
+    return out
+
+
 def values(cfg: QHubConfig, facts: AddonFacts) -> dict[str, Any]:
     """The add-on chart's values for this config; empty when its cluster needs none."""
     wanted = parts(cfg)
@@ -80,6 +114,8 @@ def values(cfg: QHubConfig, facts: AddonFacts) -> dict[str, Any]:
         out["storageClass"] = {"enabled": True}
     if DEVICE_PLUGIN in wanted:
         out["nvidiaDevicePlugin"] = device_plugin_values(cfg)
+    if TRAEFIK in wanted:
+        out["traefik"] = traefik_values(cfg)
     return out
 
 

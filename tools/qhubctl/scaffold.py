@@ -36,14 +36,17 @@ node_groups:
 
 
 def config_text(provider: str, *, project_name: str = "", region: str | None = None,
-                domain: str | None = None, admin: str = "admin", gcp_project: str = "my-gcp-project") -> str:
-    """A minimal, commented, valid qhub-config.yaml for `provider`."""
+                domain: str | None = None, admin: str = "admin", gcp_project: str = "my-gcp-project",
+                email: str | None = None) -> str:
+    """A minimal, commented, valid qhub-config.yaml for `provider`. With a domain: Let's Encrypt through QHub's
+    Traefik where the provider runs it and an `email` is given, else through cert-manager."""
     if provider not in CLUSTER_BLOCKS:
         raise ValueError(provider)
     block = CLUSTER_BLOCKS[provider]
     name = project_name or f"qhub-{provider}"[:32]
     cluster = block.init_block.format(region=region or block.default_region(), k8s=DEFAULT_K8S, project=gcp_project)
-    domain_line = (f"domain: {domain}\n{_TLS_LETSENCRYPT}" if domain else
+    tls = _TLS_TRAEFIK.format(email=email) if email and block.ingress_controller else _TLS_LETSENCRYPT
+    domain_line = (f"domain: {domain}\n{tls}" if domain else
                    "# domain: qhub.example.org\n# tls: {type: cert-manager, issuer: letsencrypt}  "
                    "# a domain needs HTTPS (docs/security.md)\n")
     groups = {"cloud": _GROUPS_CLOUD, "existing": _GROUPS_EXISTING, "local": _GROUPS_LOCAL}[block.init_layout]
@@ -67,6 +70,12 @@ _TLS_LETSENCRYPT = """\
 # HTTPS with a Let's Encrypt certificate through cert-manager (install it and a ClusterIssuer named letsencrypt);
 # or tls: {type: secret, secret_name: <TLS Secret>}, or {type: upstream} when a load balancer terminates TLS.
 tls: {type: cert-manager, issuer: letsencrypt}
+"""
+_TLS_TRAEFIK = """\
+# HTTPS with a Let's Encrypt certificate that QHub's Traefik gets itself (HTTP-01; `qhubctl deploy` prints the DNS
+# record to create); or tls: {{type: cert-manager, issuer: <ClusterIssuer>}}, {{type: secret, secret_name: <TLS
+# Secret>}}, or {{type: upstream}} when a load balancer terminates TLS.
+tls: {{type: letsencrypt, email: {email}}}
 """
 _REST = """\
 # Login: native = users sign up, an admin approves them at /hub/authorize. The admin's password is generated at

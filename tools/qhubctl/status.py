@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from qhubctl import kube
+from qhubctl import addons, dnsrecord, kube
 from qhubctl.backup import schedule
 from qhubctl.config.model import QHubConfig
 from qhubctl.helm import Deployed, Helm
@@ -55,7 +55,11 @@ def hub_access(cfg: QHubConfig, api: Any) -> tuple[str | None, list[str]]:
     """The base URL of the platform (None when it needs a port-forward first) and the lines saying how to reach it."""
     if cfg.domain:
         scheme = "http" if cfg.tls.type == "none" else "https"
-        return f"{scheme}://{cfg.domain}", [f"(through the ingress; DNS for {cfg.domain} must point at it)"]
+        return f"{scheme}://{cfg.domain}", dnsrecord.lines(cfg, api)
+    if cfg.ingress_controller:  # the Ingress serves any host through QHub's Traefik: its address
+        traefik = _service(api, addons.NAMESPACE, addons.TRAEFIK_SERVICE)
+        if traefik is not None and _lb_address(traefik):
+            return f"http://{_lb_address(traefik)}", [f"(through Traefik, {addons.NAMESPACE}/{addons.TRAEFIK_SERVICE})"]
     name = f"{cfg.release_name[:40].rstrip('-')}-proxy-public"
     svc = _service(api, cfg.namespace, name)
     if svc is None:

@@ -19,6 +19,7 @@ from qhubctl import nodegroups as ng
 from qhubctl.chart import chart_dir as located_chart
 from qhubctl.config.base import SecretRef, quantity_value
 from qhubctl.config.model import QHubConfig, ssh_service_type
+from qhubctl.config.network import CERT_RESOLVER, INGRESS_CLASS
 
 # Components (config name) -> umbrella dependency name (values key).
 COMPONENTS = {
@@ -95,7 +96,7 @@ def chart_values(cfg: QHubConfig, chart_dir: Path | None = None) -> dict[str, An
         "global": _global(cfg),
         "ingress": {
             "enabled": cfg.ingress.enabled,
-            "className": cfg.ingress.class_name or "",
+            "className": cfg.ingress.class_name or (INGRESS_CLASS if cfg.ingress_controller else ""),
             "annotations": dict(cfg.ingress.annotations),
         },
         "nfs": {"enabled": cfg.storage.type == "nfs"},
@@ -109,9 +110,9 @@ def chart_values(cfg: QHubConfig, chart_dir: Path | None = None) -> dict[str, An
     for component, dep in COMPONENTS.items():
         if dep in deps:
             values.setdefault(dep, {})["enabled"] = bool(getattr(cfg.components, component))
-    if cfg.components.jupyterhub and "jupyterhub" in deps:
     values["global"]["daskClusters"] = daskclusters.values(
         cfg, bool(cfg.components.dask_gateway and "dask-gateway" in deps))
+    if cfg.components.jupyterhub and "jupyterhub" in deps:
         values["jupyterhub"].update(_jupyterhub(cfg, deps, chart_dir))
     if cfg.components.dask_gateway and "dask-gateway" in deps:
         values["dask-gateway"].update(_dask_gateway(cfg, deps, chart_dir))
@@ -143,7 +144,10 @@ def _kubessh_service(cfg: QHubConfig) -> dict[str, Any]:
 
 
 def _global(cfg: QHubConfig) -> dict[str, Any]:
-    tls: dict[str, Any] = {"mode": cfg.tls.type}
+    # letsencrypt: the cluster's Traefik gets the certificate with its ACME resolver (the chart's traefik-acme)
+    tls: dict[str, Any] = {"mode": "traefik-acme" if cfg.tls.type == "letsencrypt" else cfg.tls.type}
+    if cfg.tls.type == "letsencrypt":
+        tls["traefikAcme"] = {"certResolver": CERT_RESOLVER}
     if cfg.tls.type == "none":
         tls["allowPlainHttp"] = cfg.tls.insecure_plain_http
     if cfg.tls.type in ("secret", "cert-manager"):

@@ -42,7 +42,7 @@ def _write_outputs(provider: providers.Provider, config: Path, given: Path | Non
 def remove_addons(provider: providers.Provider, cfg: QHubConfig) -> None:
     """Uninstall the add-on release before the cloud resources go (cluster-autoscaler must not resize groups being
     deleted). A cluster that cannot be reached any more takes the release with it, so that is a note."""
-    if not cfg.cluster.cluster_addons:
+    if not addons.parts(cfg):
         return
     try:
         with _temporary_kubeconfig(provider) as path:

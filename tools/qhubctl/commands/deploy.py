@@ -9,7 +9,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from qhubctl import kube
+from qhubctl import dnsrecord, kube
 from qhubctl import daskclusters
 from qhubctl.backup import schedule
 from qhubctl.commands._common import ConfigOpt, KubeconfigOpt, YesOpt, confirm, handles_errors, kube_target, load, out
@@ -51,6 +51,7 @@ def deploy(
         if not dry_run:
             _dask_clusters(api, cfg)
             _scheduled_backups(api, cfg, config)
+            _dns(api, cfg)
         return
     action = "install" if plan.install else "upgrade"
     out.print(f"plan: {action} release {plan.release} in namespace {plan.namespace} with chart {plan.chart_version}")
@@ -78,6 +79,13 @@ def deploy(
              + ", ".join(result.stopped_clusters))
     _dask_clusters(api, cfg)
     _scheduled_backups(api, cfg, config)
+    _dns(api, cfg)
+
+
+def _dns(api: Any, cfg: QHubConfig) -> None:
+    """The DNS record the domain needs (where it must point, or why that is not known yet)."""
+    for line in dnsrecord.lines(cfg, api):
+        _say(line)
 
 
 def _dask_clusters(api: Any, cfg: QHubConfig) -> None:

@@ -32,6 +32,9 @@ def _guided(provider: str) -> dict[str, str]:
     if "project" in block:  # a cloud project the cluster lives in (GCP)
         answers["gcp_project"] = typer.prompt("GCP project id")
     answers["domain"] = typer.prompt("Domain (empty: none)", default="")
+    if answers["domain"] and CLUSTER_BLOCKS[provider].ingress_controller:  # Let's Encrypt through QHub's Traefik
+        answers["email"] = typer.prompt("Contact email for Let's Encrypt (expiry notices; empty: use cert-manager)",
+                                        default="")
     answers["admin"] = typer.prompt("Admin user name", default="admin")
     return {k: v for k, v in answers.items() if v}
 

@@ -56,6 +56,9 @@ class AWSProvider(CloudProvider):
         "cluster made before. A cluster that still marks gp2 default has two: `kubectl annotate storageclass gp2 "
         "storageclass.kubernetes.io/is-default-class-`")
     cluster_addons: ClassVar[tuple[str, ...]] = ("cluster-autoscaler", "storage-class", "nvidia-device-plugin")
+    # a Network Load Balancer (layer 4: TLS ends at Traefik, which the HTTP-01 challenge needs) from EKS's own
+    # service controller; a classic ELB otherwise
+    ingress_service_annotations: ClassVar[dict[str, str]] = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
     autoscaled_by: ClassVar[str] = "cluster-autoscaler (release qhub-cluster-addons in kube-system)"
 
     provider: Literal["aws"] = Field(description="Amazon Web Services (EKS)")

@@ -50,6 +50,10 @@ class ClusterBlock(Base):
     # (qhubctl.addons): "cluster-autoscaler", "storage-class", "nvidia-device-plugin" (the last only when a GPU
     # group exists). Empty: the cloud runs them itself, or the cluster is not qhubctl's.
     cluster_addons: ClassVar[tuple[str, ...]] = ()
+    # Whether QHub's Traefik (qhub-cluster-addons) is the cluster's ingress controller when the config does not say
+    # (ingress.controller.enabled), and the annotations of its LoadBalancer Service (the cloud's load balancer).
+    ingress_controller: ClassVar[bool] = True
+    ingress_service_annotations: ClassVar[dict[str, str]] = {}
     # What scales the node groups (`qhubctl status`).
     autoscaled_by: ClassVar[str]
 

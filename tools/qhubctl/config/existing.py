@@ -25,6 +25,8 @@ class ExistingProvider(ClusterBlock):
     default_storage_class_fix: ClassVar[str] = (
         "mark exactly one StorageClass default (`kubectl annotate storageclass <name> "
         "storageclass.kubernetes.io/is-default-class=true`), or name one in storage.disk_storage_class")
+    # often has an ingress controller of its own: QHub's Traefik only when the config asks for it
+    ingress_controller: ClassVar[bool] = False
     autoscaled_by: ClassVar[str] = (
         "whatever your cluster runs: qhubctl manages no autoscaler there")
 

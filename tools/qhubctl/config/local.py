@@ -32,6 +32,8 @@ class LocalProvider(ClusterBlock):
         "the local cluster makes local-path and marks it default: start it with `qhubctl cluster create` (or "
         "`make cluster-up`); if the mark is gone: `kubectl annotate storageclass local-path "
         "storageclass.kubernetes.io/is-default-class=true`")
+    # often has an ingress controller of its own: QHub's Traefik only when the config asks for it
+    ingress_controller: ClassVar[bool] = False
     autoscaled_by: ClassVar[str] = (
         "the local cluster's simulated autoscaler (qhubctl.simautoscaler), between each group's min and max")
 

@@ -26,7 +26,15 @@ from qhubctl.config.environments import Environment, check_unique, default_envir
 from qhubctl.config.existing import ExistingProvider
 from qhubctl.config.gcp import GCPProvider
 from qhubctl.config.local import LocalProvider
-from qhubctl.config.network import HTTPS_CHOICES, TLS, Ingress, NoTLS
+from qhubctl.config.network import (
+    HTTPS_CHOICES,
+    INGRESS_CLASS,
+    RESERVED_EMAIL_DOMAINS,
+    TLS,
+    Ingress,
+    LetsEncryptTLS,
+    NoTLS,
+)
 from qhubctl.config.nodegroups import NodeGroup, fill_defaults
 from qhubctl.config.profiles import Profiles
 from qhubctl.config.storage import NFSStorage, Storage
@@ -66,7 +74,8 @@ class QHubConfig(Base):
     cluster: ClusterConfig = Field(description="Where the platform runs; `provider` picks the block (immutable)")
     domain: Hostname | None = Field(None, description="Public host name; empty: reach the platform by IP/port-forward")
     tls: TLS = Field(default_factory=lambda: NoTLS(type="none"),
-                     description="HTTPS; with a domain: cert-manager, secret or upstream (docs/security.md)")
+                     description="HTTPS; with a domain: letsencrypt, cert-manager, secret or upstream "
+                     "(docs/security.md)")
     ingress: Ingress = Field(default_factory=Ingress, description="Ingress settings")
     node_groups: dict[Name, NodeGroup] = Field(
         default_factory=dict, validate_default=True,  # an absent block gets the default groups too
@@ -117,6 +126,12 @@ class QHubConfig(Base):
         if problems:
             raise FieldProblem(problems)
         return self
+
+    @property
+    def ingress_controller(self) -> bool:
+        """Whether QHub's Traefik is the cluster's ingress controller: the config's choice, else the provider's."""
+        chosen = self.ingress.controller.enabled
+        return self.cluster.ingress_controller if chosen is None else chosen
 
     def placements(self) -> dict[str, ng.GroupPlacement]:
         if self.cluster.every_group_on_real_node:
@@ -209,7 +224,45 @@ def _check_network(cfg: QHubConfig) -> list[tuple[str, str]]:
         problems.append(("jitsi.host", "Jitsi needs a host of its own; set jitsi.host or domain (meet.<domain>)"))
     if cfg.domain and not cfg.ingress.enabled:
         problems.append(("ingress.enabled", "a domain is routed by the Ingress; enable it or remove domain"))
-    return problems + _check_ssh_service(cfg)
+    return problems + _check_ssh_service(cfg) + _check_controller(cfg) + _check_letsencrypt(cfg)
+
+
+def _check_controller(cfg: QHubConfig) -> list[tuple[str, str]]:
+    ctl = cfg.ingress.controller
+    where = "ingress.controller"
+    if not cfg.ingress_controller:
+        given = [name for name in ("service_annotations", "load_balancer_source_ranges") if getattr(ctl, name)]
+        return [(f"{where}.{name}", f"only QHub's Traefik uses it, and it is off on provider {cfg.cluster.provider}; "
+                 f"set {where}.enabled: true or remove {name}") for name in given]
+    if ctl.load_balancer_source_ranges and cfg.cluster.node_ports:
+        return [(f"{where}.load_balancer_source_ranges", f"provider {cfg.cluster.provider} has no load balancers "
+                 "(Traefik's Service is a NodePort, limited by the nodes' firewall); remove the ranges")]
+    return []
+
+
+def _check_letsencrypt(cfg: QHubConfig) -> list[tuple[str, str]]:
+    tls = cfg.tls
+    if not isinstance(tls, LetsEncryptTLS):
+        return []
+    problems: list[tuple[str, str]] = []
+    if not cfg.ingress_controller:
+        problems.append(("ingress.controller.enabled", f"tls type letsencrypt: QHub's Traefik gets the certificate, "
+                         f"and provider {cfg.cluster.provider} does not install it unless asked; set "
+                         "ingress.controller.enabled: true (installed by `qhubctl cluster create`), or use your own "
+                         "controller with tls: {type: cert-manager, issuer: <ClusterIssuer>}"))
+    if cfg.ingress.class_name not in (None, INGRESS_CLASS):
+        problems.append(("ingress.class_name", f"tls type letsencrypt: only QHub's Traefik (IngressClass "
+                         f"{INGRESS_CLASS}) holds the certificate resolver, so the Ingress must use it; remove "
+                         f"class_name or set it to {INGRESS_CLASS}"))
+    if tls.server is None and tls.email.rpartition("@")[2].lower() in RESERVED_EMAIL_DOMAINS:
+        problems.append(("tls.email", f"Let's Encrypt refuses contact addresses at {tls.email.rpartition('@')[2]}; "
+                         "give an address you read (expiry notices go there)"))
+    if tls.server is not None and tls.staging:
+        problems.append(("tls.staging", "tls.server names the ACME CA already; remove staging or server"))
+    if tls.server_ca is not None and tls.server is None:
+        problems.append(("tls.server_ca", "Let's Encrypt's certificate is signed by a public CA; server_ca is only "
+                         "for a private ACME server named in tls.server: set server or remove server_ca"))
+    return problems
 
 
 def ssh_service_type(cfg: QHubConfig) -> str:
