@@ -155,6 +155,10 @@ def _root(pod: dict[str, Any]) -> None:
     pod["spec"]["securityContext"] = {"runAsNonRoot": False, "runAsUser": 0}
 
 
+def _host_port(pod: dict[str, Any]) -> None:
+    pod["spec"]["containers"][0]["ports"] = [{"containerPort": 8080, "hostPort": 8080}]
+
+
 def _second_container(pod: dict[str, Any]) -> None:
     pod["spec"]["initContainers"] = [copy.deepcopy(pod["spec"]["containers"][0]) | {"name": "init"}]
 
@@ -174,6 +178,7 @@ STRAYS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "two namespaces": (_two_namespaces, "one conda-store namespace folder at most"),
     "root": (_root, "non-root"),
     "init container": (_second_container, "exactly one container"),
+    "host port": (_host_port, "no port on the node"),
 }
 
 
