@@ -22,7 +22,7 @@ from qhubctl.proc import run
 from qhubctl.providers.base import AddonFacts
 from qhubctl.values import chart_values
 
-from .addons import get, render
+from .addons import get, render, render_error
 from .manifests import kube_versions, validation_errors
 
 pytestmark = pytest.mark.chart
@@ -186,3 +186,9 @@ def test_the_platform_ingress_asks_traefiks_resolver_for_its_certificate() -> No
     # without a domain the class is still QHub's Traefik (reached by its address), without any TLS annotation
     plain = get(render(values=chart_values(config("gcp"))), "Ingress", "qhub")
     assert plain["spec"]["ingressClassName"] == "qhub" and "annotations" not in plain["metadata"]
+
+
+def test_a_plain_http_domain_is_refused_naming_traefiks_certificates_first() -> None:
+    error = render_error({"global": {"domain": "qhub.example.org"}})
+    assert "Set global.tls.mode=traefik-acme when the cluster's Traefik of qhub-cluster-addons gets a Let's Encrypt " \
+        "certificate" in error

@@ -59,7 +59,7 @@ user upgrading with old values gets this message instead of a bare schema error.
 {{- $errors = append $errors (printf "global.tls.mode is %s but global.domain is empty: a certificate needs a host name; set global.domain or global.tls.mode=none." .Values.global.tls.mode) -}}
 {{- end -}}
 {{- if and .Values.global.domain (eq .Values.global.tls.mode "none") (not .Values.global.tls.allowPlainHttp) -}}
-{{- $errors = append $errors (printf "global.domain is %s but global.tls.mode is none: passwords and API tokens would cross the network in plain HTTP. Set global.tls.mode=cert-manager with global.tls.certManager.issuer=<a Let's Encrypt ClusterIssuer>, global.tls.mode=secret with global.tls.secretName=<a kubernetes.io/tls Secret>, or global.tls.mode=upstream when a load balancer in front terminates TLS; plain HTTP only with global.tls.allowPlainHttp=true." .Values.global.domain) -}}
+{{- $errors = append $errors (printf "global.domain is %s but global.tls.mode is none: passwords and API tokens would cross the network in plain HTTP. Set global.tls.mode=traefik-acme when the cluster's Traefik of qhub-cluster-addons gets a Let's Encrypt certificate (traefik.acme.enabled), global.tls.mode=cert-manager with global.tls.certManager.issuer=<a Let's Encrypt ClusterIssuer>, global.tls.mode=secret with global.tls.secretName=<a kubernetes.io/tls Secret>, or global.tls.mode=upstream when a load balancer in front terminates TLS; plain HTTP only with global.tls.allowPlainHttp=true." .Values.global.domain) -}}
 {{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nThese values need changing:\n  - %s\n" (join "\n  - " $errors)) -}}
