@@ -6,30 +6,30 @@
 #   TAG=...                           tag of the platform images (default: appVersion of charts/qhub/Chart.yaml);
 #                                     specs with a `version:` in image.yaml (node images, upstream programs) keep
 #                                     theirs (`qhubctl images tag images/<name> --app-version $TAG` decides)
-#   IMAGES="jupyterlab dask-worker"   which images; the words `platform`, `node` and `gpu` stand for the sets
-#                                     below (default: platform)
+#   IMAGES="jupyterlab dask-worker"   which images; the words `platform`, `gpu` and `node` stand for the sets
+#                                     below (default: platform gpu, every image the chart names)
 #   OUT=build/images                  where OCI layouts go without REGISTRY
 #   QHUB_CHANNEL_ALIAS=URL|DIR        where named channels (conda-forge) are read from: a mirror URL or a
 #                                     directory with one folder per channel; default https://conda.anaconda.org/
 #   QHUBCTL=path                      the qhubctl to run (default: .venv/bin/qhubctl, else qhubctl on PATH)
 #
-# Two kinds of spec: conda specs (environment.yaml) are solved or built from their environment.lock; system specs
-# (image.yaml with `kind: system`, no environment.yaml) are built from Debian packages, PyPI and npm lock files and
-# Go modules, pinned in the spec directory and its system.lock.json. Each image's build time, size and digest
-# are printed at the end.
+# Every image here is a system spec (image.yaml with `kind: system`): built from Debian packages, PyPI and npm lock
+# files and Go modules, pinned in the spec directory and its system.lock.json. A conda spec (environment.yaml, a
+# user environment's image) is built from conda channels, solved or from its environment.lock. Each image's build
+# time, size and digest are printed at the end.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-# The images the chart's values name by default. The GPU variants are conda specs (conda-forge's CUDA builds):
-# they build only where conda-forge or a mirror of it is reachable, so they are not in the default set.
+# The images the chart's values name by default: the platform, and the GPU profiles' variants of the user and worker
+# images (CUDA 12 from PyPI; about 1 GB each compressed, most of it cuBLAS, docs/images.md).
 PLATFORM_IMAGES="jupyterhub jupyterlab dask-worker dask-gateway-server traefik kubessh jitsi-token conda-store nfs-server backup"
 GPU_IMAGES="jupyterlab-gpu dask-worker-gpu"
 # What a real Kubernetes node needs besides the platform: the pod sandbox, cluster DNS, local volumes and the
 # volume helper.
 NODE_IMAGES="pause coredns local-path-provisioner busybox"
-words=${IMAGES:-platform}
+words=${IMAGES:-platform gpu}
 IMAGES=""
 for word in $words; do
   case $word in

@@ -4,26 +4,21 @@ root filesystem, every capability dropped, no network.
 
 The images are built once per session, with the user's $QHUB_CACHE (a warm rebuild takes seconds; a cold one
 downloads Debian, PyPI and npm packages). The spec directories are copied first: a build must not touch the
-repository.
+repository (platformkit.py). The GPU variants have their own module (test_gpu_images.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from qhubctl.images.spec import published_tag
-from typer.testing import CliRunner
+from platformkit import ANY_UID, build_push_pull, run_as_any_uid
 
 pytestmark = pytest.mark.images
 
-REPO = Path(__file__).resolve().parents[2]
 PLATFORM = ["jupyterhub", "jupyterlab", "dask-worker", "dask-gateway-server", "kubessh", "jitsi-token"]
-ANY_UID = ["--user", "12345:12345", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-           "--security-opt", "no-new-privileges", "--network", "none"]
 # Every shared library in the venv loads: manylinux wheels need their system libraries (libstdc++ ...) in the image.
 SO_CHECK = """
 import ctypes, pathlib, sys
@@ -42,25 +37,7 @@ print("\\n".join(bad) or "ok")
 @pytest.fixture(scope="session")
 def platform_images(tmp_path_factory: pytest.TempPathFactory, registry, docker) -> dict[str, str]:  # noqa: ANN001
     """{name: pullable reference} of every platform image, built, pushed and pulled once."""
-    from qhubctl.commands.images import app
-
-    specs = tmp_path_factory.mktemp("platform-specs")
-    refs = {}
-    runner = CliRunner()
-    for name in PLATFORM:
-        spec = specs / name
-        shutil.copytree(REPO / "images" / name, spec, symlinks=True)
-        tag = published_tag(spec, app_version="0.0.0-test")
-        result = runner.invoke(app, ["build", str(spec), "--tag", tag, "--push", registry.host])
-        assert result.exit_code == 0, result.output
-        refs[name] = result.output.strip().splitlines()[-1].rsplit("@", 1)[0]
-        docker("pull", refs[name], timeout=600)
-    return refs
-
-
-def run_as_any_uid(docker, ref: str, *args: str, mounts: tuple[str, ...] = ()) -> str:  # noqa: ANN001
-    extra = [x for m in mounts for x in ("-v", m)]
-    return docker("run", "--rm", *ANY_UID, *extra, ref, *args, timeout=300)
+    return build_push_pull(PLATFORM, tmp_path_factory.mktemp("platform-specs"), registry.host, docker)
 
 
 @pytest.mark.parametrize("name", PLATFORM)

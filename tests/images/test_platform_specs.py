@@ -1,7 +1,7 @@
-"""The platform image specs under images/: system specs built from Debian, PyPI and npm (the GPU variants stay
-conda specs). They load, carry no version of their own (their tag is the chart's appVersion), pin every Python
-package with hashes, carry what the chart runs, and the user image and the worker image agree on every package
-they share (Dask compares versions across client, scheduler and workers)."""
+"""The platform image specs under images/: system specs built from Debian, PyPI and npm, the GPU variants too
+(their CPU sibling plus CUDA 12 wheels). They load, carry no version of their own (their tag is the chart's
+appVersion), pin every Python package with hashes, carry what the chart runs, and the user image and the worker
+image agree on every package they share (Dask compares versions across client, scheduler and workers)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from qhubctl.images.solve import parse_specs
-from qhubctl.images.spec import load_spec, published_tag, spec_kind
+from qhubctl.images.spec import published_tag, spec_kind
 from qhubctl.images.sysspec import load_system_spec
 
 pytestmark = pytest.mark.unit
@@ -26,7 +25,11 @@ PLATFORM = ["jupyterhub", "jupyterlab", "dask-worker", "dask-gateway-server", "t
 UPSTREAM_BUILT = ["traefik"]
 # built here from Debian packages alone, tagged with the appVersion, with no Python of their own
 DEBIAN_ONLY = ["nfs-server", "backup"]
-GPU = ["jupyterlab-gpu", "dask-worker-gpu"]
+# GPU variant: its CPU sibling (same Debian packages, same Python packages at the same versions, same rootfs files)
+GPU = {"jupyterlab-gpu": "jupyterlab", "dask-worker-gpu": "dask-worker"}
+# CUDA 12 from PyPI (images/jupyterlab-gpu/cuda.in and what it pulls in); `pynvml` the project is not one of them
+CUDA = {"cupy-cuda12x", "cuda-pathfinder", "nvidia-cuda-runtime-cu12", "nvidia-cuda-nvrtc-cu12", "nvidia-cublas-cu12",
+        "nvidia-curand-cu12", "nvidia-ml-py"}
 # run by qhubctl's one-shot Jobs from the registry and tag of the deployed hub image, not named by the chart
 NOT_IN_CHART = ["backup"]
 _PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)", re.M)
@@ -42,7 +45,7 @@ def app_version() -> str:
     return yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"]
 
 
-@pytest.mark.parametrize("name", [n for n in PLATFORM if n not in UPSTREAM_BUILT + DEBIAN_ONLY])
+@pytest.mark.parametrize("name", [n for n in PLATFORM + list(GPU) if n not in UPSTREAM_BUILT + DEBIAN_ONLY])
 def test_platform_spec_is_a_system_spec_tagged_with_the_app_version(name: str) -> None:
     directory = IMAGES / name
     assert spec_kind(directory) == "system"
@@ -144,16 +147,20 @@ def test_jupyterhub_is_the_hubs_version_everywhere(name: str) -> None:
     assert locked(name)["jupyterhub"] == locked("jupyterhub")["jupyterhub"]
 
 
-def test_lab_and_worker_lock_shared_packages_identically() -> None:
-    lab, worker = locked("jupyterlab"), locked("dask-worker")
+@pytest.mark.parametrize(("lab_name", "worker_name"), [("jupyterlab", "dask-worker"),
+                                                       ("jupyterlab-gpu", "dask-worker-gpu")])
+def test_lab_and_worker_lock_shared_packages_identically(lab_name: str, worker_name: str) -> None:
+    lab, worker = locked(lab_name), locked(worker_name)
     shared = set(lab) & set(worker)
     assert {"dask", "distributed", "dask-gateway", "cloudpickle", "msgpack", "tornado", "toolz", "lz4", "numpy",
             "pandas", "pyarrow", "bokeh"} <= shared
+    if lab_name in GPU:
+        assert CUDA <= shared  # a GPU cluster's client, scheduler and workers run the same CuPy
     assert {n: lab[n] for n in shared} == {n: worker[n] for n in shared}
     assert lab["dask"] == lab["distributed"]  # dask and distributed release together
     # and the same Python: both from the same Debian release
-    py = {json.loads((IMAGES / n / "system.lock.json").read_text())["pip"]["python"] for n in ("jupyterlab",
-                                                                                                "dask-worker")}
+    py = {json.loads((IMAGES / n / "system.lock.json").read_text())["pip"]["python"] for n in (lab_name,
+                                                                                                worker_name)}
     assert len(py) == 1
 
 
@@ -202,59 +209,49 @@ def test_conda_store_kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert config["ServerApp"]["kernel_spec_manager_class"] == "qhub_kernels.CondaStoreKernelSpecManager"
 
 
-# --- GPU variants: conda specs (conda-forge's CUDA builds) ---------------------------------------------------------
+# --- GPU variants: the CPU sibling plus CUDA 12 from PyPI -------------------------------------------------------
 
-def pins(name: str) -> dict[str, str]:
-    spec = load_spec(IMAGES / name)
-    return {m.name.normalized: dep for m, dep in zip(parse_specs(spec.dependencies), spec.dependencies, strict=True)}
+@pytest.mark.parametrize(("name", "sibling"), list(GPU.items()))
+def test_gpu_variant_is_its_sibling_plus_cuda(name: str, sibling: str) -> None:
+    gpu, cpu = load_system_spec(IMAGES / name), load_system_spec(IMAGES / sibling)
+    for attr in ("user", "username", "home", "workdir", "entrypoint", "cmd", "debian"):
+        assert getattr(gpu, attr) == getattr(cpu, attr), attr
+    assert gpu.env == {**cpu.env, "NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
+    assert [d.resolve() for d in gpu.rootfs] == [d.resolve() for d in cpu.rootfs]  # the sibling's files, not a copy
+    assert gpu.pip is not None and cpu.pip is not None and gpu.pip.prefix == cpu.pip.prefix
+    # the same Debian packages at the same versions (one Debian layer for both in a registry)
+    gpu_lock, cpu_lock = (json.loads((IMAGES / n / "system.lock.json").read_text()) for n in (name, sibling))
+    assert gpu_lock["debian"] == cpu_lock["debian"]
+    # every Python package of the sibling at the same version, plus CUDA
+    have, base = locked(name), locked(sibling)
+    assert {n: have.get(n) for n in base} == base
+    assert set(have) - set(base) == CUDA
+    assert have["cupy-cuda12x"].startswith("14.") and "pynvml" not in have
+    # the sibling's requirements are shared, not copied
+    requirements = (IMAGES / name / "requirements.in").read_text()
+    assert f"-r ../{sibling}/requirements.in\n" in requirements
+    assert re.search(r"^-r (\.\./jupyterlab-gpu/)?cuda\.in$", requirements, re.M)
 
 
-@pytest.mark.parametrize("name", GPU)
-def test_gpu_variants(name: str) -> None:
-    spec = load_spec(IMAGES / name)
-    assert spec.channels == ["conda-forge"]
-    assert spec.image.cuda and spec.image.env["NVIDIA_VISIBLE_DEVICES"] == "all"
-    assert "cuda-version" in pins(name) and "cupy" in pins(name)
-    data = yaml.safe_load((IMAGES / name / "environment.yaml").read_text())
-    assert set(data) == {"name", "channels", "dependencies"} and data["name"] == f"qhub-{name}"
-
-
-def test_gpu_lab_and_worker_pin_shared_packages_identically() -> None:
-    a, b = pins("jupyterlab-gpu"), pins("dask-worker-gpu")
-    shared = set(a) & set(b)
-    assert {"python", "dask", "distributed", "cloudpickle", "msgpack-python", "tornado", "cupy"} <= shared
-    assert {n: a[n] for n in shared} == {n: b[n] for n in shared}
+def test_gpu_images_take_cuda_12_from_one_list() -> None:
+    cuda = (IMAGES / "jupyterlab-gpu" / "cuda.in").read_text()
+    wanted = {re.split(r"[=<>\s]", line, maxsplit=1)[0] for line in cuda.splitlines() if line and line[0] != "#"}
+    assert wanted == CUDA - {"cuda-pathfinder"}  # cupy-cuda12x brings its library loader
+    assert "-r ../jupyterlab-gpu/cuda.in" in (IMAGES / "dask-worker-gpu" / "requirements.in").read_text()
 
 
 def test_docs_and_chart_name_every_platform_image(repo: Path) -> None:
     docs = (repo / "docs" / "images.md").read_text()
     values = "".join(p.read_text() for p in (repo / "charts" / "qhub").rglob("values.yaml"))
-    for name in PLATFORM + GPU:
+    for name in PLATFORM + list(GPU):
         # an upstream program built here keeps its own version as tag; QHub's own images take the appVersion
         version = yaml.safe_load((repo / "images" / name / "image.yaml").read_text()).get("version")
         assert f"| `qhub/{name}:{version or '<appVersion>'}` | `images/{name}/` |" in docs, name
         assert (f"repository: qhub/{name}" in values) == (name not in NOT_IN_CHART), name
     script = (repo / "scripts" / "build_images.sh").read_text()
     assert f'PLATFORM_IMAGES="{" ".join(PLATFORM)}"' in script
-
-
-def test_gpu_lab_kernel_config_and_conda_store_hook(tmp_path: Path) -> None:
-    import shutil
-
-    from qhubctl.proc import run
-
-    rootfs = IMAGES / "jupyterlab-gpu" / "rootfs" / "opt" / "conda" / "etc"
-    config = json.loads((rootfs / "jupyter" / "jupyter_server_config.d" / "qhub-kernels.json").read_text())
-    assert config["ServerApp"]["kernel_spec_manager_class"] == "nb_conda_kernels.CondaKernelSpecManager"
-    store = tmp_path / "conda-store"
-    for ns in ("alice", "analysts"):
-        (store / ns / "envs" / "py").mkdir(parents=True)
-    (store / "README").write_text("not a namespace")
-    hook = (rootfs / "conda" / "activate.d" / "qhub-conda-store.sh").read_text().replace("/opt/conda-store", str(store))
-    script = tmp_path / "hook.sh"
-    script.write_text(hook + '\nprintf "%s" "$CONDA_ENVS_PATH"\n')
-    out = run([shutil.which("sh") or "/bin/sh", script], env={"CONDA_ENVS_PATH": "/pre"}).stdout
-    assert out == f"/pre:{store}/alice/envs:{store}/analysts/envs"
+    assert f'GPU_IMAGES="{" ".join(GPU)}"' in script
+    assert 'words=${IMAGES:-platform gpu}' in script  # the default set: every image the chart names
 
 
 def test_the_gateway_proxy_runs_the_traefik_this_repo_builds(repo: Path) -> None:
