@@ -35,6 +35,7 @@ RELEASE = "qhub"
 TEST_TOKEN = uuid.uuid4().hex
 SPAWN_VALUES: dict[str, Any] = {
     "dask-gateway": {"enabled": True},
+    "global": {"daskClusters": {"enabled": True}},  # follows dask-gateway.enabled
     "jupyterhub": {
         "hub": {"services": {"dask-gateway": {"enabled": True}}},
         # the trial login, open to any name with its shared password (native, the default: test_native_login.py)

@@ -115,7 +115,9 @@ def test_lab_serves_with_extensions_and_conda_store_kernels(platform_images: dic
         "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8888/api')\" 2>/dev/null "
         "&& break; sleep 0.5; done; python /check/probe.py || cat /tmp/lab.log"
     )
-    out = docker("run", "--rm", *ANY_UID, "-e", "HOME=/home/alice", "-v", f"{home}:/home/alice",
+    # JUPYTERHUB_USER as the spawner sets it: qhub_kernels offers the user's own namespace (and global, groups')
+    out = docker("run", "--rm", *ANY_UID, "-e", "HOME=/home/alice", "-e", "JUPYTERHUB_USER=alice",
+                 "-v", f"{home}:/home/alice",
                  "-v", f"{store}:/opt/conda-store:ro", "-v", f"{tmp_path}:/check:ro", ref, "sh", "-c", script,
                  timeout=300)
     lines = out.strip().splitlines()

@@ -6,6 +6,7 @@ image agree on every package they share (Dask compares versions across client, s
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -197,7 +198,11 @@ def test_conda_store_kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             (prefix / "bin" / "python").symlink_to(sys.executable)
             (prefix / "lib" / "python3.12" / "site-packages" / "ipykernel").mkdir(parents=True)
     (tmp_path / "README").write_text("not a namespace")
-    manager = qhub_kernels.CondaStoreKernelSpecManager(conda_store_root=str(tmp_path))
+    # alice's server: her own namespace, and analysts' folder carries the gid of a group she is in (as the hub makes
+    # it); what is not offered is tests/unit/test_lab_kernels_closed_namespaces.py's
+    os.chown(tmp_path / "analysts", -1, 3001)
+    monkeypatch.setattr(qhub_kernels.os, "getgroups", lambda: [os.getgid(), 3001])
+    manager = qhub_kernels.CondaStoreKernelSpecManager(conda_store_root=str(tmp_path), user="alice")
     specs = manager.get_all_specs()
     assert {"conda-store-alice-py", "conda-store-analysts-ml"} <= set(specs)
     assert "conda-store-alice-r-only" not in specs
