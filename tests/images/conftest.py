@@ -6,6 +6,8 @@ A missing tool is a failure naming the Debian package to install, never a skip.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -183,10 +185,36 @@ class Docker:
         return run(["docker", *args], env=self.env, timeout=timeout).stdout
 
 
+@contextlib.contextmanager
+def _docker_data_root(tmp: Path) -> Iterator[Path]:
+    """The dockerd's data root: $QHUB_CACHE/test-dockerd, kept between runs so that a pull of an unchanged image
+    finds its layers there (the platform and GPU images are GBs; a fresh root unpacked them all again, and deleting
+    the old test folder took minutes). A second test session running at the same time gets a fresh folder."""
+    cache = Path(os.environ.get("QHUB_CACHE") or Path.home() / ".cache" / "qhub") / "test-dockerd"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield tmp / "data"
+            return
+        yield cache / "data"
+
+
+def _forget_other_sessions_images(docker: Docker, pulled_before: set[str]) -> None:
+    """Remove the images an earlier session left (tagged with that session's registry port): what this session
+    pulled stays for the next one, so the kept data root holds one run's images."""
+    refs = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split()
+    stale = [r for r in refs if r in pulled_before]
+    if stale:
+        docker("image", "rm", "--force", *stale, timeout=600)
+
+
 @pytest.fixture(scope="session")
 def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
-    """Debian's dockerd with its own data root and socket; no bridge network (containers run with --network
-    none), no iptables changes. Pulls from 127.0.0.1 registries need no configuration: loopback is insecure-ok."""
+    """Debian's dockerd with its own data root (kept between runs: _docker_data_root) and socket; no bridge network
+    (containers run with --network none), no iptables changes. Pulls from 127.0.0.1 registries need no
+    configuration: loopback is insecure-ok."""
     dockerd = need("dockerd", "docker.io")
     need("docker", "docker.io")
     if os.geteuid() != 0:
@@ -194,23 +222,29 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
     root = Path(tmp_path_factory.mktemp("dockerd"))
     sock = root / "docker.sock"
     log = root / "dockerd.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(  # noqa: S603
-            [dockerd, "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-             "--pidfile", str(root / "docker.pid"), "-H", f"unix://{sock}",
-             "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    env = {"DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(root / "client")}
+    with _docker_data_root(root) as data:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(  # noqa: S603
+                [dockerd, "--data-root", str(data), "--exec-root", str(root / "exec"),
+                 "--pidfile", str(root / "docker.pid"), "-H", f"unix://{sock}",
+                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        env = {"DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(root / "client")}
 
-    def up() -> bool:
-        if proc.poll() is not None:
-            pytest.fail(f"dockerd exited: {log.read_text()[-3000:]}", pytrace=False)
-        return run(["docker", "version", "--format", "{{.Server.Version}}"], env=env, check=False).ok
+        def up() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"dockerd exited: {log.read_text()[-3000:]}", pytrace=False)
+            return run(["docker", "version", "--format", "{{.Server.Version}}"], env=env, check=False).ok
 
-    wait_until(up, 60, "dockerd")
-    yield Docker(env)
-    stop(proc)
+        wait_until(up, 60, "dockerd")
+        client = Docker(env)
+        before = set(client("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split())
+        try:
+            yield client
+        finally:
+            _forget_other_sessions_images(client, before)
+            stop(proc)
 
 
 @pytest.fixture(scope="session")

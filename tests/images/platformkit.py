@@ -15,6 +15,24 @@ ANY_UID = ["--user", "12345:12345", "--read-only", "--tmpfs", "/tmp", "--cap-dro
            "--security-opt", "no-new-privileges", "--network", "none"]
 
 
+def library_check(preamble: str = "") -> str:
+    """A Python script (run by the image's Python) that loads every shared library in the venv after `preamble` and
+    prints the sonames that could not be found, space-separated (nothing when all load): manylinux wheels need
+    their system libraries (libstdc++ ...) in the image."""
+    return preamble + """
+import ctypes, pathlib, sys
+missing = set()
+for p in sorted(pathlib.Path(sys.prefix).rglob("*.so*")):
+    if p.is_file() and ".so" in p.name:
+        try:
+            ctypes.CDLL(str(p))
+        except OSError as e:
+            if "cannot open shared object" in str(e):
+                missing.add(str(e).split(":")[0])
+print(" ".join(sorted(missing)))
+"""
+
+
 def build_push_pull(names: list[str], copies: Path, registry: str, docker, *,  # noqa: ANN001
                     siblings: tuple[str, ...] = ()) -> dict[str, str]:
     """{name: pullable reference} of images/<name>, each built, pushed and pulled once. `siblings` are spec

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from platformkit import build_push_pull, run_as_any_uid
+from platformkit import build_push_pull, library_check, run_as_any_uid
 
 pytestmark = pytest.mark.images
 
@@ -66,22 +66,12 @@ print(json.dumps(out))
 
 # Every shared library of the venv loads once CuPy has loaded the CUDA libraries it finds itself (the wheels' own
 # modules name them without a path): prints the sonames that could not be found.
-SO_CHECK = """
-import ctypes, pathlib, sys
+SO_CHECK = library_check("""
 import cupy
 from cupy.cuda import nvrtc
 from cupy_backends.cuda.libs import cublas, curand
 nvrtc.getVersion()
-missing = set()
-for p in sorted(pathlib.Path(sys.prefix).rglob("*.so*")):
-    if p.is_file() and ".so" in p.name:
-        try:
-            ctypes.CDLL(str(p))
-        except OSError as e:
-            if "cannot open shared object" in str(e):
-                missing.add(str(e).split(":")[0])
-print(" ".join(sorted(missing)))
-"""
+""")
 DASK = ("import sys, dask, distributed, dask_gateway, numpy; print(sys.version_info[:2], dask.__version__, "
         "distributed.__version__, dask_gateway.__version__, numpy.__version__)")
 
