@@ -39,10 +39,18 @@ def app_version() -> str:
     return str(yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())["appVersion"])
 
 
+# The real node has two cores and hosts two test sessions' platforms at once (each with its servers, workers and
+# build pods), so the journeys' servers reserve a twentieth of a core rather than the quarter `init local` writes.
+TINY_LAB = {"name": "tiny", "display_name": "Tiny", "default": True, "cpu": {"guarantee": 0.05, "limit": 1},
+            "memory": {"guarantee": "256Mi", "limit": "1Gi"}}
+
+
 def local_config(namespace: str, release: str) -> dict[str, Any]:
-    """The config `qhubctl init local` writes, in its own namespace and release."""
+    """The config `qhubctl init local` writes, in its own namespace and release, with TINY_LAB the only lab
+    profile."""
     cfg = yaml.safe_load(config_text("local"))
     cfg.update(namespace=namespace, release_name=release)
+    cfg["profiles"]["jupyterlab"] = [dict(TINY_LAB)]
     return dict(cfg)
 
 
@@ -110,10 +118,17 @@ class Platform:
     kernels: dict[str, Kernel] = field(default_factory=dict)
 
     def report(self, name: str) -> Path:
-        """Pods, events, descriptions and logs of the namespace, saved under build/test-artifacts/node/."""
+        """Pods, events, descriptions and logs of the namespace, and what the real node has allocated to which pods
+        (two test sessions share it), saved under build/test-artifacts/node/; the pods and the last events are also
+        printed, so a CI log that outlives the artifacts shows them."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{self.ns}-{name}.txt"
-        path.write_text(localcluster.namespace_report(self.cluster, self.ns, logs=True))
+        node = run([str(localcluster.bin_dir() / "kubectl"), "describe", "node", realnode.NODE_NAME],
+                   env=self.cluster.env, check=False).stdout
+        allocated = node[node.find("Non-terminated Pods"):node.find("Events:")]
+        path.write_text(localcluster.namespace_report(self.cluster, self.ns, logs=True) + "\n" + allocated)
+        print(localcluster.namespace_report(self.cluster, self.ns, event_lines=12))
+        print(allocated[allocated.find("Allocated resources"):])
         return path
 
     def login(self, user: str) -> requests.Session:

@@ -82,9 +82,6 @@ def _config() -> dict[str, Any]:
     cfg["conda_store"].update(channel_alias=channelkit.alias(CHANNEL_NS), mirror_cidrs=[realnode.POD_CIDR])
     cfg["environments"] = [{"name": ENV, "channels": ["conda-forge"],
                             "dependencies": [f"python={LAB_PYTHON_VERSION}", "qhub-journey-demo"]}]
-    cfg["profiles"] = {"jupyterlab": [{"name": "tiny", "display_name": "Tiny", "default": True,
-                                       "cpu": {"guarantee": 0.05, "limit": 1},
-                                       "memory": {"guarantee": "256Mi", "limit": "1Gi"}}]}
     return cfg
 
 

@@ -27,14 +27,11 @@ TIMEOUT = 60  # seconds: the config's one minute
 
 
 def _config() -> dict[str, Any]:
-    """`qhubctl init local`'s config with the two users, a one-minute idle timeout and a small profile (two servers
-    on a 2-core node shared with other tests); Dask-Gateway and SSH off, this journey needs neither."""
+    """`qhubctl init local`'s config with the two users and a one-minute idle timeout; Dask-Gateway and SSH off,
+    this journey needs neither."""
     cfg = qhubkit.local_config(NS, RELEASE)
     cfg["auth"]["users"] = {"idle": {}, "busy": {}, **{admin: {} for admin in cfg["auth"]["admins"]}}
     cfg["jupyterhub"] = {"idle_culler": {"timeout_minutes": TIMEOUT // 60}}
-    cfg["profiles"] = {"jupyterlab": [{"name": "tiny", "display_name": "Tiny", "default": True,
-                                       "cpu": {"guarantee": 0.05, "limit": 1},
-                                       "memory": {"guarantee": "256Mi", "limit": "1Gi"}}]}
     cfg["components"].update(dask_gateway=False, kubessh=False)
     return cfg
 

@@ -40,10 +40,6 @@ def _config() -> dict[str, Any]:
     cfg = qhubkit.local_config(NS, RELEASE)
     cfg["auth"]["users"] = {name: {"groups": groups} for name, groups in GROUPS.items()} | {"admin": {}}
     cfg["auth"]["groups"] = {"analysts": {"gid": GID, "description": "shares /shared/analysts"}}
-    # four servers at once on a 2-core node: small guarantees
-    cfg["profiles"] = {"jupyterlab": [{"name": "tiny", "display_name": "Tiny", "default": True,
-                                       "cpu": {"guarantee": 0.05, "limit": 1},
-                                       "memory": {"guarantee": "256Mi", "limit": "1Gi"}}]}
     return cfg
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from nodekit import ARTIFACTS, Node, wait_for
-from qhubctl import localcluster, podsecurity
+from nodekit import Node, wait_for
+from qhubctl import localcluster
 from qhubctl.localcluster import LocalCluster
 from qhubctl.proc import run
 from test_nfs_server import (CHART, CLIENT_SPEC, EXPORT_GID, EXPORT_UID, RELEASE, REPO, Client, app_version,

@@ -44,14 +44,11 @@ CSV = "run,score\n1,0.93\n2,0.95\n"
 
 
 def _config() -> dict[str, Any]:
-    """`qhubctl init local`'s config with alice and bob in analysts and a small profile (two servers on a 2-core
-    node shared with other tests); Dask-Gateway and SSH off, this journey needs neither."""
+    """`qhubctl init local`'s config with alice and bob in analysts; Dask-Gateway and SSH off, this journey needs
+    neither."""
     cfg = qhubkit.local_config(NS, RELEASE)
     cfg["auth"]["users"] = {u: {"groups": ["analysts"]} for u in USERS} | {a: {} for a in cfg["auth"]["admins"]}
     cfg["auth"]["groups"] = {"analysts": {"gid": GID, "description": "shares /shared/analysts"}}
-    cfg["profiles"] = {"jupyterlab": [{"name": "tiny", "display_name": "Tiny", "default": True,
-                                       "cpu": {"guarantee": 0.05, "limit": 1},
-                                       "memory": {"guarantee": "256Mi", "limit": "1Gi"}}]}
     cfg["components"].update(dask_gateway=False, kubessh=False)
     return cfg
 
