@@ -1,5 +1,5 @@
-"""The files qhubctl hashes to tell a chart change (qhubctl.chart.packaged_files) are exactly the files Helm puts in
-the packaged chart, with stray Python caches and editor files in the folder."""
+"""The files qhubctl hashes to tell a chart change (qhubctl.helmignore.packaged_files) are exactly the files Helm puts
+in the packaged chart, with stray Python caches and editor files in the folder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qhubctl.chart import packaged_files
+from qhubctl.helmignore import packaged_files
 from qhubctl.proc import run, which
 
 pytestmark = pytest.mark.chart

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qhubctl.chart import packaged_files
+from qhubctl.helmignore import packaged_files
 from qhubctl.helm import chart_digest
 
 pytestmark = pytest.mark.unit

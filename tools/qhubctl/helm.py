@@ -18,7 +18,7 @@ from pyhelm3 import errors as herr
 from pyhelm3.models import Chart
 
 from qhubctl.chart import chart_dir as located_chart
-from qhubctl.chart import packaged_files
+from qhubctl.helmignore import packaged_files
 from qhubctl.errors import ClusterError, HelmError
 from qhubctl.proc import which
 
