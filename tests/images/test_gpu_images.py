@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 from platformkit import build_push_pull, library_check, run_as_any_uid
 
 pytestmark = pytest.mark.images
@@ -118,3 +119,24 @@ def test_gpu_lab_and_worker_run_the_same_dask_and_the_commands(gpu_images: dict[
         "6.1.1")
     for command in ("dask-scheduler", "dask-worker"):  # the sibling's rootfs/ (Dask-Gateway's default commands)
         assert "Usage:" in run_as_any_uid(docker, gpu_images["dask-worker-gpu"], command, "--help"), command
+
+
+def test_both_gpu_images_carry_cudas_wheels_as_one_blob(gpu_images: dict[str, str]) -> None:
+    """pip.shared_layer: CUDA's wheels, CuPy and its loader are the same layer blob in both images (as the registry
+    lists them), so a node running a GPU lab and GPU workers downloads them once."""
+    layers = {}
+    for name, ref in gpu_images.items():
+        host, path = ref.split("/", 1)
+        repo, tag = path.rsplit(":", 1)
+        r = requests.get(f"http://{host}/v2/{repo}/manifests/{tag}", timeout=30,
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                                           "application/vnd.docker.distribution.manifest.v2+json"})
+        assert r.status_code == 200, (ref, r.status_code, r.text[:300])
+        layers[name] = {layer["digest"]: layer["size"] for layer in r.json()["layers"]}
+    shared = set(layers["jupyterlab-gpu"]) & set(layers["dask-worker-gpu"])
+    assert shared, "the GPU images share no layer"
+    size = max(layers["jupyterlab-gpu"][d] for d in shared)
+    total = {name: sum(sizes.values()) for name, sizes in layers.items()}
+    assert size > 0.5 * min(total.values()), f"the shared layer is {size / 2**20:.0f} MiB of {total}"
+    print(f"\n[images] GPU images share a {size / 2**20:.0f} MiB layer (lab {total['jupyterlab-gpu'] / 2**20:.0f} MiB,"
+          f" worker {total['dask-worker-gpu'] / 2**20:.0f} MiB compressed)")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from qhubctl.errors import UserError
-from qhubctl.images import gobuild, rootfs
+from qhubctl.images import gobuild, pythonpkgs, rootfs
 from qhubctl.images.oci import LayerBuilder
 from qhubctl.images.spec import load_spec, published_tag, spec_kind
 from qhubctl.images.sysspec import DEFAULT_UID, GoBinary, load_system_spec
@@ -267,3 +268,33 @@ def test_rootfs_directories_are_laid_in_order(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=re.escape("rootfs: '../nowhere' is not a directory beside the spec")) as err:
         load_system_spec(directory)
     assert "rootfs: [../jupyterlab/rootfs, rootfs]" in err.value.hint
+
+
+def test_shared_layer_takes_the_named_pins_alike_from_two_locks(tmp_path: Path) -> None:
+    """Two locks pinning CUDA alike (comments and hash order aside) give the same shared entries, so the shared layer
+    has the same key (and blob) in both images; the rest stays with each image."""
+    h1, h2, h3 = ("1" * 64, "2" * 64, "3" * 64)
+    lab = (f"--index-url https://pypi.org/simple\nnvidia-cublas-cu12==12.9.3.13 \\\n    --hash=sha256:{h2} \\\n"
+           f"    --hash=sha256:{h1}\n    # via cupy-cuda12x\njupyterlab==4.5.0 \\\n    --hash=sha256:{h3}\n")
+    worker = (f"--index-url https://pypi.org/simple\nNvidia_Cublas.cu12==12.9.3.13 --hash=sha256:{h1} "
+              f"--hash=sha256:{h2}  # via -r cuda.in\ndistributed==2025.1.0 --hash=sha256:{h3}\n")
+    options, shared, rest = pythonpkgs.split_lock(lab, ("nvidia-*",))
+    assert options == ["--index-url https://pypi.org/simple"]
+    assert shared == [f"nvidia-cublas-cu12==12.9.3.13 --hash=sha256:{h1} --hash=sha256:{h2}"]
+    assert rest == [f"jupyterlab==4.5.0 --hash=sha256:{h3}"]
+    _, shared_worker, rest_worker = pythonpkgs.split_lock(worker, ("nvidia-*",))
+    assert shared_worker == shared
+    assert rest_worker == [f"distributed==2025.1.0 --hash=sha256:{h3}"]
+
+
+def test_shared_layer_errors_name_the_field(tmp_path: Path) -> None:
+    directory = spec_dir(tmp_path, MINIMAL + "debian: [python3]\npip: {shared_layer: [nvidia-*, cupy-cuda12x]}\n")
+    (directory / "requirements.lock").write_text("nvidia-ml-py==13.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    spec = load_system_spec(directory)
+    assert spec.pip.shared_layer == ("nvidia-*", "cupy-cuda12x")
+    python = [SimpleNamespace(name="python3.11-minimal")]
+    with pytest.raises(UserError, match=re.escape("pip.shared_layer: ['cupy-cuda12x'] match no package")):
+        pythonpkgs.layers(spec, python, None, print)  # type: ignore[arg-type]
+    (directory / "image.yaml").write_text(MINIMAL + "debian: [python3]\npip: {shared_layer: ['NVIDIA stuff']}\n")
+    with pytest.raises(UserError, match="pip.shared_layer: 'NVIDIA stuff' is not a PyPI project name or pattern"):
+        load_system_spec(directory)

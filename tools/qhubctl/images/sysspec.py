@@ -48,6 +48,8 @@ directory holds:
       prefix: /opt/venv
       sdists: [onetimepass]       # optional: pure-Python packages PyPI has no wheel for, built here from their
                                   # hash-pinned sdist (everything else must be a wheel)
+      shared_layer: [nvidia-*]    # optional: projects (patterns) installed first in a layer of their own, the same
+                                  # blob in every image whose lock pins them alike (pulled and stored once)
     npm:                          # `npm ci` of package.json + package-lock.json (needs nodejs in `debian:`)
       directory: npm              # the spec sub-directory holding package.json and package-lock.json
       prefix: /opt/npm
@@ -76,7 +78,7 @@ DEFAULT_UID = 65532
 _KEYS = {"kind", "name", "version", "user", "username", "home", "workdir", "entrypoint", "cmd", "env", "labels",
          "debian", "go", "pip", "npm", "rootfs"}
 _GO_KEYS = {"name", "module", "version", "package", "ldflags", "dest", "source", "build_in_module"}
-_PIP_KEYS = {"requirements", "prefix", "sdists"}
+_PIP_KEYS = {"requirements", "prefix", "sdists", "shared_layer"}
 _NPM_KEYS = {"directory", "prefix"}
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -84,6 +86,7 @@ _DEB_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _MODULE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~/-]*$")
 _PYPI_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_PYPI_PATTERN_RE = re.compile(r"^[a-z0-9*?]([a-z0-9*?-]*[a-z0-9*?])?$")  # normalised names, with * and ?
 _BINARY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -111,6 +114,7 @@ class PipSection:
     requirements: Path
     prefix: str
     sdists: tuple[str, ...] = ()
+    shared_layer: tuple[str, ...] = ()  # project name patterns (pythonpkgs.layers)
 
 
 @dataclass(frozen=True)
@@ -296,7 +300,12 @@ def _optional_section(path: Path, directory: Path, raw: Any, key: str) -> PipSec
         for name in sdists:
             if not _PYPI_RE.match(name):
                 raise f.fail("sdists", f"{name!r} is not a PyPI project name", "list bare names, e.g. [onetimepass]")
-        return PipSection(req, f.path_in_image("prefix", "/opt/venv"), tuple(sorted(sdists)))
+        shared = f.str_list("shared_layer")
+        for pattern in shared:
+            if not _PYPI_PATTERN_RE.match(pattern):
+                raise f.fail("shared_layer", f"{pattern!r} is not a PyPI project name or pattern",
+                             "list names or patterns in lower case, e.g. [nvidia-*, cupy-cuda12x]")
+        return PipSection(req, f.path_in_image("prefix", "/opt/venv"), tuple(sorted(sdists)), tuple(shared))
     f.unknown(_NPM_KEYS)
     npm_dir = directory / f.string("directory", "npm")
     if not (npm_dir / "package.json").is_file() or not (npm_dir / "package-lock.json").is_file():

@@ -197,8 +197,8 @@ def _language_layers(spec: SystemSpec, lock: dict[str, Any], relock: bool, deb_l
     if spec.pip is not None:
         from qhubctl.images import pythonpkgs
 
-        layer, extra["pip"] = pythonpkgs.layer(spec, deb_list, store, log)
-        layers.append(layer)
+        pip_layers, extra["pip"] = pythonpkgs.layers(spec, deb_list, store, log)
+        layers.extend(pip_layers)
         path.append(f"{spec.pip.prefix}/bin")
     if spec.npm is not None:
         from qhubctl.images import npmpkgs
