@@ -318,6 +318,13 @@ def wait_for_build(platform, build_id: int, user: str = "dave") -> dict:
     return wait_until(finished, 240, f"build {build_id}", interval=2)
 
 
+def build_logs(platform, build_id: int, user: str = "dave") -> str:
+    """A finished build's log: the worker stores it after it has marked the build finished, so an empty answer
+    right after is waited through."""
+    return wait_until(lambda: api(platform, "GET", f"/build/{build_id}/logs/", user).text, 30,
+                      f"the log of build {build_id}", interval=1)
+
+
 def test_prebuilt_environment_builds_with_rattler_from_the_channel(platform):
     """The worker registers the chart's prebuilt environment in the global namespace and builds it: the
     rattler lock plugin solves it against the channel alias, conda-lock installs the lock through the image's
@@ -328,7 +335,7 @@ def test_prebuilt_environment_builds_with_rattler_from_the_channel(platform):
     env = wait_until(registered, 120, "prebuilt environment 'analysis' in namespace global", interval=1)
     assert env["description"] == "prebuilt from values"
     build = wait_for_build(platform, env["current_build_id"])
-    logs = api(platform, "GET", f"/build/{build['id']}/logs/", "dave").text
+    logs = build_logs(platform, build["id"])
     assert build["status"] == "COMPLETED", logs[-3000:]
     assert "plugin-rattler" in logs and "linked" in logs, logs[-3000:]
     lock = api(platform, "GET", f"/build/{build['id']}/lockfile/", "dave")
@@ -352,7 +359,7 @@ def test_unsolvable_spec_fails_its_build_with_the_solver_message(platform):
     assert r.status_code == 200, r.text
     build = wait_for_build(platform, r.json()["data"]["build_id"])
     assert build["status"] == "FAILED"
-    logs = api(platform, "GET", f"/build/{build['id']}/logs/", "dave").text
+    logs = build_logs(platform, build["id"])
     assert "does-not-exist" in logs, logs[-2000:]
 
 

@@ -171,9 +171,12 @@ class Platform:
         return time.monotonic() - begun
 
     def post_start(self, user: str) -> requests.Response | None:
-        """The hub's answer to a start request; None while an earlier stop is still pending."""
+        """The hub's answer to a start request; None while an earlier stop is still pending, or while the proxy
+        cannot reach a hub that was just restarted (502/503: a Ready pod is routed to once kube-proxy has its
+        address, a few seconds later)."""
         answer = requests.post(f"{self.url}hub/api/users/{user}/server", headers=self.api(user), timeout=120)
-        return None if answer.status_code == 400 and "pending" in answer.text else answer
+        pending = answer.status_code == 400 and "pending" in answer.text
+        return None if pending or answer.status_code in (502, 503) else answer
 
     def kernel(self, user: str) -> Kernel:
         """A kernel in `user`'s own running server (the server is started on first use)."""
