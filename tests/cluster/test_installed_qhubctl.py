@@ -9,6 +9,7 @@ first run.
 
 from __future__ import annotations
 
+import email
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from distkit import clean_env, pip, wheelhouse
 
 from qhubctl import __version__, localcluster
@@ -34,8 +36,8 @@ CHART_FILES = (  # a sample of what the chart needs at deploy time: metadata, sc
     "charts/dask-gateway/crds/daskclusters.yaml", "charts/conda-store/files/conda_store_config.py",
 )
 # what the sdist is built from (pyproject.toml's packages, setup.py's and MANIFEST.in's chart, the readme)
-PACKAGE_SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "tools/qhubctl", "charts/qhub",
-                   "charts/qhub-cluster-addons")
+PACKAGE_SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "tools/qhubctl",
+                   "charts/qhub", "charts/qhub-cluster-addons")
 
 
 def test_sdist_and_wheel_carry_the_chart(built: tuple[Path, Path]) -> None:
@@ -52,6 +54,36 @@ def test_sdist_and_wheel_carry_the_chart(built: tuple[Path, Path]) -> None:
     in_git = {p for p in (REPO / "charts" / "qhub").rglob("*") if p.is_file() and "templates" in p.parts}
     assert len(templates) == len(in_git), "the wheel's chart templates differ from the checkout's"
     assert not any("__pycache__" in n for n in in_wheel)
+    addons = {n for n in in_wheel if n.startswith("qhubctl/charts/qhub-cluster-addons/")}
+    in_git = {p for p in (REPO / "charts" / "qhub-cluster-addons").rglob("*") if p.is_file()}
+    assert "qhubctl/charts/qhub-cluster-addons/Chart.yaml" in addons and len(addons) == len(in_git), \
+        "the wheel's add-on chart differs from the checkout's"
+
+
+def test_wheel_metadata_is_complete_for_pypi(built: tuple[Path, Path]) -> None:
+    """What PyPI shows comes from the built METADATA: readme, license expression and file, classifiers, links,
+    authors. Their sources are pyproject.toml (and Chart.yaml for the links: one home for both)."""
+    sdist, wheel = built
+    with zipfile.ZipFile(wheel) as whl:
+        info = f"qhubctl-{__version__}.dist-info"
+        meta = email.message_from_string(whl.read(f"{info}/METADATA").decode())
+        packaged_license = whl.read(f"{info}/licenses/LICENSE").decode()
+    assert meta["Name"] == "qhubctl" and meta["Version"] == __version__
+    assert meta["Metadata-Version"] >= "2.4", "the License-Expression field needs metadata 2.4"
+    assert meta["License-Expression"] == "BSD-3-Clause" and meta.get_all("License-File") == ["LICENSE"]
+    assert packaged_license == (REPO / "LICENSE").read_text() and "BSD 3-Clause" in packaged_license
+    assert meta["Description-Content-Type"] == "text/markdown"
+    assert meta.get_payload().strip() == (REPO / "README.md").read_text().strip(), "the readme is the long description"
+    assert meta["Requires-Python"] == ">=3.11" and meta["Summary"]
+    assert "QHub developers" in meta["Author-email"]
+    classifiers = meta.get_all("Classifier") or []
+    assert "Programming Language :: Python :: 3.11" in classifiers and "Typing :: Typed" in classifiers
+    assert not [c for c in classifiers if c.startswith("License ::")], "PEP 639: the license expression replaces them"
+    chart = yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
+    assert urls == {"Homepage": chart["home"], "Source": chart["sources"][0]}, urls
+    with tarfile.open(sdist) as tar:
+        assert f"{sdist.name.removesuffix('.tar.gz')}/LICENSE" in tar.getnames()
 
 
 def test_installed_wheel_works_outside_the_checkout(built: tuple[Path, Path], tmp_path: Path,
@@ -78,8 +110,11 @@ def test_installed_wheel_works_outside_the_checkout(built: tuple[Path, Path], tm
 
     site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
     version = ok("version")
-    assert f"qhubctl {__version__}" in version
+    chart = yaml.safe_load((REPO / "charts" / "qhub" / "Chart.yaml").read_text())
+    assert version.splitlines()[0] == f"qhubctl {__version__}", version
+    assert f"chart qhub {chart['version']} (app {chart['appVersion']}): " in version, version
     assert f"packaged with qhubctl ({site / 'qhubctl' / 'charts' / 'qhub'})" in version, version
+    assert ok("--version").strip() == f"qhubctl {__version__}"
     ok("init", "local", "-o", "qhub-config.yaml")
     ok("validate")
     rendered = ok("render")
