@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -25,6 +26,25 @@ GIDS = {"analysts": 3001}
 def owner(path: Path) -> tuple[int, int]:
     st = path.lstat()
     return st.st_uid, st.st_gid
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def legacy(path: Path) -> Path:
+    os.chown(path, 1000, 100, follow_symlinks=False)
+    return path
+
+
+def hub_file(share: Path) -> Path:
+    """A file of the hub's on the share (uid 1000 then and now), 0600."""
+    db = share / "hub" / "jupyterhub.sqlite"
+    db.parent.mkdir()
+    db.write_text("the hub's database")
+    db.chmod(0o600)
+    legacy(db.parent)
+    return legacy(db)
 
 
 @pytest.fixture
@@ -68,6 +88,7 @@ def test_homes_go_to_their_users_and_nothing_else_moves(share: Path) -> None:
     assert stat.S_IMODE((share / "home").stat().st_mode) == 0o1733
     assert report["migrated"] == {"alice": {"uid": 100000, "entries": 9}, "bob": {"uid": 100001, "entries": 2}}
     assert report["noUid"] == ["ghost"] and report["already"] == ["dave"] and report["notFolder"] == ["stray-file"]
+    assert report["multiLink"] == {"count": 0, "paths": []} and report["devices"] == {"count": 0, "paths": []}
     # group folders: what the shared uid wrote stays its, but every member may now write it
     shared = share / "shared" / "analysts"
     assert owner(shared / "report.md") == (1000, 3001) and stat.S_IMODE((shared / "report.md").stat().st_mode) == 0o664
@@ -94,7 +115,8 @@ def test_the_jobs_script_runs_on_its_own(share: Path, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-I", "-S", str(script), "--root", str(share), "--identities", str(record)],
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1])["migrated"]["alice"]["uid"] == 100000
+    reported = json.loads(out.stdout.strip().splitlines()[-1])
+    assert reported["migrated"]["alice"]["uid"] == 100000 and reported["multiLink"] == {"count": 0, "paths": []}
     assert owner(share / "home" / "alice") == (100000, 100000)
 
 
@@ -123,12 +145,127 @@ def test_the_job_is_root_with_four_capabilities_and_no_token(nfs: bool) -> None:
         assert pod["nodeSelector"] == {"qhub.dev/node-group": "general"}
 
 
+NOTHING_LEFT = {"multiLink": {"count": 0, "paths": []}, "devices": {"count": 0, "paths": []}}
+
+
 def test_summary_names_what_was_left() -> None:
     lines = homes.summary({"migrated": {"alice": {"uid": 100000, "entries": 4}}, "already": ["dave"],
-                           "noUid": ["ghost"], "otherOwner": {"bob": 7}, "notFolder": [], "groups": {"analysts": 2}})
+                           "noUid": ["ghost"], "otherOwner": {"bob": 7}, "notFolder": [], "groups": {"analysts": 2},
+                           **NOTHING_LEFT})
     assert lines == ["home/alice: given to uid 100000 (4 entries)", "home/dave: already its user's",
                      "home/ghost: left owned by 1000 - no hub user of that name has a uid",
                      "home/bob: left alone - owned by uid 7, not 1000",
                      "shared/analysts: 2 entries from before opened to the group"]
-    empty = {"migrated": {}, "already": [], "noUid": [], "otherOwner": {}, "notFolder": [], "groups": {}}
+    empty = {"migrated": {}, "already": [], "noUid": [], "otherOwner": {}, "notFolder": [], "groups": {},
+             **NOTHING_LEFT}
     assert homes.summary(empty) == ["nothing to migrate: no home or group folder from before per-user uids"]
+
+
+def test_summary_says_what_was_left_to_check_and_how() -> None:
+    report = {"migrated": {"alice": {"uid": 100000, "entries": 4}}, "already": [], "noUid": [], "otherOwner": {},
+              "notFolder": [], "groups": {},
+              "multiLink": {"count": 3, "paths": ["home/alice/bobs", "home/bob/x.py"]},
+              "devices": {"count": 1, "paths": ["home/alice/null"]}}
+    lines = homes.summary(report)
+    assert lines[0] == "home/alice: given to uid 100000 (4 entries)"
+    assert lines[1] == ("3 files with more than one link were left to you to check (still uid 1000's, mode "
+                        "unchanged): home/alice/bobs, home/bob/x.py and 1 more")
+    assert lines[2].startswith("why and what to do: ") and "two links inside one home are harmless" in lines[2]
+    assert "`find home/<user> -links +1 -user 1000 -ls`" in lines[2] and "-inum <inode>" in lines[2]
+    assert lines[3].startswith("1 device files of uid 1000 were left as they were") and lines[3].endswith(
+        ": home/alice/null")
+    assert len(lines) == 4
+
+
+@pytest.mark.parametrize("attacker", ["alice", "zoe"])  # her home walked before bob's, and after
+def test_a_hard_link_to_another_users_or_the_hubs_file_is_never_handed_over(share: Path, attacker: str) -> None:
+    """Before per-user uids anyone could link anything of uid 1000 into their home; the migration must not give
+    bob's file or the hub's to whoever linked it: it leaves them at 1000, modes unchanged, and names every link."""
+    home = share / "home" / attacker
+    home.mkdir(exist_ok=True)
+    legacy(home)
+    bobs, db = share / "home" / "bob" / "x.py", hub_file(share)
+    bobs.chmod(0o640)
+    os.link(bobs, home / "bobs.py")
+    os.link(db, home / "db")
+    (home / "mine.txt").write_text("hers")
+    legacy(home / "mine.txt")
+    (home / "twice").write_text("one file, two names in one home")
+    os.link(legacy(home / "twice"), home / "twice-too")
+    os.symlink("/etc/shadow", home / "ln")
+    os.link(legacy(home / "ln"), home / "ln-too", follow_symlinks=False)  # a symlink's inode hard-linked
+
+    report = migrate_homes.migrate(str(share), {**UIDS, "zoe": 100009}, GIDS)
+
+    uid = {"alice": 100000, "zoe": 100009}[attacker]
+    for path in (bobs, home / "bobs.py"):
+        assert owner(path) == (1000, 100) and mode(path) == 0o640, path
+    for path in (db, home / "db"):
+        assert owner(path) == (1000, 100) and mode(path) == 0o600, path
+    for name in ("twice", "twice-too", "ln", "ln-too"):
+        assert owner(home / name) == (1000, 100), name
+    assert mode(home / "twice") == 0o644
+    assert owner(home / "mine.txt") == (uid, uid) and owner(home) == (uid, uid) and mode(home) == 0o700
+    assert owner(share / "home" / "alice" / "deep" / "er" / "still" / "data.csv") == (100000, 100000)
+    assert owner(share / "home" / "bob") == (100001, 100001), "bob's home is still handed over"
+    assert report["multiLink"]["count"] == 7
+    assert sorted(report["multiLink"]["paths"]) == sorted(
+        [f"home/{attacker}/{n}" for n in ("bobs.py", "db", "twice", "twice-too", "ln", "ln-too")] + ["home/bob/x.py"])
+    # what was handed over before (9 entries in alice's home, the home alone in zoe's), and mine.txt
+    assert report["migrated"][attacker]["entries"] == {"alice": 10, "zoe": 2}[attacker]
+
+
+def test_a_hard_link_in_a_group_folder_is_not_opened_to_the_group(share: Path) -> None:
+    db = hub_file(share)
+    group = share / "shared" / "analysts"
+    os.link(db, group / "db")
+    report = migrate_homes.migrate(str(share), UIDS, GIDS)
+    for path in (db, group / "db"):
+        assert owner(path) == (1000, 100) and mode(path) == 0o600, path
+    assert owner(group / "report.md") == (1000, 3001) and mode(group / "report.md") == 0o664
+    assert report["groups"] == {"analysts": 3} and report["multiLink"] == {"count": 1, "paths": ["shared/analysts/db"]}
+
+
+def test_a_link_made_while_it_runs_is_left_too(share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linked between the look at an entry and its change: the second look, through the entry's own descriptor,
+    sees the link."""
+    db = hub_file(share)
+    target = share / "home" / "bob" / "x.py"
+    reopen = migrate_homes._reopen
+
+    def linked_meanwhile(parent: int, name: str, st: os.stat_result) -> tuple[int, os.stat_result] | None:
+        if name == "x.py":
+            os.link(target, db.parent / "x-too")
+        return reopen(parent, name, st)
+
+    monkeypatch.setattr(migrate_homes, "_reopen", linked_meanwhile)
+    report = migrate_homes.migrate(str(share), UIDS, GIDS)
+    assert owner(target) == (1000, 100) and report["multiLink"] == {"count": 1, "paths": ["home/bob/x.py"]}
+    assert owner(share / "home" / "bob") == (100001, 100001)
+
+
+def test_devices_are_left_fifos_and_sockets_handed_over(share: Path) -> None:
+    alice = share / "home" / "alice"
+    try:
+        os.mknod(alice / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("no CAP_MKNOD here to make a device file")
+    (alice / "null").chmod(0o666)  # mknod's mode goes through the umask
+    os.mkfifo(alice / "fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(alice / "sock"))
+    for name in ("null", "fifo", "sock"):
+        legacy(alice / name)
+    report = migrate_homes.migrate(str(share), UIDS, GIDS)
+    assert owner(alice / "null") == (1000, 100) and mode(alice / "null") == 0o666
+    assert report["devices"] == {"count": 1, "paths": ["home/alice/null"]}
+    assert owner(alice / "fifo") == (100000, 100000) and owner(alice / "sock") == (100000, 100000)
+
+
+def test_the_list_is_capped_the_count_is_not(share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(migrate_homes, "LIST_CAP", 2)
+    bob = share / "home" / "bob"
+    for n in range(3):
+        os.link(bob / "x.py", bob / f"x{n}.py")
+    report = migrate_homes.migrate(str(share), UIDS, GIDS)
+    assert report["multiLink"]["count"] == 4 and len(report["multiLink"]["paths"]) == 2

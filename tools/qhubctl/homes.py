@@ -183,4 +183,29 @@ def summary(report: dict[str, Any]) -> list[str]:
     lines += [f"home/{n}: left alone - not a folder" for n in report["notFolder"]]
     lines += [f"shared/{g}: {n} entries from before opened to the group"
               for g, n in sorted(report["groups"].items()) if n]
+    lines += left_to_check(report)
     return lines or ["nothing to migrate: no home or group folder from before per-user uids"]
+
+
+def left_to_check(report: dict[str, Any]) -> list[str]:
+    """Lines for what the migration left owned by 1000 with its mode unchanged, and what the admin does about it."""
+    lines: list[str] = []
+    links, devices = report["multiLink"], report["devices"]
+    if links["count"]:
+        lines.append(f"{links['count']} files with more than one link were left to you to check (still uid 1000's, "
+                     f"mode unchanged): {_listed(links)}")
+        lines.append("why and what to do: before per-user uids anyone could hard-link another user's file or the "
+                     "hub's (all uid 1000's) into their own folder, and handing the link over would hand over that "
+                     "file; two links inside one home are harmless but look the same, so they are listed too. On the "
+                     "share, `find home/<user> -links +1 -user 1000 -ls` shows each one's inode and "
+                     "`find . -xdev -inum <inode>` all its names: chown each file to its real owner by hand (in a "
+                     "group folder: chgrp to the group, chmod g+rw) and leave the hub's and conda-store's to 1000")
+    if devices["count"]:
+        lines.append(f"{devices['count']} device files of uid 1000 were left as they were (their owner would get the "
+                     f"device; remove them unless you know why they are there): {_listed(devices)}")
+    return lines
+
+
+def _listed(listing: dict[str, Any]) -> str:
+    more = listing["count"] - len(listing["paths"])
+    return ", ".join(listing["paths"]) + (f" and {more} more" if more > 0 else "")

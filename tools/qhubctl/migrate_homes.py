@@ -10,10 +10,20 @@ uid of every user from the hub's identities record:
 - a home of a name without a uid (not a hub user), or owned by anyone but 1000, is left alone and reported;
 - in shared/<group>, what 1000 owns becomes writable by the group, as it was to every member before.
 
-Nothing is followed: folders are opened with O_NOFOLLOW relative to their parent's descriptor, entries are changed
-with lchown through the parent's descriptor, and no other filesystem is entered, so a symlink or a folder swapped
-in while it runs leads nowhere outside the home being migrated. Standard library only (it runs in the hub image);
-prints one JSON report on stdout.
+What has more than one name is left alone: before, anyone could hard-link anything of uid 1000 (another user's
+file, the hub's or conda-store's) into their own home or a group folder, and handing that name over would hand
+over the file. So an entry of 1000 other than a folder with more than one link keeps its owner and mode and is
+reported ("multiLink", its paths below the share), as is a device file of 1000 ("devices"; its owner would get
+the device). Two links to one file inside one home are harmless but cannot be told apart cheaply from links across
+homes, so they are reported too. Fifos and sockets of one link are handed over like files.
+
+Nothing is followed: folders are opened with O_NOFOLLOW relative to their parent's descriptor and no other
+filesystem is entered, so a symlink or a folder swapped in while it runs leads nowhere outside the home being
+migrated. Folders, files and fifos are changed through a descriptor of their own, opened with O_NOFOLLOW and
+checked to be the entry looked at, still of one link; symlinks and sockets cannot be opened and are changed with
+lchown through the parent's descriptor (an entry swapped in under their name between the look and the lchown,
+which takes a process of uid 1000 running during the migration, could be changed: stop the old servers first).
+Standard library only (it runs in the hub image); prints one JSON report on stdout.
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 LEGACY_UID = 1000
@@ -31,6 +43,43 @@ LEGACY_GID = 100
 HOME_MODE = 0o700
 HOMES_MODE = 0o1733
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# a file or fifo: never through a symlink, never waiting for a fifo's writer, never becoming a controlling terminal
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+LIST_CAP = 50  # paths listed per kind of entry left alone; the count is always complete
+
+# visit(parent_fd, name, lstat, path below the share) -> whether it changed the entry
+Visit = Callable[[int, str, os.stat_result, str], bool]
+
+
+@dataclass
+class Listing:
+    """Entries left as they were for the admin to check: every one counted, the first LIST_CAP listed by path."""
+
+    count: int = 0
+    paths: list[str] = field(default_factory=list)
+
+    def add(self, path: str) -> None:
+        self.count += 1
+        if len(self.paths) < LIST_CAP:
+            self.paths.append(path)
+
+
+@dataclass
+class Kept:
+    """Entries of the legacy uid that keep their owner and mode (see the module's doc)."""
+
+    links: Listing = field(default_factory=Listing)
+    devices: Listing = field(default_factory=Listing)
+
+    def holds(self, st: os.stat_result, path: str) -> bool:
+        """Whether the entry `st` at `path` must stay as it is; noted here if so."""
+        if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
+            self.devices.add(path)
+            return True
+        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+            self.links.add(path)
+            return True
+        return False
 
 
 def _open_dir(name: str, parent: int) -> int | None:
@@ -45,15 +94,15 @@ def _open_dir(name: str, parent: int) -> int | None:
         raise
 
 
-def _walk(top: int, visit: Any) -> int:
-    """Call visit(parent_fd, name, lstat) for every entry below the folder `top`, depth first, descending only
+def _walk(top: int, where: str, visit: Visit) -> int:
+    """Call visit for every entry below the folder `top` (at `where` below the share), depth first, descending only
     into real folders of the same filesystem; returns how many entries visit changed. At most one descriptor per
     level is open."""
     device = os.fstat(top).st_dev
     changed = 0
-    stack: list[tuple[int, list[str]]] = [(top, sorted(os.listdir(top)))]
+    stack: list[tuple[int, str, list[str]]] = [(top, where, sorted(os.listdir(top)))]
     while stack:
-        fd, names = stack[-1]
+        fd, path, names = stack[-1]
         if not names:
             stack.pop()
             if fd != top:
@@ -64,42 +113,69 @@ def _walk(top: int, visit: Any) -> int:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             continue
-        changed += bool(visit(fd, name, st))
+        changed += bool(visit(fd, name, st, f"{path}/{name}"))
         if stat.S_ISDIR(st.st_mode) and st.st_dev == device:
             child = _open_dir(name, fd)
             if child is not None:
-                stack.append((child, sorted(os.listdir(child))))
+                stack.append((child, f"{path}/{name}", sorted(os.listdir(child))))
     return changed
 
 
-def give_tree(top: int, uid: int, gid: int) -> int:
-    """Every entry below `top` owned by the legacy uid goes to uid (and from the legacy gid to gid)."""
+def _reopen(parent: int, name: str, st: os.stat_result) -> tuple[int, os.stat_result] | None:
+    """The folder, file or fifo `name` opened (see FILE_FLAGS) with its fstat, if it is still the entry `st`
+    describes; None if it is gone or was swapped since."""
+    try:
+        fd = os.open(name, DIR_FLAGS if stat.S_ISDIR(st.st_mode) else FILE_FLAGS, dir_fd=parent)
+    except OSError:
+        return None
+    now = os.fstat(fd)
+    if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+        return fd, now
+    os.close(fd)
+    return None
 
-    def visit(parent: int, name: str, st: os.stat_result) -> bool:
-        if st.st_uid != LEGACY_UID:
+
+def give_tree(top: int, where: str, uid: int, gid: int, kept: Kept) -> int:
+    """Every entry below `top` (at `where` below the share) owned by the legacy uid goes to uid (and from the legacy
+    gid to gid), except what `kept` holds: those are noted there and left as they are."""
+
+    def visit(parent: int, name: str, st: os.stat_result, path: str) -> bool:
+        if st.st_uid != LEGACY_UID or kept.holds(st, path):
             return False
-        os.chown(name, uid, gid if st.st_gid == LEGACY_GID else -1, dir_fd=parent, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode) or stat.S_ISSOCK(st.st_mode):  # cannot be opened (see the module's doc)
+            os.chown(name, uid, gid if st.st_gid == LEGACY_GID else -1, dir_fd=parent, follow_symlinks=False)
+            return True
+        opened = _reopen(parent, name, st)
+        if opened is None:
+            return False
+        fd, now = opened
+        try:
+            if now.st_uid != LEGACY_UID or kept.holds(now, path):  # linked since it was looked at
+                return False
+            os.fchown(fd, uid, gid if now.st_gid == LEGACY_GID else -1)
+        finally:
+            os.close(fd)
         return True
 
-    return _walk(top, visit)
+    return _walk(top, where, visit)
 
 
-def open_to_group(top: int, gid: int) -> int:
-    """Every file and folder below `top` owned by the legacy uid: group `gid`, group read and write (folders also
-    search, and setgid so new entries keep the group)."""
+def open_to_group(top: int, where: str, gid: int, kept: Kept) -> int:
+    """Every file and folder below `top` (at `where` below the share) owned by the legacy uid: group `gid`, group
+    read and write (folders also search, and setgid so new entries keep the group); except what `kept` holds."""
 
-    def visit(parent: int, name: str, st: os.stat_result) -> bool:
+    def visit(parent: int, name: str, st: os.stat_result, path: str) -> bool:
         if st.st_uid != LEGACY_UID or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
             return False
-        flags = DIR_FLAGS if stat.S_ISDIR(st.st_mode) else os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        try:
-            fd = os.open(name, flags, dir_fd=parent)
-        except OSError:
+        if kept.holds(st, path):
             return False
+        opened = _reopen(parent, name, st)
+        if opened is None:
+            return False
+        fd, now = opened
         try:
-            now = os.fstat(fd)
-            if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
-                return False  # swapped since it was looked at
+            if now.st_uid != LEGACY_UID or kept.holds(now, path):  # linked since it was looked at
+                return False
             if now.st_gid != gid:
                 os.fchown(fd, -1, gid)
             extra = stat.S_IRGRP | stat.S_IWGRP
@@ -110,40 +186,36 @@ def open_to_group(top: int, gid: int) -> int:
             os.close(fd)
         return True
 
-    return _walk(top, visit)
+    return _walk(top, where, visit)
 
 
 def migrate(root: str, uids: dict[str, int], gids: dict[str, int]) -> dict[str, Any]:
     """Migrate the shared filesystem mounted at `root`; the report lists what was done and what was left."""
     report: dict[str, Any] = {"migrated": {}, "already": [], "noUid": [], "otherOwner": {}, "notFolder": [],
                               "groups": {}}
+    kept = Kept()
     top = os.open(root, DIR_FLAGS)
     try:
         homes = _open_dir("home", top)
         if homes is not None:
             try:
-                _migrate_homes(homes, uids, report)
+                _migrate_homes(homes, uids, kept, report)
             finally:
                 os.close(homes)
         shared = _open_dir("shared", top)
         if shared is not None:
             try:
-                for group, gid in sorted(gids.items()):
-                    folder = _open_dir(group, shared)
-                    if folder is None:
-                        continue
-                    try:
-                        report["groups"][group] = open_to_group(folder, gid)
-                    finally:
-                        os.close(folder)
+                _open_groups(shared, gids, kept, report)
             finally:
                 os.close(shared)
     finally:
         os.close(top)
+    report["multiLink"] = asdict(kept.links)
+    report["devices"] = asdict(kept.devices)
     return report
 
 
-def _migrate_homes(homes: int, uids: dict[str, int], report: dict[str, Any]) -> None:
+def _migrate_homes(homes: int, uids: dict[str, int], kept: Kept, report: dict[str, Any]) -> None:
     st = os.fstat(homes)
     if st.st_uid == LEGACY_UID and stat.S_IMODE(st.st_mode) != HOMES_MODE:
         os.fchmod(homes, HOMES_MODE)  # anyone may add a home, nobody may list or remove another's
@@ -164,12 +236,23 @@ def _migrate_homes(homes: int, uids: dict[str, int], report: dict[str, Any]) -> 
                 report["notFolder"].append(name)
                 continue
             try:
-                changed = give_tree(home, uid, uid)
+                changed = give_tree(home, f"home/{name}", uid, uid, kept)
                 os.fchown(home, uid, uid)  # last: a home still owned by 1000 is not done
                 os.fchmod(home, HOME_MODE)
             finally:
                 os.close(home)
             report["migrated"][name] = {"uid": uid, "entries": changed + 1}
+
+
+def _open_groups(shared: int, gids: dict[str, int], kept: Kept, report: dict[str, Any]) -> None:
+    for group, gid in sorted(gids.items()):
+        folder = _open_dir(group, shared)
+        if folder is None:
+            continue
+        try:
+            report["groups"][group] = open_to_group(folder, f"shared/{group}", gid, kept)
+        finally:
+            os.close(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
