@@ -110,21 +110,25 @@ def test_a_jupyterlab_server_spawns_on_the_real_node_and_answers(cluster: LocalC
     print(f"[node] deploy {deployed.deploy_seconds:.0f}s, spawn to JupyterLab {spawn_seconds:.0f}s")
 
 
-def test_helm_test_runs_real_probes_that_fail_when_the_hub_is_down(cluster: LocalCluster,
-                                                                   deployed: Platform) -> None:
+def test_helm_test_runs_real_probes_that_fail_when_the_hub_or_the_gateway_is_down(cluster: LocalCluster,
+                                                                                  deployed: Platform) -> None:
     helm_test = ("test", RELEASE, "-n", NS, "--logs", "--timeout", "2m")
     passed = qhubkit.helm(cluster, *helm_test, check=False, timeout=180)
     assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert "answered: version=" in passed.stdout
-    cluster.kubectl("scale", "deployment", f"{RELEASE}-hub", "-n", NS, "--replicas=0")
-    try:
-        cluster.kubectl("wait", "--for=delete", "pod", "-n", NS, "-l", "app.kubernetes.io/component=hub",
-                        "--timeout=60s", timeout=90)
-        failed = qhubkit.helm(cluster, *helm_test, check=False, timeout=180)
-        assert failed.returncode != 0, "helm test passed with the hub down"
-    finally:
-        cluster.kubectl("scale", "deployment", f"{RELEASE}-hub", "-n", NS, "--replicas=1")
-        cluster.kubectl("rollout", "status", "deployment", f"{RELEASE}-hub", "-n", NS, "--timeout=180s", timeout=200)
+    assert "answered: version=" in passed.stdout  # the hub's API, through the proxy
+    assert "/services/dask-gateway/api/health answered: status=" in passed.stdout  # the gateway's, through its proxy
+    for component, probe in (("hub", "test-hub-api"), ("dask-gateway-api", "test-gateway-api")):
+        deployment = f"{RELEASE}-{component}"
+        cluster.kubectl("scale", "deployment", deployment, "-n", NS, "--replicas=0")
+        try:
+            cluster.kubectl("wait", "--for=delete", "pod", "-n", NS, "-l", f"app.kubernetes.io/component={component}",
+                            "--timeout=60s", timeout=90)
+            failed = qhubkit.helm(cluster, *helm_test, check=False, timeout=240)
+            assert failed.returncode != 0, f"helm test passed with {deployment} down"
+            assert f"{RELEASE}-{probe}" in failed.stdout + failed.stderr, failed.stdout + failed.stderr
+        finally:
+            cluster.kubectl("scale", "deployment", deployment, "-n", NS, "--replicas=1")
+            cluster.kubectl("rollout", "status", "deployment", deployment, "-n", NS, "--timeout=180s", timeout=200)
 
 
 def test_deploy_names_the_workload_whose_image_cannot_be_pulled(cluster: LocalCluster, tmp_path: Path) -> None:
