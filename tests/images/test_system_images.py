@@ -253,3 +253,20 @@ def test_pip_and_npm_sections(tmp_path: Path, clean_cache: Path, registry, docke
     assert docker("run", "--rm", "--network", "none", "--entrypoint", "node", ref, "-e",
                   "console.log(require('/opt/js/node_modules/ms')(60000))").strip() == "1m"
 
+
+
+def test_a_platform_image_is_reproducible_from_empty_caches(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A platform image (kubessh: Debian packages, a hash-pinned PyPI lock, rootfs files) built on a machine that has
+    never built anything - empty $QHUB_CACHE, empty pip cache, so every package is downloaded again - has the digest
+    the regular cache's build has. (All of `make images` from empty caches: measured, docs/images.md.)"""
+    spec = copy_spec("kubessh", tmp_path)
+    regular = build(spec)
+    monkeypatch.setenv("QHUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("PIP_CACHE_DIR", str(tmp_path / "empty-pip-cache"))
+    logs: list[str] = []
+    cold = build(spec, log=logs.append)
+    assert any(line.startswith("pip: installing") for line in logs), logs  # really built, not found in a cache
+    assert (tmp_path / "empty-cache").is_dir() and any((tmp_path / "empty-cache").iterdir())
+    assert cold.image.manifest_digest == regular.image.manifest_digest
+    print(f"\n[images] kubessh from empty caches in {cold.seconds:.1f} s: {cold.image.manifest_digest[:19]}, "
+          f"as the regular cache's build")
