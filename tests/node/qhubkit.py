@@ -114,6 +114,7 @@ class Platform:
     access: dict[str, Any]
     deploy_seconds: float
     digests: dict[str, str] = field(default_factory=dict)  # image name -> manifest digest pushed for this deploy
+    deploy_output: str = ""  # what `qhubctl deploy` printed
     tokens: dict[str, str] = field(default_factory=dict)
     kernels: dict[str, Kernel] = field(default_factory=dict)
 
@@ -233,6 +234,7 @@ def deployed(cluster: LocalCluster, work: Path, ns: str, release: str, config: d
     platform = Platform(cluster, ns, release, path, "", "", {}, 0.0, digests)
     try:
         result, platform.deploy_seconds = qhubctl_deploy(cluster, path, timeout)
+        platform.deploy_output = result.stdout
         if result.returncode != 0:
             pytest.fail(f"qhubctl deploy failed ({platform.deploy_seconds:.0f}s):\n{result.stdout}\n"
                         f"see {platform.report('deploy')}", pytrace=False)

@@ -294,12 +294,15 @@ def check_https(platform: Platform, traefik_ip: str, root: Path, monkeypatch: py
 
 
 def check_status(platform: Platform) -> None:
-    """`qhubctl status` names the DNS record: on this cluster, Traefik's NodePorts and the /etc/hosts line."""
+    """`qhubctl deploy` and `qhubctl status` name the DNS record: on this cluster, Traefik's NodePorts and the
+    /etc/hosts line."""
     result = CliRunner().invoke(app, ["status", "-c", str(platform.config), "--kubeconfig",
                                       str(platform.cluster.kubeconfig)], catch_exceptions=False)
     assert f"jupyterhub: https://{DOMAIN}/hub/" in result.output, result.output
-    assert f"DNS: Traefik's Service {INGRESS_NS}/{addons.TRAEFIK_SERVICE} is a NodePort" in result.output
-    assert f"`127.0.0.1 {DOMAIN}` in /etc/hosts" in result.output, result.output
+    for command, output in (("status", result.output), ("deploy", platform.deploy_output)):
+        assert f"DNS: Traefik's Service {INGRESS_NS}/{addons.TRAEFIK_SERVICE} is a NodePort" in output, \
+            f"qhubctl {command}:\n{output}"
+        assert f"`127.0.0.1 {DOMAIN}` in /etc/hosts" in output, f"qhubctl {command}:\n{output}"
 
 
 def restart_traefik(cluster: LocalCluster) -> float:
