@@ -147,7 +147,9 @@ def run_pod(kube: Kube, pod: dict[str, Any], timeout: float, log: Callable[[str]
 
 def fetch_wheels(spec: dict[str, Any], wheels: pathlib.Path, mounted: pathlib.Path) -> dict[str, Any]:
     """The lock with each pip package downloaded by the worker into `wheels` (checked against its sha256) and its
-    URL pointing at the copy the build pod sees under `mounted`: the pod has no network."""
+    URL pointing at the copy the build pod sees under `mounted`: the pod has no network. Only wheels: the pod's
+    `pip install --no-deps` of a `name @ URL` line would build a source archive (pip's --only-binary does not
+    cover direct references), and a lockfile a user uploads skips the lock plugin, which resolves to wheels."""
     local = copy.deepcopy(spec)
     for package in local["package"]:
         if package["manager"] != "pip":
@@ -156,6 +158,9 @@ def fetch_wheels(spec: dict[str, Any], wheels: pathlib.Path, mounted: pathlib.Pa
         if not sha256:
             raise BuildPodError(f"pip package {package['name']} has no sha256 in the lock")
         filename = package["url"].split("#")[0].rsplit("/", 1)[-1]
+        if not filename.endswith(".whl") or "?" in filename:
+            raise BuildPodError(f"pip package {package['name']} is locked to {package['url']}, not a wheel (.whl); "
+                                "only wheels are installed: lock the package to a wheel or add it from a conda channel")
         target = wheels / sha256 / filename
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)

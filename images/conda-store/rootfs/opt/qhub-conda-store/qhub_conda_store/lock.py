@@ -2,7 +2,11 @@
 
 Channels are the spec's (or conda-store's default channels), named channels resolve under conda-store's
 `conda_channel_alias` (a mirror in an air-gapped cluster). pip packages are resolved by pip against the Python
-version of the solve, to wheels only (`--only-binary :all:`): a build never runs a package's setup code.
+version of the solve, to wheels only (`--only-binary :all:`): a build never runs a package's setup code. The
+worker running pip holds conda-store's secrets, so a pip entry must be a plain requirement by name (PEP 508:
+name, extras, versions, markers); direct references (`name @ URL`), VCS URLs and pip options are refused before
+pip runs (pip's `--only-binary` does not cover direct references), and pip ignores PIP_* variables and config
+files, so nothing but PyPI's index is asked.
 Enable with `c.CondaStore.lock_backend = "rattler"` after `register()` (conda-store 2025.x loads only its
 built-in plugins, so the config adds this one to that list).
 """
@@ -25,6 +29,7 @@ from conda_store_server._internal import conda_utils
 from conda_store_server.plugins import BUILTIN_PLUGINS
 from conda_store_server.plugins.hookspec import hookimpl
 from conda_store_server.plugins.types import lock, types
+from packaging.requirements import InvalidRequirement, Requirement
 
 NAME = "rattler"
 # manylinux tags pip may pick for linux-64 wheels (glibc 2.17 up to Debian bookworm's 2.36)
@@ -33,6 +38,45 @@ MANYLINUX = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 37)] + ["manyl
 
 class PipResolveError(RuntimeError):
     """pip could not resolve the spec's pip section to wheels."""
+
+
+class PipRequirementRefused(PipResolveError):
+    """A pip entry is not a plain requirement by name, so pip is not run on it."""
+
+
+WHEELS_ONLY = ("only requirements by name from the index are allowed (wheels only); publish a wheel to the "
+               "index or add the package from a conda channel")
+
+
+def pip_refusal(line: str) -> str | None:
+    """Why `line` of a pip section may not be given to pip, or None when it is a plain PEP 508 requirement by
+    name (name, extras, version specifiers, environment markers)."""
+    if any(token.startswith("-") for token in line.split()):  # pip reads a token starting with - as an option
+        return f"pip: {line!r} is a pip option; options are not allowed, remove it ({WHEELS_ONLY})"
+    try:
+        requirement = Requirement(line)
+    except InvalidRequirement:
+        what = "a URL" if "://" in line else "not a requirement by name (PEP 508, e.g. 'requests>=2')"
+        return f"pip: {line!r} is {what}; {WHEELS_ONLY}"
+    if requirement.url:
+        return f"pip: {line!r} is a direct reference to {requirement.url}; {WHEELS_ONLY}"
+    return None
+
+
+def checked_requirements(requirements: list[str]) -> list[str]:
+    """The pip section in the form handed to pip (as parsed by packaging), or PipRequirementRefused naming every
+    entry that is not a plain requirement by name: the whole build is refused."""
+    refusals = [why for why in map(pip_refusal, requirements) if why]
+    if refusals:
+        raise PipRequirementRefused("\n".join(refusals))
+    return [str(Requirement(line)) for line in requirements]
+
+
+def isolated_pip_env() -> dict[str, str]:
+    """The worker's environment without PIP_* variables, and with pip's config files off (os.devnull), so
+    neither can point pip at another index or add options."""
+    env = {key: value for key, value in os.environ.items() if not key.upper().startswith("PIP_")}
+    return {**env, "PIP_CONFIG_FILE": os.devnull}
 
 
 def split_dependencies(spec) -> tuple[list[str], list[str]]:
@@ -76,16 +120,17 @@ def python_version(records: list[rattler.RepoDataRecord]) -> str | None:
 
 def pip_report(requirements: list[str], python: str) -> dict:
     """pip's installation report for `requirements` on linux-64 CPython `python`, wheels only."""
+    checked = checked_requirements(requirements)  # before anything is written or run
     with tempfile.TemporaryDirectory() as tmp:
-        reqs = os.path.join(tmp, "requirements.txt")
-        with open(reqs, "w") as f:
-            f.write("\n".join(requirements) + "\n")
         report = os.path.join(tmp, "report.json")
-        args = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                "--disable-pip-version-check", "--only-binary", ":all:", "--implementation", "cp",
+        # --isolated: no PIP_* variables or user config (isolated_pip_env also drops the config files);
+        # requirements as arguments after --, not a requirements file: no options, ${VAR}s or includes in them;
+        # cwd: the empty temporary folder, so no name is read as a local archive
+        args = [sys.executable, "-m", "pip", "install", "--isolated", "--dry-run", "--ignore-installed",
+                "--quiet", "--disable-pip-version-check", "--only-binary", ":all:", "--implementation", "cp",
                 "--python-version", python, *[a for tag in MANYLINUX for a in ("--platform", tag)],
-                "--target", os.path.join(tmp, "target"), "--report", report, "-r", reqs]
-        done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+                "--target", os.path.join(tmp, "target"), "--report", report, "--", *checked]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp, env=isolated_pip_env())
         if done.returncode:
             raise PipResolveError(f"pip could not resolve {requirements} to wheels:\n{done.stderr[-3000:]}")
         with open(report) as f:
@@ -118,6 +163,7 @@ class RattlerLock(lock.LockPlugin):
         settings = context.conda_store.get_settings()
         channels = spec.channels or settings.conda_default_channels
         conda_specs, pip_requirements = split_dependencies(spec)
+        checked_requirements(pip_requirements)  # a refused pip entry fails the build before any solve
         packages: list[LockedDependency] = []
         for platform in platforms:
             records = solve_conda(conda_specs, channels, settings.conda_channel_alias, platform, context.log.info)
