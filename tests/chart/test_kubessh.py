@@ -19,6 +19,7 @@ def test_defaults():
     assert_hardened(docs)
     svc = get(docs, "Service", "qhub-kubessh")["spec"]
     assert svc["type"] == "LoadBalancer"
+    assert svc["externalTrafficPolicy"] == "Local"  # the failed-login count per address sees clients, not nodes
     ports = [(p["name"], p["port"], p["targetPort"]) for p in svc["ports"]]
     assert ports == [("ssh", 8022, "ssh"), ("sftp", 8023, "sftp")]
     spec = pod(get(docs, "Deployment", "qhub-kubessh"))
