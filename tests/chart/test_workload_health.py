@@ -1,17 +1,26 @@
-"""Every long-running container of the chart, with every component on: resource requests, a readiness probe and a
-liveness probe, each aimed at the software's own health check (kwok-simulated nodes never ran a probe; a real node
-does, and a missing or wrong probe only shows up there)."""
+"""Every long-running container of the charts - the qhub chart with every component on, and the cluster add-on chart
+with what qhubctl.addons turns on for each provider, with and without GPU groups: resource requests, a readiness
+probe and a liveness probe, each aimed at the software's own health check (kwok-simulated nodes never ran a probe; a
+real node does, and a missing or wrong probe only shows up there)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+
+from qhubctl import addons as cluster_addons
+from qhubctl.config import PROVIDERS
+
 from .addons import render
+from .test_cluster_addons_chart import FACTS as ADDON_FACTS
+from .test_cluster_addons_chart import config as addon_config
+from .test_cluster_addons_chart import template as addon_template
 
 pytestmark = pytest.mark.chart
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet"}
+Containers = dict[tuple[str, str], dict[str, Any]]  # by (workload label, container name)
 
 # Every component on, with the storage and database choices that add their own pods (MinIO, PostgreSQL, Redis).
 ALL_ON: dict[str, Any] = {
@@ -49,6 +58,14 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("jitsi-token", "token"): "http:/services/jitsi/health",
 }
 
+# The add-on chart's workloads, per (app.kubernetes.io/name, container). The NVIDIA device plugin serves no HTTP: its
+# service is the gRPC socket it registers with the kubelet, so its probes check that socket is there.
+ADDON_EXPECTED: dict[tuple[str, str], str] = {
+    ("cluster-autoscaler", "cluster-autoscaler"): "http:/health-check",
+    ("nvidia-device-plugin", "nvidia-device-plugin"): "exec:device-plugin-socket",
+    ("traefik", "traefik"): "http:/ping",  # Traefik's ping entrypoint
+}
+
 
 def probe_kind(probe: dict[str, Any]) -> str:
     if "httpGet" in probe:
@@ -58,26 +75,54 @@ def probe_kind(probe: dict[str, Any]) -> str:
     if "exec" in probe:
         cmd = " ".join(probe["exec"]["command"])
         for name, marker in (("celery-ping", "control.ping"), ("pg_isready", "pg_isready"),
-                             ("redis-cli", "redis-cli")):
+                             ("redis-cli", "redis-cli"),
+                             ("device-plugin-socket", "test -S /var/lib/kubelet/device-plugins/nvidia-gpu.sock")):
             if marker in cmd:
                 return f"exec:{name}"
         return "exec"
     return "grpc" if "grpc" in probe else "?"
 
 
-@pytest.fixture(scope="module")
-def containers() -> dict[tuple[str, str], dict[str, Any]]:
+def workload_containers(objects: list[dict[str, Any]], label: str) -> Containers:
+    """The long-running containers of the workloads among `objects`, by (the workload's `label`, container name)."""
     out = {}
-    for obj in render(values=ALL_ON):
+    for obj in objects:
         if obj["kind"] not in WORKLOAD_KINDS:
             continue
-        component = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+        component = obj["metadata"]["labels"][label]
         for c in obj["spec"]["template"]["spec"]["containers"]:  # init containers run to completion: no probes
             out[(component, c["name"])] = c
     return out
 
 
-def test_every_container_has_requests_and_both_probes(containers: dict[tuple[str, str], dict[str, Any]]) -> None:
+@pytest.fixture(scope="module")
+def addon_containers(tmp_path_factory: pytest.TempPathFactory) -> Containers:
+    """Every container of the add-on chart rendered with each provider's values, with and without GPU groups, as
+    tests/chart/test_cluster_addons_chart.py renders them (the same workload under two providers is one entry: its
+    probes come from the chart, not from the provider)."""
+    out: Containers = {}
+    for provider in PROVIDERS:
+        for gpu in (False, True):
+            values = cluster_addons.values(addon_config(provider, gpu=gpu), ADDON_FACTS)
+            docs = addon_template(values, tmp_path_factory.mktemp(f"{provider}-{gpu}"))
+            out.update(workload_containers(docs, "app.kubernetes.io/name"))
+    return out
+
+
+@pytest.fixture(scope="module", params=["qhub", "qhub-cluster-addons"])
+def chart_containers(request: pytest.FixtureRequest) -> tuple[Containers, dict[tuple[str, str], str]]:
+    """(containers, their expected health checks) of one chart."""
+    if request.param == "qhub":
+        return workload_containers(render(values=ALL_ON), "app.kubernetes.io/component"), EXPECTED
+    return request.getfixturevalue("addon_containers"), ADDON_EXPECTED
+
+
+@pytest.fixture
+def containers(chart_containers: tuple[Containers, dict[tuple[str, str], str]]) -> Containers:
+    return chart_containers[0]
+
+
+def test_every_container_has_requests_and_both_probes(containers: Containers) -> None:
     missing = []
     for key, c in sorted(containers.items()):
         requests = (c.get("resources") or {}).get("requests") or {}
@@ -89,10 +134,12 @@ def test_every_container_has_requests_and_both_probes(containers: dict[tuple[str
     assert not missing, "long-running containers without requests or probes:\n  " + "\n  ".join(missing)
 
 
-def test_probes_check_the_softwares_health(containers: dict[tuple[str, str], dict[str, Any]]) -> None:
-    assert set(containers) == set(EXPECTED), "a workload was added or renamed: list its health check in EXPECTED"
+def test_probes_check_the_softwares_health(chart_containers: tuple[Containers, dict[tuple[str, str], str]]) -> None:
+    containers, expected = chart_containers
+    assert set(containers) == set(expected), \
+        "a workload was added or renamed: list its health check in EXPECTED (qhub) or ADDON_EXPECTED (add-ons)"
     wrong = []
-    for key, want in EXPECTED.items():
+    for key, want in expected.items():
         for probe in ("readinessProbe", "livenessProbe"):
             got = probe_kind(containers[key][probe])
             if not got.startswith(want):
@@ -100,7 +147,7 @@ def test_probes_check_the_softwares_health(containers: dict[tuple[str, str], dic
     assert not wrong, "\n".join(wrong)
 
 
-def test_liveness_is_more_patient_than_readiness(containers: dict[tuple[str, str], dict[str, Any]]) -> None:
+def test_liveness_is_more_patient_than_readiness(containers: Containers) -> None:
     """A liveness probe that gives up as fast as readiness restarts slow starters (hub migrations, JVMs) forever."""
     for key, c in containers.items():
         live, ready = c["livenessProbe"], c["readinessProbe"]
