@@ -1,8 +1,9 @@
 """The cluster add-on chart (charts/qhub-cluster-addons) as qhubctl.addons fills it for each provider: what renders
-(AWS with and without a GPU group; only Traefik where the cloud runs its own autoscaler, StorageClass and device
-plugin; nothing on existing and local clusters by default),
+(AWS with and without a GPU group; AKS Traefik and, with a GPU group, the device plugin; only Traefik where the cloud
+runs its own autoscaler, StorageClass and device plugin; nothing on existing and local clusters by default),
 every object valid (kubernetes-validate --strict) on the pinned Kubernetes versions, helm lint --strict, and the
-config's settings, placements and IAM role arriving where cluster-autoscaler and the device plugin read them."""
+config's settings, placements and IAM role arriving where cluster-autoscaler and the device plugin read them (on AKS:
+onto the agent pools qhubctl makes for the GPU groups, tolerating their taints)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from qhubctl.chart import addons_chart_dir
 from qhubctl.config import PROVIDERS, parse_config
 from qhubctl.errors import CommandError
 from qhubctl.proc import run
-from qhubctl.providers.base import AddonFacts
+from qhubctl.providers import azure
+from qhubctl.providers.base import AddonFacts, desired_groups
 
 from .manifests import kube_versions, validation_errors
 
@@ -38,6 +40,9 @@ AUTOSCALER_OBJECTS = {("ServiceAccount", "cluster-autoscaler"), ("ClusterRole", 
                       ("Role", "qhub-cluster-addons-cluster-autoscaler"),
                       ("RoleBinding", "qhub-cluster-addons-cluster-autoscaler"),
                       ("Deployment", "qhub-cluster-addons-cluster-autoscaler")}
+# Clouds whose GPU nodes get the NVIDIA driver but not the device plugin (EKS's NVIDIA AMI, AKS's GPU agent pools)
+DEVICE_PLUGIN_PROVIDERS = ("aws", "azure")
+DEVICE_PLUGIN_OBJECTS = {("DaemonSet", "qhub-cluster-addons-nvidia-device-plugin")}
 TRAEFIK_OBJECTS = {("IngressClass", "qhub"), ("ServiceAccount", "qhub-cluster-addons-traefik"),
                    ("ClusterRole", "qhub-cluster-addons-traefik"), ("ClusterRoleBinding", "qhub-cluster-addons-traefik"),
                    ("Service", "qhub-cluster-addons-traefik"), ("Deployment", "qhub-cluster-addons-traefik")}
@@ -83,10 +88,11 @@ def test_each_provider_gets_what_its_cloud_lacks_and_it_validates(provider: str,
         assert values == {}
         assert template(values, tmp_path) == []
         return
-    # every cloud: Traefik; GKE, AKS and DOKS run their own autoscaler, StorageClass and device plugin
+    # every cloud: Traefik; GKE, AKS and DOKS run their own autoscaler and StorageClass, GKE and DOKS their own
+    # device plugin
     wanted = TRAEFIK_OBJECTS if provider != "aws" else AUTOSCALER_OBJECTS | {("StorageClass", "gp3")} | TRAEFIK_OBJECTS
-    if gpu and provider == "aws":
-        wanted |= {("DaemonSet", "qhub-cluster-addons-nvidia-device-plugin")}
+    if gpu and provider in DEVICE_PLUGIN_PROVIDERS:
+        wanted = wanted | DEVICE_PLUGIN_OBJECTS  # a new set: TRAEFIK_OBJECTS stays as it is
     for version in kube_versions():
         docs = template(values, tmp_path, version)
         assert {(d["kind"], d["metadata"]["name"]) for d in docs} == wanted
@@ -141,8 +147,9 @@ def test_autoscaler_rbac_is_least_privilege(tmp_path: Path) -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cluster-autoscaler", "namespace": "kube-system"}]
 
 
-def test_device_plugin_runs_on_every_gpu_group_and_tolerates_their_taints(tmp_path: Path) -> None:
-    cfg = config("aws", gpu=True)
+@pytest.mark.parametrize("provider", DEVICE_PLUGIN_PROVIDERS)
+def test_device_plugin_runs_on_every_gpu_group_and_tolerates_their_taints(provider: str, tmp_path: Path) -> None:
+    cfg = config(provider, gpu=True)
     spec = by_kind(template(addons.values(cfg, FACTS), tmp_path), "DaemonSet")["spec"]["template"]["spec"]
     [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert term["matchExpressions"] == [{"key": ng.LABEL, "operator": "In", "values": ["gpu", "a100"]}]
@@ -151,6 +158,29 @@ def test_device_plugin_runs_on_every_gpu_group_and_tolerates_their_taints(tmp_pa
         {(t.key, t.value, t.effect) for t in taints}
     assert spec["automountServiceAccountToken"] is False
     assert spec["containers"][0]["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.19.0"
+
+
+def tolerates(tolerations: list[dict[str, str]], taint: str) -> bool:
+    """Whether a pod with these tolerations may run on a node with this taint (AKS's `key=value:Effect` text)."""
+    keyval, _, effect = taint.partition(":")
+    key, _, value = keyval.partition("=")
+    return any(t["key"] == key and t.get("effect", effect) == effect
+               and (t.get("operator") == "Exists" or t.get("value", "") == value) for t in tolerations)
+
+
+def test_device_plugin_lands_on_the_aks_agent_pools_of_the_gpu_groups(tmp_path: Path) -> None:
+    """AKS runs no device plugin on the pools qhubctl makes (AKS installs only the driver there): the release's
+    DaemonSet must select exactly those pools' nodes by their labels and tolerate every taint they carry."""
+    cfg = config("azure", gpu=True)
+    spec = by_kind(template(addons.values(cfg, FACTS), tmp_path), "DaemonSet")["spec"]["template"]["spec"]
+    [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    [expression] = term["matchExpressions"]
+    pools = {g.name: azure.pool_body(g) for g in desired_groups(cfg)}
+    for name, pool in pools.items():
+        selected = pool["nodeLabels"].get(expression["key"]) in expression["values"]
+        assert selected == (cfg.node_groups[name].gpu is not None), name
+        if selected:
+            assert pool["nodeTaints"] and all(tolerates(spec["tolerations"], t) for t in pool["nodeTaints"]), name
 
 
 def test_storage_class_is_the_encrypted_gp3_default(tmp_path: Path) -> None:

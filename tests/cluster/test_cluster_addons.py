@@ -1,5 +1,6 @@
 """The cluster add-on release on the local test cluster, through qhubctl.addons and the helm wrapper the deploy uses:
-install, a second run that changes nothing, an upgrade when a setting changes, `status`'s line, removal. The
+install, a second run that changes nothing, an upgrade when a setting changes, `status`'s line, removal by
+`qhubctl cluster destroy` of an existing-provider config that opted in (the release goes, the cluster stays). The
 upstream images cannot be pulled here: cluster-autoscaler's pod lands on a simulated general node (kwok plays it),
 and the test asserts on the objects the API server accepted. A release, namespace and StorageClass of its own (not
 the default class: other tests share this cluster); all removed at the end."""
@@ -9,11 +10,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from qhubctl import addons
+from qhubctl.cli import app
 from qhubctl.config import parse_config
 from qhubctl.localcluster import LocalCluster
 from qhubctl.providers.base import AddonFacts
@@ -60,7 +65,8 @@ def get(cluster: LocalCluster, *args: str) -> dict[str, Any]:
     return dict(json.loads(cluster.kubectl("get", *args, "-o", "json")))
 
 
-def test_install_noop_upgrade_status_remove(cluster: LocalCluster, own_release: tuple[str, str, str]) -> None:
+def test_install_noop_upgrade_status_remove(cluster: LocalCluster, own_release: tuple[str, str, str],
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     release, namespace, storage_class = own_release
     helm = addons.helm_for(str(cluster.kubeconfig), None)
     facts = AddonFacts("demo", "us-east-1", {"cluster-autoscaler": ROLE})
@@ -95,7 +101,17 @@ def test_install_noop_upgrade_status_remove(cluster: LocalCluster, own_release: 
     status = addons.describe(config("most-pods"), helm)
     assert status[1].startswith(f"cluster add-ons: release {release} revision 2, deployed, chart ")
 
-    assert addons.remove(helm) is True
-    assert addons.remove(helm) is False, "a second removal finds nothing"
+    # the existing provider has nothing of its own to destroy: a config that opted in to an add-on release (here
+    # Traefik) still has destroy remove the release, naming the parts it held; the cluster itself stays
+    config_file = tmp_path / "qhub-config.yaml"
+    config_file.write_text(yaml.safe_dump({"schema_version": 2, "project_name": "demo",
+                                           "cluster": {"provider": "existing"},
+                                           "ingress": {"controller": {"enabled": True}}}))
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    res = CliRunner().invoke(app, ["cluster", "destroy", "-c", str(config_file), "--yes"])
+    assert res.exit_code == 0, res.output
+    assert (f"removed the cluster add-on release {namespace}/{release} (cluster-autoscaler, storage-class, "
+            "nvidia-device-plugin); cluster current-context itself stays") in " ".join(res.output.split())
+    assert addons.remove(helm) is None, "a second removal finds nothing"
     left = cluster.kubectl("get", "clusterrole,clusterrolebinding,storageclass", "-o", "name")
     assert f"{release}-cluster-autoscaler" not in left and storage_class not in left

@@ -114,9 +114,9 @@ def addon_release(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
         calls.append(("ensure", (cfg, facts)))
         return True
 
-    def remove(helm: Any) -> bool:
+    def remove(helm: Any) -> list[str] | None:  # the parts the release held
         calls.append(("remove", "demo" in boto3.client("eks", region_name=REGION).list_clusters()["clusters"]))
-        return True
+        return ["cluster-autoscaler", "storage-class", "traefik"]
 
     monkeypatch.setattr(addons, "ensure", ensure)
     monkeypatch.setattr(addons, "remove", remove)
@@ -303,6 +303,8 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, addon_release: list[
     destroyed = run("cluster", "destroy", "-c", str(config), "--yes")
     assert destroyed.exit_code == 0, destroyed.output
     assert addon_release == [("remove", True)], "the add-on release goes first, while the cluster still exists"
+    assert "removed add-on release kube-system/qhub-cluster-addons (cluster-autoscaler, storage-class, traefik)" in \
+        " ".join(destroyed.output.split()), "destroy names the release among what it removed"
     for kind in ("load-balancer k8s-qhub-proxy", "classic-load-balancer a1b2c3legacy", "ebs-volume", "k8s-elb-hub"):
         assert kind in destroyed.output
     assert inventory() == before, "every resource created for the cluster is gone"

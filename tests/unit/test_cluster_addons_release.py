@@ -1,6 +1,7 @@
 """qhubctl.addons without a cluster: which providers get a release at all, when `ensure` installs, upgrades or
 leaves the release alone, what `qhubctl status` says about autoscaling on each provider, `upgrade` and `cluster
-destroy` where no cluster can be reached, and the docs naming every pinned image."""
+destroy` where no cluster can be reached, `cluster destroy` on an existing cluster (only the release goes) and on a
+cloud (the release is named with what it removed), and the docs naming every pinned image."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from qhubctl import addons
 from qhubctl.chart import addons_chart_dir
 from qhubctl.cli import app
 from qhubctl.commands import cluster as cluster_cmd
-from qhubctl.config import PROVIDERS, parse_config
+from qhubctl.config import PROVIDERS, load_config, parse_config
 from qhubctl.errors import QHubError
 from qhubctl.helm import Deployed
-from qhubctl.providers.base import AddonFacts
+from qhubctl.providers.base import Action, AddonFacts, Plan
 
 pytestmark = pytest.mark.unit
 FACTS = AddonFacts("demo", "us-east-1", {"cluster-autoscaler": "arn:aws:iam::123456789012:role/qhub/demo/x"})
@@ -42,6 +43,10 @@ class FakeHelm:
         self.current = Deployed(len(self.upgrades), "deployed", self.chart_version, values)
         return len(self.upgrades)
 
+    async def uninstall(self, release: str, namespace: str, **kw: Any) -> None:
+        assert (release, namespace) == ("qhub-cluster-addons", "kube-system") and self.current is not None
+        self.current = None
+
 
 def config(provider: str, **cluster: Any) -> Any:
     block = {"provider": provider, **({"project": "my-gcp-project"} if provider == "gcp" else {}), **cluster}
@@ -55,6 +60,24 @@ def test_each_cloud_gets_traefik_aws_its_autoscaler_too_and_the_device_plugin_on
     gpu = parse_config({"schema_version": 2, "project_name": "demo", "cluster": {"provider": "aws"},
                         "node_groups": {"gpu": {"gpu": {"count": 1}}}}, environ={})
     assert addons.parts(gpu) == ["cluster-autoscaler", "storage-class", "nvidia-device-plugin", "traefik"]
+
+
+def test_aks_and_eks_get_the_device_plugin_with_a_gpu_group_gke_and_doks_run_their_own() -> None:
+    """AKS installs the NVIDIA driver on GPU agent pools but not the device plugin (only its managed GPU pools, a
+    preview qhubctl does not ask for, run one); GKE and DOKS run NVIDIA's plugin on their GPU pools themselves."""
+    with_gpu = {p: addons.parts(gpu_config(p)) for p in ("aws", "gcp", "azure", "digitalocean")}
+    assert {p: addons.DEVICE_PLUGIN in got for p, got in with_gpu.items()} == {
+        "aws": True, "gcp": False, "azure": True, "digitalocean": False}
+    assert with_gpu["azure"] == ["nvidia-device-plugin", "traefik"]
+    values = addons.values(gpu_config("azure"), FACTS)
+    assert set(values) == {"nodeGroupLabel", "nvidiaDevicePlugin", "traefik"}, "Traefik and the plugin: one release"
+    assert values["nvidiaDevicePlugin"]["nodeGroups"] == ["gpu"]
+
+
+def gpu_config(provider: str) -> Any:
+    block = {"provider": provider, **({"project": "my-gcp-project"} if provider == "gcp" else {})}
+    return parse_config({"schema_version": 2, "project_name": "demo", "cluster": block,
+                         "node_groups": {"gpu": {"gpu": {"type": "nvidia-tesla-t4", "count": 1}}}}, environ={})
 
 
 def test_ensure_installs_then_leaves_alone_then_upgrades_on_a_change() -> None:
@@ -124,6 +147,98 @@ def test_destroy_of_an_unreachable_cluster_notes_the_release_and_goes_on(capsys:
         capsys.readouterr().out
     cluster_cmd.remove_addons(Gone(), config("existing"))  # type: ignore[arg-type]
     assert capsys.readouterr().out == "", "no add-on release on an existing cluster: nothing to say"
+
+
+@pytest.fixture
+def existing_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[FakeHelm, Path]:
+    """An existing cluster reached without a cluster: the provider's node listing and kubeconfig, and the add-on
+    release's helm, are fakes. (FakeHelm, a config with Traefik opted in.)"""
+    from qhubctl.providers.existing import Existing
+
+    monkeypatch.setattr(Existing, "check_credentials", lambda self: "kubeconfig context mine: 3 node(s)")
+    monkeypatch.setattr(Existing, "kubeconfig", lambda self: {"apiVersion": "v1", "clusters": []})
+    helm = FakeHelm()
+    monkeypatch.setattr(addons, "helm_for", lambda kubeconfig, context: helm)
+    path = tmp_path / "qhub-config.yaml"
+    path.write_text(yaml.safe_dump({"schema_version": 2, "project_name": "demo",
+                                    "cluster": {"provider": "existing", "kube_context": "mine"},
+                                    "ingress": {"controller": {"enabled": True}}}))
+    return helm, path
+
+
+def test_destroy_on_an_existing_cluster_removes_the_traefik_it_opted_into(
+        existing_cluster: tuple[FakeHelm, Path]) -> None:
+    """The existing provider has nothing of its own to destroy; the add-on release the config opted into still goes,
+    and destroy says what it removed and that the cluster stays."""
+    helm, config_file = existing_cluster
+    assert addons.ensure(load_config(config_file), FACTS, helm, print) is True  # type: ignore[arg-type]
+    refused = CliRunner().invoke(app, ["cluster", "destroy", "-c", str(config_file)])
+    assert refused.exit_code != 0 and "needs confirmation" in refused.output and helm.current is not None
+
+    res = CliRunner().invoke(app, ["cluster", "destroy", "-c", str(config_file), "--yes"])
+    assert res.exit_code == 0, res.output
+    assert helm.current is None, "the release was uninstalled"
+    text = " ".join(res.output.split())
+    assert "qhubctl keeps cluster mine (existing): it did not create it; 1 change" in text
+    assert ("removed the cluster add-on release kube-system/qhub-cluster-addons (traefik); cluster mine itself "
+            "stays") in text
+    assert "nothing to destroy" not in text
+
+    again = CliRunner().invoke(app, ["cluster", "destroy", "-c", str(config_file), "--yes"])
+    assert again.exit_code == 0, again.output
+    assert ("nothing to destroy: qhubctl keeps cluster mine (existing): it did not create it, and the add-on "
+            "release qhub-cluster-addons is not installed in kube-system") in " ".join(again.output.split())
+
+
+def test_destroy_on_an_existing_cluster_without_add_ons_touches_no_release(
+        existing_cluster: tuple[FakeHelm, Path]) -> None:
+    helm, config_file = existing_cluster
+    helm.current = Deployed(1, "deployed", "0.1.0", {"traefik": {"enabled": True}})  # not this config's to remove
+    config_file.write_text(yaml.safe_dump({"schema_version": 2, "project_name": "demo",
+                                           "cluster": {"provider": "existing", "kube_context": "mine"}}))
+    res = CliRunner().invoke(app, ["cluster", "destroy", "-c", str(config_file), "--yes"])
+    assert res.exit_code == 0, res.output
+    assert "this config installs no cluster add-on release on it" in " ".join(res.output.split())
+    assert helm.current is not None
+
+
+def test_cloud_destroy_names_the_release_among_what_it_removed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A cloud's destroy removes the release first and lists it, with its parts, in the closing line."""
+    helm = FakeHelm()
+    cfg = gpu_config("azure")
+    helm.current = Deployed(1, "deployed", helm.chart_version, addons.values(cfg, FACTS))
+    order: list[str] = []
+
+    class Cloud:
+        name, cluster_name = "azure", "demo"
+
+        def __init__(self, cfg: Any, log: Any = print) -> None:
+            self.cfg, self.gone = cfg, False
+
+        def check_credentials(self) -> str:
+            return "subscription 0000"
+
+        def destroy_plan(self) -> Plan:
+            return Plan(self.name, self.cluster_name, [] if self.gone else [Action("delete", "aks-cluster", "demo")])
+
+        def destroy(self, plan: Plan) -> None:
+            order.append("release gone" if helm.current is None else "release still there")
+            self.gone = True
+
+        def kubeconfig(self) -> dict[str, Any]:
+            return {"apiVersion": "v1", "clusters": []}
+
+    monkeypatch.setattr(cluster_cmd.providers, "get", lambda cfg, log=print: Cloud(cfg, log))
+    monkeypatch.setattr(addons, "helm_for", lambda kubeconfig, context: helm)
+    path = tmp_path / "qhub-config.yaml"
+    path.write_text(yaml.safe_dump({"schema_version": 2, "project_name": "demo", "cluster": {"provider": "azure"},
+                                    "node_groups": {"gpu": {"gpu": {"count": 1}}}}))
+    res = CliRunner().invoke(app, ["cluster", "destroy", "-c", str(path), "--yes"])
+    assert res.exit_code == 0, res.output
+    assert order == ["release gone"], "the release goes before the cluster"
+    assert ("cluster demo destroyed; removed add-on release kube-system/qhub-cluster-addons (nvidia-device-plugin, "
+            "traefik), aks-cluster demo") in " ".join(res.output.split())
 
 
 def test_docs_list_every_pinned_add_on_image() -> None:

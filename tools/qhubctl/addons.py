@@ -4,14 +4,16 @@ The chart charts/qhub-cluster-addons holds the manifests (upstream images as the
 place that maps the config (plus the cloud facts of `Provider.addon_facts`) to its values, and installs, upgrades
 and removes the release, always through qhubctl.helm. Which parts a provider's cluster gets is a fact of its config
 block (`cluster_addons`): on EKS cluster-autoscaler, a default encrypted gp3 StorageClass and, with a GPU group,
-the NVIDIA device plugin; GKE, AKS and DOKS run their own autoscaler, default StorageClass and GPU device plugin.
+the NVIDIA device plugin; on AKS the device plugin with a GPU group (AKS installs the driver, not the plugin); GKE,
+AKS and DOKS run their own autoscaler and default StorageClass, GKE and DOKS their own device plugin.
 Every cloud's cluster also gets Traefik as its ingress controller (with Let's Encrypt's ACME resolver for
 `tls: {type: letsencrypt}`); existing and local clusters get it only when `ingress.controller.enabled` asks.
 
 `qhubctl cluster create` installs it (the add-ons belong to the cluster: they need the cloud's facts, they must be
 there before QHub's volumes bind, and `deploy` also serves clusters qhubctl does not own); `qhubctl upgrade`
 upgrades it to the chart this qhubctl carries; `qhubctl cluster destroy` removes it before the cloud resources
-(so cluster-autoscaler does not scale groups that are being deleted).
+(so cluster-autoscaler does not scale groups that are being deleted), and on a cluster it keeps (existing) it removes
+only the release.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ STORAGE_CLASS = "storage-class"
 DEVICE_PLUGIN = "nvidia-device-plugin"
 TRAEFIK = "traefik"
 PARTS = (AUTOSCALER, STORAGE_CLASS, DEVICE_PLUGIN, TRAEFIK)
+# The chart's values section of each part (its `enabled` turns the part on)
+VALUES_KEY = {AUTOSCALER: "clusterAutoscaler", STORAGE_CLASS: "storageClass", DEVICE_PLUGIN: "nvidiaDevicePlugin",
+              TRAEFIK: "traefik"}
 # Traefik's Service in the release namespace: the address the platform's DNS record points at
 TRAEFIK_SERVICE = f"{RELEASE}-traefik"
 
@@ -109,13 +114,13 @@ def values(cfg: QHubConfig, facts: AddonFacts) -> dict[str, Any]:
     if wanted:
         out["nodeGroupLabel"] = ng.LABEL
     if AUTOSCALER in wanted:
-        out["clusterAutoscaler"] = autoscaler_values(cfg, facts)
+        out[VALUES_KEY[AUTOSCALER]] = autoscaler_values(cfg, facts)
     if STORAGE_CLASS in wanted:
-        out["storageClass"] = {"enabled": True}
+        out[VALUES_KEY[STORAGE_CLASS]] = {"enabled": True}
     if DEVICE_PLUGIN in wanted:
-        out["nvidiaDevicePlugin"] = device_plugin_values(cfg)
+        out[VALUES_KEY[DEVICE_PLUGIN]] = device_plugin_values(cfg)
     if TRAEFIK in wanted:
-        out["traefik"] = traefik_values(cfg)
+        out[VALUES_KEY[TRAEFIK]] = traefik_values(cfg)
     return out
 
 
@@ -162,12 +167,21 @@ def ensure_for(provider: Provider, kubeconfig: str | None, context: str | None, 
     return ensure(provider.cfg, provider.addon_facts(), helm_for(kubeconfig, context), say)
 
 
-def remove(helm: Helm) -> bool:
-    """Uninstall the release if it is there; True when it was."""
-    if asyncio.run(helm.deployed(RELEASE, NAMESPACE)) is None:
-        return False
-    asyncio.run(helm.uninstall(RELEASE, NAMESPACE))
-    return True
+def installed(helm: Helm) -> list[str] | None:
+    """The parts the release holds as installed (from its values, whatever config installed it); None when the
+    release is not there."""
+    release = asyncio.run(helm.deployed(RELEASE, NAMESPACE))
+    if release is None:
+        return None
+    return [part for part in PARTS if (release.values.get(VALUES_KEY[part]) or {}).get("enabled")]
+
+
+def remove(helm: Helm) -> list[str] | None:
+    """Uninstall the release if it is there: the parts it held; None when it was not there."""
+    held = installed(helm)
+    if held is not None:
+        asyncio.run(helm.uninstall(RELEASE, NAMESPACE))
+    return held
 
 
 def describe(cfg: QHubConfig, helm: Helm | None) -> list[str]:

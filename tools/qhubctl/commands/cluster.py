@@ -39,18 +39,48 @@ def _write_outputs(provider: providers.Provider, config: Path, given: Path | Non
     return path
 
 
-def remove_addons(provider: providers.Provider, cfg: QHubConfig) -> None:
+def _release(held: list[str]) -> str:
+    """The add-on release and the parts it held, as destroy names it."""
+    return f"add-on release {addons.NAMESPACE}/{addons.RELEASE} ({', '.join(held) or 'no parts'})"
+
+
+def remove_addons(provider: providers.Provider, cfg: QHubConfig) -> list[str] | None:
     """Uninstall the add-on release before the cloud resources go (cluster-autoscaler must not resize groups being
-    deleted). A cluster that cannot be reached any more takes the release with it, so that is a note."""
+    deleted): the parts it held, None when there was none to remove. A cluster that cannot be reached any more takes
+    the release with it, so that is a note."""
     if not addons.parts(cfg):
-        return
+        return None
     try:
         with _temporary_kubeconfig(provider) as path:
-            if addons.remove(addons.helm_for(str(path), None)):
-                out.print(f"removed the cluster add-on release {addons.RELEASE}", markup=False)
+            held = addons.remove(addons.helm_for(str(path), None))
     except QHubError as exc:
         out.print(f"cluster add-on release {addons.RELEASE} not removed ({exc.message.splitlines()[0]}); it goes "
                   "with the cluster", markup=False)
+        return None
+    if held is not None:
+        out.print(f"removed the cluster {_release(held)}", markup=False)
+    return held
+
+
+def _destroy_release_only(provider: providers.Provider, cfg: QHubConfig, yes: bool) -> None:
+    """`cluster destroy` of a cluster qhubctl keeps (the user's, `destroys_cluster` false): only the add-on release
+    the config opted into goes, after the same question as any destroy."""
+    keeps = f"qhubctl keeps cluster {provider.cluster_name} ({provider.name}): it did not create it"
+    if not addons.parts(cfg):
+        out.print(f"nothing to destroy: {keeps}, and this config installs no cluster add-on release on it",
+                  markup=False)
+        return
+    with _temporary_kubeconfig(provider) as path:
+        helm = addons.helm_for(str(path), None)
+        held = addons.installed(helm)
+        if held is None:
+            out.print(f"nothing to destroy: {keeps}, and the add-on release {addons.RELEASE} is not installed in "
+                      f"{addons.NAMESPACE}", markup=False)
+            return
+        out.print(f"{keeps}; 1 change\n- {_release(held)}", markup=False)
+        confirm(f"remove the cluster add-on release {addons.RELEASE} from {provider.cluster_name}?", yes)
+        addons.remove(helm)
+    out.print(f"removed the cluster {_release(held)}; cluster {provider.cluster_name} itself stays", markup=False)
 
 
 @contextlib.contextmanager
@@ -104,24 +134,28 @@ def create(config: Path = ConfigOpt, yes: bool = YesOpt, kubeconfig: Path | None
 @app.command("destroy")
 @handles_errors
 def destroy(config: Path = ConfigOpt, yes: bool = YesOpt) -> None:
-    """Delete the cluster and everything created for it (node groups, network, roles, and the load balancers and
-    volumes Kubernetes made). Waits until all is gone; running it again finds nothing."""
+    """Delete the cluster and everything created for it (the add-on release, node groups, network, roles, and the
+    load balancers and volumes Kubernetes made). Waits until all is gone; running it again finds nothing. On an
+    existing cluster, which stays, only the add-on release the config opted into goes."""
     cfg = load(config)
     provider = providers.get(cfg, log=_log)
     out.print(f"credentials: {provider.check_credentials()}", markup=False)
+    if not cfg.cluster.destroys_cluster:
+        _destroy_release_only(provider, cfg, yes)
+        return
     plan = provider.destroy_plan()
     if not plan.changed:
         out.print(f"nothing to destroy: no resources of {plan.cluster} found", markup=False)
         return
     _show(plan)
     confirm(f"delete these {len(plan.actions)} resource(s) of {plan.cluster}?", yes)
-    remove_addons(provider, cfg)
+    held = remove_addons(provider, cfg)
     provider.destroy(plan)
     left = provider.destroy_plan()
     if left.changed:
         raise QHubError("some resources are still there:\n" + left.render(),
                         hint="run `qhubctl cluster destroy` again")
-    removed = _removed(plan)
+    removed = ([_release(held)] if held is not None else []) + _removed(plan)
     stale = _remove_kubeconfig(config, cfg.project_name, plan.cluster)
     if stale:
         removed.append(f"kubeconfig {stale}")

@@ -28,6 +28,10 @@ class AzureProvider(CloudProvider):
     default_storage_class_fix: ClassVar[str] = (
         "AKS marks its class `default` default on every cluster; if the mark is gone: `kubectl annotate "
         "storageclass default storageclass.kubernetes.io/is-default-class=true`")
+    # AKS installs the NVIDIA driver on GPU agent pools (gpuProfile.driver defaults to Install) but runs NVIDIA's
+    # device plugin only on its managed GPU pools (gpuProfile.nvidia.managementMode Managed, a preview qhubctl does
+    # not ask for): without the plugin a GPU node advertises no nvidia.com/gpu, so the release brings it.
+    cluster_addons: ClassVar[tuple[str, ...]] = ("nvidia-device-plugin",)
     autoscaled_by: ClassVar[str] = (
         "AKS's cluster autoscaler (enableAutoScaling set on every agent pool by `qhubctl cluster create`)")
 

@@ -27,6 +27,9 @@ class ClusterBlock(Base):
     gpu_type_required: ClassVar[bool] = False
     # Whether qhubctl's provider makes (and labels) the nodes; false: the user's own nodes, found by node_selector.
     managed_nodes: ClassVar[bool] = True
+    # Whether `qhubctl cluster destroy` deletes the cluster itself; false: the cluster is the user's and stays, and
+    # destroy removes only the add-on release qhubctl installed on it (when the config opts in to one).
+    destroys_cluster: ClassVar[bool] = True
     # No load-balancer controller: the chart exposes the hub, SSH and Jitsi media on NodePorts instead.
     node_ports: ClassVar[bool] = False
     # Where a user reaches those NodePorts (status output).

@@ -14,6 +14,7 @@ class ExistingProvider(ClusterBlock):
 
     implementation: ClassVar[str] = "qhubctl.providers.existing:Existing"
     managed_nodes: ClassVar[bool] = False
+    destroys_cluster: ClassVar[bool] = False  # the user's cluster: destroy removes only the add-on release
     priced: ClassVar[bool] = False  # qhubctl does not know the machines
     init_block: ClassVar[str] = ("  provider: existing\n  # kubeconfig context of your cluster; empty: the current "
                                  "context.\n  # kube_context: my-cluster\n")
