@@ -168,11 +168,12 @@ def test_network_policies(objs: list[dict[str, Any]]) -> None:
         "proxy",
         "hub",
     }
-    in_release = [t for rule in user["egress"] for t in rule.get("to", [])
+    # egress in the cluster is an allowlist of components and ports: here (the hub alone) DNS and the proxy
+    in_release = [(t["podSelector"], rule["ports"]) for rule in user["egress"] for t in rule.get("to", [])
                   if "podSelector" in t and "namespaceSelector" not in t]
-    assert in_release[0]["podSelector"]["matchExpressions"] == [
-        {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["hub"]}
-    ]
+    assert [(s["matchLabels"]["app.kubernetes.io/component"], p) for s, p in in_release] == [
+        ("proxy", [{"port": 8000, "protocol": "TCP"}])]
+    assert all("matchExpressions" not in s for s, _ in in_release), "no 'everything but' selectors"
     blocks = [t["ipBlock"] for rule in user["egress"] for t in rule.get("to", []) if "ipBlock" in t]
     assert blocks and "169.254.0.0/16" in blocks[0]["except"] and "10.0.0.0/8" in blocks[0]["except"]
     proxy = find(objs, "NetworkPolicy", "qhub-proxy")["spec"]

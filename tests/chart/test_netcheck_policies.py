@@ -1,15 +1,13 @@
 """The pass path of `qhubctl check`, as far as it can run without a policy-enforcing network: the chart's own
 NetworkPolicies (every component on) are evaluated for the canary pod the check starts, with Kubernetes'
-NetworkPolicy semantics (a pod selected by any policy of a type is isolated for it; rules of all selecting
-policies add up; traffic needs the source's egress and the destination pod's ingress). An enforcing network
-plugin would let the canary reach DNS and the proxy's public port and stop it at the hub's internal port and the
-metadata address, and `decide` turns exactly that into "enforced". If a chart change ever opened the hub or the
-metadata address to user servers, or closed DNS or the proxy to them, this test fails: the check's premises
-are the chart's policies."""
+NetworkPolicy semantics (tests/chart/netpol.py). An enforcing network plugin would let the canary reach DNS and the
+proxy's public port and stop it at the hub's internal port, the metadata address and the NFS server (whose
+policy admits the node ranges, here holding the pods' addresses too), and `decide` turns exactly that into
+"enforced". If a chart change ever opened the hub, the metadata address or the NFS server to user servers, or
+closed DNS or the proxy to them, this test fails: the check's premises are the chart's policies."""
 
 from __future__ import annotations
 
-import ipaddress
 from functools import cache
 from typing import Any
 
@@ -21,79 +19,27 @@ from qhubctl.config import SCHEMA_VERSION, parse_config
 from qhubctl.netcheck import METADATA, Result, canary_pod, decide, targets
 from qhubctl.values import chart_values
 
+from .netpol import Policies, rule_allows
+
 pytestmark = pytest.mark.chart
 NS = "qhub"
 
 
 @cache
-def policies() -> tuple[dict[str, Any], ...]:
+def network() -> Policies:
     cfg = parse_config({
         "schema_version": SCHEMA_VERSION, "project_name": "netcheck", "cluster": {"provider": "aws"},
         "components": {"dask_gateway": True, "conda_store": True, "kubessh": True, "jitsi": True},
         "domain": "qhub.example.org", "tls": {"type": "upstream"},
     }, environ={})
     values = merge(chart_values(cfg), {"nfs": {"service": {"clusterIP": "10.96.0.52"}}})
-    docs = [d for d in yaml.safe_load_all(helm_template(values).stdout) if d]
-    found = tuple(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"].get("namespace", NS) == NS)
-    assert len(found) >= 10, "every component's policy rendered"
+    found = Policies([d for d in yaml.safe_load_all(helm_template(values).stdout) if d], NS)
+    assert len([ns for ns, _ in found.items if ns == NS]) >= 10, "every component's policy rendered"
     return found
 
 
-def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, vals = expr["key"], expr["operator"], expr.get("values") or []
-        if (op == "In" and labels.get(key) not in vals) or (op == "NotIn" and key in labels and labels[key] in vals) \
-                or (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
-            return False
-    return True
-
-
-def peer_matches(peer: dict[str, Any], other: dict[str, Any]) -> bool:
-    """`other`: {"labels", "namespace"} for a pod, {"ip"} for an address outside the cluster's pods."""
-    if "ipBlock" in peer:
-        if "ip" not in other:
-            return False
-        ip = ipaddress.ip_address(other["ip"])
-        block = peer["ipBlock"]
-        return ip in ipaddress.ip_network(block["cidr"]) and not any(
-            ip in ipaddress.ip_network(e) for e in block.get("except") or [])
-    if "ip" in other:
-        return False
-    same_ns = other["namespace"] == NS
-    if "namespaceSelector" in peer:
-        ns_ok = matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": other["namespace"]})
-    else:
-        ns_ok = same_ns
-    return ns_ok and matches(peer.get("podSelector") or {}, other["labels"])
-
-
-def rule_allows(rule: dict[str, Any], peers_key: str, other: dict[str, Any], port: int, protocol: str) -> bool:
-    ports = rule.get("ports")
-    if ports and not any(p.get("port") == port and p.get("protocol", "TCP") == protocol for p in ports):
-        return False
-    peers = rule.get(peers_key)
-    return not peers or any(peer_matches(p, other) for p in peers)
-
-
-def allowed(kind: str, pod: dict[str, Any], other: dict[str, Any], port: int, protocol: str) -> bool:
-    """Whether `pod`'s policies of `kind` (Egress: to `other`; Ingress: from `other`) let the traffic through."""
-    if pod["namespace"] != NS:
-        return True  # no QHub policy selects pods elsewhere (kube-dns in kube-system)
-    selecting = [p["spec"] for p in policies() if matches(p["spec"]["podSelector"], pod["labels"])
-                 and kind in p["spec"].get("policyTypes", ["Ingress"])]
-    if not selecting:
-        return True
-    key, peers = ("egress", "to") if kind == "Egress" else ("ingress", "from")
-    return any(rule_allows(rule, peers, other, port, protocol) for spec in selecting for rule in spec.get(key) or [])
-
-
 def reaches(source: dict[str, Any], dest: dict[str, Any], port: int, protocol: str = "TCP") -> bool:
-    if not allowed("Egress", source, dest, port, protocol):
-        return False
-    return "ip" in dest or allowed("Ingress", dest, source, port, protocol)
+    return network().reaches(source, dest, port, protocol)
 
 
 def component(name: str, chart: str = "jupyterhub") -> dict[str, Any]:
@@ -104,18 +50,23 @@ def component(name: str, chart: str = "jupyterhub") -> dict[str, Any]:
 def test_an_enforcing_network_would_pass_the_check() -> None:
     cfg = parse_config({"schema_version": SCHEMA_VERSION, "project_name": "netcheck", "cluster": {"provider": "aws"}},
                        environ={})
-    probes = targets(cfg, ("10.96.0.10", 8081), ("10.96.0.11", 80))
-    canary = {"namespace": NS, "labels": canary_pod(cfg, "c", "i", {}, probes)["metadata"]["labels"]}
-    assert any(matches(p["spec"]["podSelector"], canary["labels"]) for p in policies()), "a policy selects it"
+    probes = targets(cfg, ("10.96.0.10", 8081), ("10.96.0.11", 80), ("10.96.0.52", 2049))
+    canary = {"namespace": NS, "labels": canary_pod(cfg, "c", "i", {}, probes)["metadata"]["labels"],
+              "ip": "10.244.1.9"}
+    nfs = {**component("nfs", chart="nfs"), "ip": "10.244.2.7", "ports": {"nfs": (2049, "TCP")}}
+    assert network().selecting(canary, "Egress"), "a policy selects it"
     kube_dns = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
     outcome = {
         "DNS": reaches(canary, kube_dns, 53, "UDP"),
         "the proxy's public port": reaches(canary, component("proxy"), 8000),
         "the hub's internal port": reaches(canary, component("hub"), 8081),
         "the cloud metadata address": reaches(canary, {"ip": METADATA}, 80),
+        "the NFS server": reaches(canary, nfs, 2049),
     }
     assert outcome == {"DNS": True, "the proxy's public port": True, "the hub's internal port": False,
-                       "the cloud metadata address": False}
+                       "the cloud metadata address": False, "the NFS server": False}
+    assert reaches({"ip": "10.0.3.4"}, nfs, 2049), "a node mounts"
+    assert reaches({**canary, "labels": {}}, nfs, 2049), "a pod no policy selects would get in by its address"
     verdict = decide([Result(t, outcome[t.name], "evaluated") for t in probes], "aws")
     assert verdict.enforced and verdict.conclusive, verdict
 
@@ -136,12 +87,13 @@ def test_dns_goes_to_the_cluster_dns_only() -> None:
     closed (public addresses are a separate matter, open to the pods that may use the internet)."""
     kube_dns = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
     elsewhere = {"namespace": "kube-system", "labels": {"k8s-app": "not-dns"}}
-    for pol in policies():
-        spec = pol["spec"]
+    for ns, spec in network().items:
         if "Egress" not in spec.get("policyTypes", []) or not spec.get("egress"):
             continue  # no egress at all (the NFS server talks to no one)
         rules = spec["egress"]
-        name = pol["metadata"]["name"]
+        name = f"{ns}/{spec['podSelector']}"
         for proto in ("UDP", "TCP"):
-            assert any(rule_allows(r, "to", kube_dns, 53, proto) for r in rules), f"{name}: DNS over {proto}"
-            assert not any(rule_allows(r, "to", elsewhere, 53, proto) for r in rules), f"{name}: 53 beyond kube-dns"
+            assert any(rule_allows(r, "to", ns, kube_dns, 53, proto, kube_dns) for r in rules), \
+                f"{name}: DNS over {proto}"
+            assert not any(rule_allows(r, "to", ns, elsewhere, 53, proto, elsewhere) for r in rules), \
+                f"{name}: 53 beyond kube-dns"

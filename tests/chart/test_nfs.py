@@ -128,7 +128,9 @@ def ganesha(docs: list[dict[str, Any]]) -> str:
 
 
 def test_network_policy_admits_only_the_nodes_on_2049(docs: list[dict[str, Any]]) -> None:
-    """No pod - user servers included - has a network path to NFS: only the node ranges, where kubelets mount."""
+    """The server's side: only the node ranges, where kubelets mount, on 2049, and no pod or namespace selector.
+    Pod addresses can fall in those ranges, so pods are kept off by their own egress policies too
+    (test_network_reach.py); no workload carries an access label for NFS."""
     np = find(docs, "NetworkPolicy", "qhub-nfs")
     assert np["spec"]["policyTypes"] == ["Ingress", "Egress"] and np["spec"]["egress"] == []
     (rule,) = np["spec"]["ingress"]

@@ -1,7 +1,8 @@
 """`qhubctl check`'s decision and canary: a verdict of "enforced" needs every control probe through and nothing
 forbidden reached, so a canary that reaches nothing at all (no network, DNS down) is inconclusive, never a pass;
-the failure names the provider's setting; the canary meets Pod Security restricted; the probe script itself
-runs against real sockets here."""
+the failure names the provider's setting; the in-cluster NFS server's Service is one more denied target, looked
+up where the server runs; the canary meets Pod Security restricted; the probe script itself runs against real
+sockets here."""
 
 from __future__ import annotations
 
@@ -14,17 +15,19 @@ from typing import Any
 import pytest
 
 from qhubctl.config import PROVIDERS, SCHEMA_VERSION, parse_config
+from qhubctl import netcheck
 from qhubctl.errors import ClusterError
 from qhubctl.netcheck import ENFORCEMENT, METADATA, PROBE, Result, Target, canary_pod, decide, parse, targets
 
 pytestmark = pytest.mark.unit
-HUB, PROXY = ("10.96.0.10", 8081), ("10.96.0.11", 80)
+HUB, PROXY, NFS = ("10.96.0.10", 8081), ("10.96.0.11", 80), ("10.96.0.52", 2049)
 
 
-def cfg(provider: str = "aws") -> Any:
+def cfg(provider: str = "aws", storage: dict[str, Any] | None = None) -> Any:
     cluster = {"provider": provider, **({"project": "p-1"} if provider == "gcp" else {})}
     return parse_config({"schema_version": SCHEMA_VERSION, "project_name": "demo", "cluster": cluster,
-                         "namespace": "qhub", "release_name": "qhub"}, environ={})
+                         "namespace": "qhub", "release_name": "qhub",
+                         **({"storage": storage} if storage else {})}, environ={})
 
 
 def results(dns: bool = True, proxy: bool = True, hub: bool = False, metadata: bool = False) -> list[Result]:
@@ -63,6 +66,71 @@ def test_a_forbidden_target_reached_is_not_enforced(hub: bool, metadata: bool, n
     for text in named:
         assert text in verdict.summary
     assert verdict.fix.startswith("provider gcp: turn on GKE Dataplane V2")
+
+
+def test_the_nfs_server_is_one_more_forbidden_target() -> None:
+    """With the in-cluster NFS server, its Service's port is denied too: the server admits the node ranges, which
+    often hold pod addresses, and trusts the uid a client sends, so only the user servers' policy keeps them off."""
+    probes = targets(cfg(), HUB, PROXY, NFS)
+    assert [t.name for t in probes][:4] == [t.name for t in targets(cfg(), HUB, PROXY)]
+    nfs = probes[4]
+    assert (nfs.name, nfs.kind, nfs.where, nfs.allowed) == ("the NFS server", "tcp", "10.96.0.52:2049", False)
+    reached = {"DNS": True, "the proxy's public port": True, "the NFS server": True}
+    verdict = decide([Result(t, reached.get(t.name, False), "x") for t in probes], "aws")
+    assert not verdict.enforced and verdict.conclusive
+    assert "reached the NFS server (10.96.0.52:2049)" in verdict.summary and verdict.fix
+    blocked = decide([Result(t, t.allowed, "x") for t in probes], "aws")
+    assert blocked.enforced and len(blocked.lines) == 5
+
+
+class FakeCluster:
+    """kube._rest/_items over a dict of paths: the release's policy, Services and EndpointSlices."""
+
+    def __init__(self, nfs_ns: str | None, nfs_ready: bool = True) -> None:
+        self.paths: dict[str, Any] = {
+            "/apis/networking.k8s.io/v1/namespaces/qhub/networkpolicies/qhub-singleuser": {"spec": {}}}
+        for ns, svc, ip, port, ready in [("qhub", "qhub-hub", HUB[0], ("http", 8081), True),
+                                         ("qhub", "qhub-proxy-public", PROXY[0], ("http", 80), True),
+                                         (nfs_ns, "qhub-nfs", NFS[0], ("nfs", 2049), nfs_ready)]:
+            if ns is None:
+                continue
+            self.paths[f"/api/v1/namespaces/{ns}/services/{svc}"] = {
+                "spec": {"clusterIP": ip, "ports": [{"name": port[0], "port": port[1]}]}}
+            self.paths[f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?{svc}"] = {
+                "items": [{"endpoints": [{"conditions": {"ready": ready}}]}]}
+
+    def rest(self, api: Any, method: str, path: str, *, query: dict[str, Any] | None = None, **_: Any) -> Any:
+        assert method == "GET", (method, path)
+        if path.endswith("/endpointslices"):
+            path += "?" + (query or {})["labelSelector"].split("=", 1)[1]
+        return self.paths.get(path)
+
+    def items(self, api: Any, path: str, **query: Any) -> list[dict[str, Any]]:
+        return (self.rest(api, "GET", path, query=query) or {}).get("items") or []
+
+
+@pytest.mark.parametrize(("storage", "nfs_ns"), [
+    ({"type": "nfs"}, "qhub"),
+    ({"type": "nfs", "server_namespace": "qhub-nfs"}, "qhub-nfs"),
+    ({"type": "existing", "storage_class": "efs"}, None),
+])
+def test_preflight_finds_the_nfs_service_where_the_server_runs(monkeypatch: pytest.MonkeyPatch,
+                                                               storage: dict[str, Any], nfs_ns: str | None) -> None:
+    fake = FakeCluster(nfs_ns)
+    monkeypatch.setattr(netcheck.kube, "_rest", fake.rest)
+    monkeypatch.setattr(netcheck.kube, "_items", fake.items)
+    hub, proxy, nfs = netcheck._preflight(None, cfg(storage=storage))
+    assert (hub, proxy) == (HUB, PROXY)
+    assert nfs == (NFS if nfs_ns else None), "no NFS target without the in-cluster server"
+
+
+def test_preflight_refuses_an_nfs_server_without_a_ready_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused connection to a server that is not up proves nothing, as for the hub."""
+    fake = FakeCluster("qhub-nfs", nfs_ready=False)
+    monkeypatch.setattr(netcheck.kube, "_rest", fake.rest)
+    monkeypatch.setattr(netcheck.kube, "_items", fake.items)
+    with pytest.raises(ClusterError, match=r"the NFS server \(qhub-nfs/qhub-nfs\) has no ready endpoint"):
+        netcheck._preflight(None, cfg(storage={"type": "nfs", "server_namespace": "qhub-nfs"}))
 
 
 @pytest.mark.parametrize(("dns", "proxy"), [(False, True), (True, False), (False, False)])

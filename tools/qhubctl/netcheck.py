@@ -9,7 +9,10 @@ user server's selector labels, so the release's user-server NetworkPolicy select
 - controls, which that policy allows and which must succeed, or the check proves nothing: DNS (the hub Service's
   name resolves to its ClusterIP) and the proxy's public port (the `<release>-proxy-public` Service);
 - the hub's internal port (the hub Service's 8081, which admits only the proxy and `qhub.dev/access-hub` pods)
-  and the cloud metadata address 169.254.169.254:80, which must not be reachable.
+  and the cloud metadata address 169.254.169.254:80, which must not be reachable;
+- with the in-cluster NFS server (storage.type nfs), its Service's port 2049, which must not be reachable either:
+  the server admits the node ranges (where kubelets mount from), pod addresses often fall in them, and it trusts
+  the uid a client sends, so the user servers' egress allowlist is what keeps them off.
 
 `decide` turns the probe results into a verdict (pure, unit-tested); `run_check` does the cluster part. The pod
 meets Pod Security `restricted` (the release namespace enforces it), runs the hub's own image (present and
@@ -165,15 +168,19 @@ def fullname(cfg: QHubConfig) -> str:
     return cfg.release_name[:40].rstrip("-")
 
 
-def targets(cfg: QHubConfig, hub: Endpoint, proxy: Endpoint) -> list[Target]:
-    """The probes: two controls the user servers' policy allows, two targets it denies."""
+def targets(cfg: QHubConfig, hub: Endpoint, proxy: Endpoint, nfs: Endpoint | None = None) -> list[Target]:
+    """The probes: two controls the user servers' policy allows, two targets it denies, and a third denied one,
+    the NFS server's Service, when the deployment runs it (`nfs`)."""
     name = fullname(cfg)
-    return [
+    found = [
         Target("DNS", "dns", f"{name}-hub.{cfg.namespace}.svc", 0, True, expect=hub[0]),
         Target("the proxy's public port", "tcp", proxy[0], proxy[1], True),
         Target("the hub's internal port", "tcp", hub[0], hub[1], False),
         Target("the cloud metadata address", "tcp", METADATA, 80, False),
     ]
+    if nfs:
+        found.append(Target("the NFS server", "tcp", nfs[0], nfs[1], False))
+    return found
 
 
 def canary_pod(cfg: QHubConfig, name: str, image: str, placement: dict[str, Any],
@@ -226,9 +233,9 @@ def run_check(api: Any, cfg: QHubConfig, *, timeout: float = 300,
     """Run the canary in the release namespace and judge it. Raises NotEnforcedError / InconclusiveError."""
     if not cfg.components.jupyterhub:
         raise UserError("qhubctl check probes the hub's NetworkPolicies; components.jupyterhub is off")
-    hub, proxy = _preflight(api, cfg)
+    hub, proxy, nfs = _preflight(api, cfg)
     image, placement = hub_image(api, cfg)
-    probes = targets(cfg, hub, proxy)
+    probes = targets(cfg, hub, proxy, nfs)
     base = f"/api/v1/namespaces/{cfg.namespace}/pods"
     for old in kube._items(api, base, labelSelector=f"{CANARY_LABEL}={CANARY}"):  # left by an interrupted run
         kube._rest(api, "DELETE", f"{base}/{old['metadata']['name']}", query={"gracePeriodSeconds": 0})
@@ -257,28 +264,42 @@ def run_check(api: Any, cfg: QHubConfig, *, timeout: float = 300,
     return report
 
 
-def _preflight(api: Any, cfg: QHubConfig) -> tuple[Endpoint, Endpoint]:
-    """The hub and proxy Services' addresses (their `http` ports), once the hub is ready and the user servers'
-    policy exists."""
+def _preflight(api: Any, cfg: QHubConfig) -> tuple[Endpoint, Endpoint, Endpoint | None]:
+    """The hub and proxy Services' addresses (their `http` ports), and the NFS server's (its `nfs` port) when the
+    deployment runs one, once the hub and that server are ready and the user servers' policy exists."""
     name, ns = fullname(cfg), cfg.namespace
     policy = kube._rest(api, "GET", f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}-singleuser")
     if policy is None:
         raise UserError(f"release {cfg.release_name} in {ns} has no NetworkPolicy {name}-singleuser",
                         hint="deploy first (`qhubctl deploy`); with helm, global.networkPolicy.enabled must be true")
-    addresses: list[Endpoint] = []
-    for svc in (f"{name}-hub", f"{name}-proxy-public"):
-        spec = (kube._rest(api, "GET", f"/api/v1/namespaces/{ns}/services/{svc}") or {}).get("spec") or {}
-        ports = [p for p in spec.get("ports") or [] if p.get("name") == "http"] or spec.get("ports") or []
-        if not spec.get("clusterIP") or not ports:
-            raise ClusterError(f"no Service {ns}/{svc} with an http port", hint="deploy first: `qhubctl deploy`")
-        addresses.append((str(spec["clusterIP"]), int(ports[0]["port"])))
+    hub = _service(api, ns, f"{name}-hub", "http")
+    proxy = _service(api, ns, f"{name}-proxy-public", "http")
+    _ready(api, ns, f"{name}-hub", "the hub")
+    if cfg.storage.type != "nfs":
+        return hub, proxy, None
+    nfs_ns = cfg.storage.server_namespace or ns
+    nfs = _service(api, nfs_ns, f"{name}-nfs", "nfs")
+    _ready(api, nfs_ns, f"{name}-nfs", "the NFS server")
+    return hub, proxy, nfs
+
+
+def _service(api: Any, ns: str, svc: str, port_name: str) -> Endpoint:
+    """A Service's ClusterIP and its port named `port_name` (else its first port)."""
+    spec = (kube._rest(api, "GET", f"/api/v1/namespaces/{ns}/services/{svc}") or {}).get("spec") or {}
+    ports = [p for p in spec.get("ports") or [] if p.get("name") == port_name] or spec.get("ports") or []
+    if not spec.get("clusterIP") or not ports:
+        raise ClusterError(f"no Service {ns}/{svc} with a port named {port_name}",
+                           hint="deploy first: `qhubctl deploy`")
+    return str(spec["clusterIP"]), int(ports[0]["port"])
+
+
+def _ready(api: Any, ns: str, svc: str, what: str) -> None:
+    """Refuse to probe a Service with no ready endpoint: a refused connection to it would prove nothing."""
     slices = kube._items(api, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
-                         labelSelector=f"kubernetes.io/service-name={name}-hub")
-    ready = [e for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")]
-    if not ready:
-        raise ClusterError(f"the hub ({ns}/{name}-hub) has no ready endpoint: a refused connection to it would "
-                           "prove nothing", hint="wait until `qhubctl status` shows the hub ready")
-    return addresses[0], addresses[1]
+                         labelSelector=f"kubernetes.io/service-name={svc}")
+    if not [e for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")]:
+        raise ClusterError(f"{what} ({ns}/{svc}) has no ready endpoint: a refused connection to it would prove "
+                           "nothing", hint=f"wait until `qhubctl status` shows {what} ready")
 
 
 FAILED_WAITING = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
