@@ -38,8 +38,8 @@ def check(
 ) -> None:
     """Check the cluster under the deployment. Storage: every StorageClass its volume claims use exists, and
     exactly one default class when the config names none. NetworkPolicies: a canary pod in the release
-    namespace, selected like a user server, must reach DNS and the proxy but not the hub's internal port or the
-    cloud metadata address. Exits 1 when a class is missing or policies are not enforced, 3 when the check could
+    namespace, selected like a user server, must reach DNS and the proxy but not the hub's internal port, the
+    in-cluster NFS server or the cloud metadata address. Exits 1 when a class is missing or policies are not enforced, 3 when the check could
     not decide."""
     cfg = load(config)
     path, context = kube_target(cfg, kubeconfig)
