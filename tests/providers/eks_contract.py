@@ -1,16 +1,23 @@
 """EKS add-ons for the AWS provider tests. The AWS emulator (moto) does not implement them, so a loopback proxy
-sits in front of moto: requests for `/clusters/<name>/addons...` are answered by a small stateful fake, every
-other request goes to moto unchanged (headers, status and body), so the provider's whole create -> plan ->
-destroy runs against one endpoint.
+sits in front of moto: requests for `/clusters/<name>/addons...` and `/addons/supported-versions` are answered by a
+small stateful fake, every other request goes to moto unchanged (headers, status and body), so the provider's whole
+create -> plan -> destroy runs against one endpoint.
 
 The fake checks each add-on request against botocore's EKS service model, the published contract boto3 is
-generated from (route and method, known members, required members, enum values, value types), and the
-configuration values against the part of each add-on's configuration schema (`aws eks
+generated from (route and method, known members, required members, enum values, value types, query parameters
+and their types), and the configuration values against the part of each add-on's configuration schema (`aws eks
 describe-addon-configuration --addon-name <add-on>`) it knows: for vpc-cni a JSON object whose
 `enableNetworkPolicy` is the string "true" or "false"; for aws-ebs-csi-driver `controller.k8sTagClusterId` (a
 string) and `node.tolerateAllTaints` (a boolean). Add-ons other than these two are refused, and so is an IAM role
 ARN that is not one. A request that breaks the contract is answered 400 and recorded in `violations`.
-Add-ons go away with their cluster, as on EKS.
+
+DescribeAddonVersions answers from `catalog` (a copy of CATALOG per fake, which a test may change): for each add-on
+two versions, each compatible with some of the Kubernetes versions the tests use, one marked default per
+Kubernetes version, 1.34's default newer than 1.33's; filtered by `addonName` and `kubernetesVersion` and paged by
+`maxResults`/`nextToken` like EKS. CreateAddon and UpdateAddon record the `addonVersion` asked for (in `asked`, and
+on the add-on; CreateAddon without one gets the default, as on EKS) and refuse, as EKS does (400
+InvalidParameterException, not a contract violation), a version the catalog has not for the cluster's Kubernetes
+version. Add-ons go away with their cluster, as on EKS.
 """
 
 from __future__ import annotations
@@ -32,13 +39,14 @@ import botocore.session
 from fakeapi import Violation
 
 MODEL = botocore.session.get_session().get_service_model("eks")
-OPERATIONS = ("CreateAddon", "DescribeAddon", "UpdateAddon", "ListAddons", "DeleteAddon")
+OPERATIONS = ("CreateAddon", "DescribeAddon", "UpdateAddon", "ListAddons", "DeleteAddon", "DescribeAddonVersions")
 ROUTES = []
 for _name in OPERATIONS:
     _op = MODEL.operation_model(_name)
     _pattern = re.sub(r"\\\{[^}]+\\\}", "([^/]+)", re.escape(_op.http["requestUri"]))
     ROUTES.append((_name, _op.http["method"], re.compile(f"^{_pattern}$")))
-ADDONS_PATH = re.compile(r"^/clusters/[^/]+/addons(/.*)?$")
+# the requests the fake answers (the others go to moto)
+ADDONS_PATH = re.compile(r"^(/clusters/[^/]+/addons(/.*)?|/addons/supported-versions)$")
 CLUSTER_PATH = re.compile(r"^/clusters/([^/]+)$")
 # The vpc-cni configuration schema's properties the fake knows (a subset of the add-on's published schema).
 VPC_CNI_KEYS = {"enableNetworkPolicy": ("true", "false"), "env": None, "nodeAgent": None, "resources": None,
@@ -47,6 +55,14 @@ VPC_CNI_KEYS = {"enableNetworkPolicy": ("true", "false"), "env": None, "nodeAgen
 EBS_CSI_KEYS: dict[str, dict[str, type]] = {"controller": {"k8sTagClusterId": str, "extraVolumeTags": dict},
                                            "node": {"tolerateAllTaints": bool}}
 ADDON_NAMES = ("vpc-cni", "aws-ebs-csi-driver")
+# DescribeAddonVersions' catalog: add-on -> [(version, {Kubernetes version: whether it is that version's default})]
+CATALOG: dict[str, list[tuple[str, dict[str, bool]]]] = {
+    "vpc-cni": [("v1.19.6-eksbuild.1", {"1.33": True}),
+                ("v1.20.4-eksbuild.2", {"1.33": False, "1.34": True})],
+    "aws-ebs-csi-driver": [("v1.45.0-eksbuild.2", {"1.33": True}),
+                           ("v1.48.0-eksbuild.1", {"1.33": False, "1.34": True})],
+}
+PAGE = 1  # add-ons per DescribeAddonVersions page without maxResults (small, so a client must follow nextToken)
 ROLE_ARN = re.compile(r"^arn:aws:iam::[0-9]{12}:role/.+$")
 
 
@@ -92,9 +108,15 @@ def validate(method: str, path: str, query: dict[str, list[str]], body: Any) -> 
     op = MODEL.operation_model(name)
     members = op.input_shape.members
     located = {n: s.serialization.get("location") for n, s in members.items()}
-    for key in query:
-        if not any(s.serialization.get("name", n) == key and located[n] == "querystring" for n, s in members.items()):
+    for key, values in query.items():
+        shape = next((s for n, s in members.items()
+                      if s.serialization.get("name", n) == key and located[n] == "querystring"), None)
+        if shape is None:
             raise Violation(f"{name}: query parameter {key} is not in the model")
+        if shape.type_name == "integer" and not all(v.isdigit() for v in values):
+            raise Violation(f"{name}: query parameter {key} is not an integer: {values}")
+        if shape.type_name != "list" and len(values) != 1:
+            raise Violation(f"{name}: query parameter {key} given {len(values)} times")
     body = body or {}
     if not isinstance(body, dict):
         raise Violation(f"{name}: the body is not a JSON object")
@@ -157,17 +179,53 @@ class FakeAddons:
     def __init__(self, moto_url: str) -> None:
         self.moto = moto_url
         self.addons: dict[tuple[str, str], dict[str, Any]] = {}
+        self.catalog = {name: [(v, dict(k8s)) for v, k8s in versions] for name, versions in CATALOG.items()}
         self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.asked: list[tuple[str, str, str | None]] = []  # (CreateAddon|UpdateAddon, add-on, addonVersion asked)
         self.violations: list[str] = []
 
-    def _cluster_exists(self, name: str) -> bool:
+    def _cluster(self, name: str) -> dict[str, Any] | None:
         eks = boto3.client("eks", endpoint_url=self.moto, region_name="us-east-1", aws_access_key_id="fake",
                            aws_secret_access_key="fake")
         try:
-            eks.describe_cluster(name=name)
-            return True
+            return dict(eks.describe_cluster(name=name)["cluster"])
         except eks.exceptions.ResourceNotFoundException:
-            return False
+            return None
+
+    def default(self, addon: str, kubernetes: str) -> str | None:
+        return next((v for v, k8s in self.catalog[addon] if k8s.get(kubernetes)), None)
+
+    def supported_versions(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """DescribeAddonVersions: the catalog's add-ons (one, with addonName) with their versions compatible with
+        kubernetesVersion (all without it), a page of maxResults add-ons at a time."""
+        name, kubernetes = (query.get(k, [None])[0] for k in ("addonName", "kubernetesVersion"))
+        found = []
+        for addon, versions in sorted(self.catalog.items()):
+            items = [{"addonVersion": v, "architecture": ["amd64", "arm64"], "requiresConfiguration": False,
+                      "compatibilities": [{"clusterVersion": k, "platformVersions": ["*"], "defaultVersion": d}
+                                          for k, d in k8s.items()]}
+                     for v, k8s in versions if kubernetes is None or kubernetes in k8s]
+            if (name is None or addon == name) and items:
+                found.append({"addonName": addon, "type": "networking" if addon == "vpc-cni" else "storage",
+                              "addonVersions": items, "publisher": "eks", "owner": "aws"})
+        start = int(query.get("nextToken", ["0"])[0])
+        size = int(query.get("maxResults", [str(PAGE)])[0])
+        page: dict[str, Any] = {"addons": found[start:start + size]}
+        if start + size < len(found):
+            page["nextToken"] = str(start + size)
+        check_shape(page, MODEL.operation_model("DescribeAddonVersions").output_shape, "the fake's answer")
+        return page
+
+    def _refused_version(self, operation: str, addon: str, body: dict[str, Any],
+                         kubernetes: str) -> tuple[int, str, Any] | None:
+        """Records the addonVersion a CreateAddon/UpdateAddon asked for; EKS's answer to one it has not for the
+        cluster's Kubernetes version, else None."""
+        version = body.get("addonVersion")
+        self.asked.append((operation, addon, version))
+        if version is None or kubernetes in dict(self.catalog[addon]).get(version, {}):
+            return None
+        return 400, "InvalidParameterException", {
+            "message": f"Addon version specified is not supported: {addon} {version} on Kubernetes {kubernetes}"}
 
     def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, str, Any]:
         """(status, error type or "", payload)."""
@@ -177,8 +235,11 @@ class FakeAddons:
             self.violations.append(f"{method} {path}: {exc}")
             return 400, "InvalidParameterException", {"message": f"contract violation: {exc}"}
         self.calls.append((name, args))
+        if name == "DescribeAddonVersions":
+            return 200, "", self.supported_versions(query)
         cluster = args[0]
-        if not self._cluster_exists(cluster):
+        found = self._cluster(cluster)
+        if found is None:
             return 404, "ResourceNotFoundException", {"message": f"No cluster found for name: {cluster}."}
         if name == "ListAddons":
             return 200, "", {"addons": sorted(a for c, a in self.addons if c == cluster)}
@@ -186,9 +247,13 @@ class FakeAddons:
             key = (cluster, body["addonName"])
             if key in self.addons:
                 return 409, "ResourceInUseException", {"message": f"Addon already exists: {key[1]}"}
+            refused = self._refused_version(name, key[1], body, found["version"])
+            if refused:
+                return refused
             now = time.time()
             self.addons[key] = {
-                "addonName": key[1], "clusterName": cluster, "status": "CREATING", "addonVersion": "v1.20.4-eksbuild.2",
+                "addonName": key[1], "clusterName": cluster, "status": "CREATING",
+                "addonVersion": body.get("addonVersion") or self.default(key[1], found["version"]),
                 "health": {"issues": []}, "createdAt": now, "modifiedAt": now, "tags": dict(body.get("tags") or {}),
                 "addonArn": f"arn:aws:eks:us-east-1:123456789012:addon/{cluster}/{key[1]}/0",
                 "configurationValues": body.get("configurationValues", ""),
@@ -203,8 +268,11 @@ class FakeAddons:
             addon["status"] = {"CREATING": "ACTIVE", "UPDATING": "ACTIVE"}.get(addon["status"], addon["status"])
             return 200, "", {"addon": shown}
         if name == "UpdateAddon":
+            refused = self._refused_version(name, args[1], body, found["version"])
+            if refused:
+                return refused
             addon.update(status="UPDATING", modifiedAt=time.time())
-            for key in ("configurationValues", "serviceAccountRoleArn"):
+            for key in ("configurationValues", "serviceAccountRoleArn", "addonVersion"):
                 if key in body:
                     addon[key] = body[key]
             return 200, "", {"update": {"id": "u-1", "status": "InProgress", "type": "AddonUpdate", "errors": []}}

@@ -1,13 +1,18 @@
 """AWS end to end against moto in server mode on loopback: create -> plan empty -> change a max -> apply updates
 only that group -> destroy -> the emulator lists nothing of ours; plus credentials, permission and quota errors.
-EKS add-ons (the VPC CNI with its network policy agent, the EBS CSI driver) are answered by eks_contract's fake in
-front of moto (moto has no add-ons). moto runs no Kubernetes, so the cluster add-on release is not installed here:
-the test records what `cluster create` and `destroy` hand to qhubctl.addons and renders those values with the
-add-on chart (the release itself is installed on the local cluster by tests/cluster/test_cluster_addons.py)."""
+EKS add-ons (the VPC CNI with its network policy agent, the EBS CSI driver) and their versions are answered by
+eks_contract's fake in front of moto (moto has no add-ons): created at EKS's default version for the cluster's
+Kubernetes version, moved by `cluster create` and `qhubctl upgrade` when that default changes. moto runs no
+Kubernetes, so the cluster add-on release is not installed here: the test records what `cluster create` and
+`destroy` hand to qhubctl.addons and renders those values with the add-on chart (the release itself is installed
+on the local cluster by tests/cluster/test_cluster_addons.py)."""
 
 from __future__ import annotations
 
 import json
+import os
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,8 +41,8 @@ def run(*args: str) -> Any:
 
 
 def write_config(path: Path, worker_max: int = 5, tags: dict[str, str] | None = None,
-                 api_cidrs: list[str] | None = None) -> Path:
-    cluster: dict[str, Any] = {"provider": "aws", "region": REGION, "kubernetes_version": "1.33"}
+                 api_cidrs: list[str] | None = None, kubernetes_version: str = "1.33") -> Path:
+    cluster: dict[str, Any] = {"provider": "aws", "region": REGION, "kubernetes_version": kubernetes_version}
     if tags:
         cluster["tags"] = tags
     if api_cidrs:
@@ -164,8 +169,16 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, addon_release: list[
     general = next(i for i, line in enumerate(planned_lines) if line.startswith("+ nodegroup general"))
     assert planned_lines.index("+ iam-role demo-ebs-csi-driver") < general < planned_lines.index(ebs_line), \
         created.output
-    assert [c for c, _ in eks_addons.calls if c != "DescribeAddon"] == ["CreateAddon", "CreateAddon"]
+    assert [c for c, _ in eks_addons.calls if c not in ("DescribeAddon", "DescribeAddonVersions")] == \
+        ["CreateAddon", "CreateAddon"]
+    # both at EKS's default version for Kubernetes 1.33, asked for by version and shown in the plan
+    cni_133, ebs_133, cni_134, ebs_134 = (eks_addons.default(name, k8s) for k8s in ("1.33", "1.34")
+                                          for name in ("vpc-cni", "aws-ebs-csi-driver"))
+    assert eks_addons.asked == [("CreateAddon", "vpc-cni", cni_133), ("CreateAddon", "aws-ebs-csi-driver", ebs_133)]
+    assert f"    version: (none) -> {cni_133}" in created.output, created.output
+    assert f"    version: (none) -> {ebs_133}" in created.output
     ebs = eks_addons.addons[("demo", "aws-ebs-csi-driver")]
+    assert (addon["addonVersion"], ebs["addonVersion"]) == (cni_133, ebs_133)
     assert json.loads(ebs["configurationValues"]) == {"controller": {"k8sTagClusterId": "demo"},
                                                       "node": {"tolerateAllTaints": True}}
     assert ebs["status"] == "ACTIVE" and ebs["tags"]["qhub.dev/project"] == "demo"
@@ -254,7 +267,8 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, addon_release: list[
     assert run("cluster", "plan", "-c", str(config)).exit_code == 0
 
     # widen the API's public ranges: the plan names the endpoint, apply changes it and nothing else
-    write_config(config, worker_max=8, api_cidrs=["198.51.100.0/24", "203.0.113.0/24"])
+    cidrs = ["198.51.100.0/24", "203.0.113.0/24"]
+    write_config(config, worker_max=8, api_cidrs=cidrs)
     planned = run("cluster", "plan", "-c", str(config))
     assert planned.exit_code == 2, planned.output
     assert "~ eks-endpoint demo" in planned.output
@@ -285,8 +299,15 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, addon_release: list[
                 {"serviceAccountRoleArn": "demo-ebs-csi-driver"}):
         with pytest.raises(botocore.exceptions.ClientError, match="contract violation"):
             eks_client.update_addon(clusterName="demo", addonName="aws-ebs-csi-driver", **bad)
-    assert len(eks_addons.violations) == 5
+    with pytest.raises(botocore.exceptions.ClientError) as refused:  # EKS has no such version for Kubernetes 1.33
+        eks_client.update_addon(clusterName="demo", addonName="vpc-cni", addonVersion="v1.99.0-eksbuild.1")
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterException", refused.value
+    with pytest.raises(urllib.error.HTTPError, match="400"):  # DescribeAddonVersions has no `addonNames`
+        urllib.request.urlopen(f"{os.environ['AWS_ENDPOINT_URL_EKS']}/addons/supported-versions?addonNames=x")
+    assert len(eks_addons.violations) == 6
     eks_addons.violations.clear()
+    pages = eks_client.get_paginator("describe_addon_versions").paginate(kubernetesVersion="1.33")
+    assert [a["addonName"] for page in pages for a in page["addons"]] == ["aws-ebs-csi-driver", "vpc-cni"]
 
     # the EBS CSI driver's configuration changed by hand: the plan names it, apply puts it back
     ebs["configurationValues"] = json.dumps({"controller": {"k8sTagClusterId": "demo"}})
@@ -296,6 +317,49 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, addon_release: list[
     assert json.loads(eks_addons.addons[("demo", "aws-ebs-csi-driver")]["configurationValues"])["node"] == {
         "tolerateAllTaints": True}
     assert run("cluster", "plan", "-c", str(config)).exit_code == 0
+
+    # a newer Kubernetes version: the plan upgrades the cluster, then moves both add-ons to EKS's default for it
+    # (planned only: moto has no UpdateClusterVersion)
+    write_config(config, worker_max=8, api_cidrs=cidrs, kubernetes_version="1.34")
+    planned = run("cluster", "plan", "-c", str(config))
+    assert planned.exit_code == 2, planned.output
+    assert [line for line in planned.output.splitlines() if line[:1] in "+~-" or line.startswith("    ")] == [
+        "~ eks-cluster demo", "    version: 1.33 -> 1.34",
+        "~ eks-addon vpc-cni", f"    version: {cni_133} -> {cni_134}",
+        "~ eks-addon aws-ebs-csi-driver", f"    version: {ebs_133} -> {ebs_134}"], planned.output
+    # upgrade keeps to the versions for the Kubernetes version the cluster runs, and says what moves them on
+    asked = len(eks_addons.asked)
+    upgraded = run("upgrade", "-c", str(config), "--yes")
+    text = " ".join(upgraded.output.split())
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "cluster demo runs Kubernetes 1.33, the config asks for 1.34" in text
+    assert "`qhubctl cluster create` upgrades the cluster, then its add-ons" in text
+    assert "managed add-ons (vpc-cni, aws-ebs-csi-driver): up to date" in text
+    assert eks_addons.asked[asked:] == [] and addon_release[-1][0] == "ensure", "then the add-on release"
+
+    # EKS makes the newer vpc-cni the default for 1.33: the plan names only that, `qhubctl upgrade` applies it
+    write_config(config, worker_max=8, api_cidrs=cidrs)
+    for version, compat in eks_addons.catalog["vpc-cni"]:
+        compat["1.33"] = version == cni_134
+    planned = run("cluster", "plan", "-c", str(config))
+    assert planned.exit_code == 2, planned.output
+    assert [line for line in planned.output.splitlines() if line[:1] in "+~-" or line.startswith("    ")] == [
+        "~ eks-addon vpc-cni", f"    version: {cni_133} -> {cni_134}"], planned.output
+    upgraded = run("upgrade", "-c", str(config), "--yes")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"updated eks-addon vpc-cni: version: {cni_133} -> {cni_134}" in upgraded.output
+    assert eks_addons.asked[asked:] == [("UpdateAddon", "vpc-cni", cni_134)]
+    moved = eks_addons.addons[("demo", "vpc-cni")]
+    assert moved["addonVersion"] == cni_134
+    assert json.loads(moved["configurationValues"])["enableNetworkPolicy"] == "true", "the agent stays on"
+    assert run("cluster", "plan", "-c", str(config)).exit_code == 0
+    # ... and the newer EBS CSI driver: `cluster create` applies it the same way
+    for version, compat in eks_addons.catalog["aws-ebs-csi-driver"]:
+        compat["1.33"] = version == ebs_134
+    applied = run("cluster", "create", "-c", str(config), "--yes")
+    assert applied.exit_code == 0 and f"    version: {ebs_133} -> {ebs_134}" in applied.output, applied.output
+    assert eks_addons.addons[("demo", "aws-ebs-csi-driver")]["addonVersion"] == ebs_134
+    assert groups() == after_groups and run("cluster", "plan", "-c", str(config)).exit_code == 0
 
     # resources Kubernetes made (load balancers, their security group, a PVC's volume) are removed by destroy
     make_cluster_owned_resources(subnets[0]["VpcId"])
@@ -314,7 +378,7 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, addon_release: list[
     assert again.exit_code == 0 and "nothing to destroy" in again.output
 
 
-def test_quota_error_is_clear(aws_env: Emulator, tmp_path: Path) -> None:
+def test_quota_error_is_clear(eks_addons: FakeAddons, tmp_path: Path) -> None:
     """EC2 allows 50 tags per resource: 49 extra tags + QHub's own go over it; the emulator enforces it."""
     config = write_config(tmp_path / "c.yaml", tags={f"team-{i}": "x" for i in range(49)})
     result = run("cluster", "create", "-c", str(config), "--yes")

@@ -1,7 +1,8 @@
 """qhubctl.addons without a cluster: which providers get a release at all, when `ensure` installs, upgrades or
 leaves the release alone, what `qhubctl status` says about autoscaling on each provider, `upgrade` and `cluster
-destroy` where no cluster can be reached, `cluster destroy` on an existing cluster (only the release goes) and on a
-cloud (the release is named with what it removed), and the docs naming every pinned image."""
+destroy` where no cluster can be reached, `upgrade` moving the cloud's managed add-ons (asking first) before the
+release, `cluster destroy` on an existing cluster (only the release goes) and on a cloud (the release is named with
+what it removed), and the docs naming every pinned image."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from qhubctl.commands import cluster as cluster_cmd
 from qhubctl.config import PROVIDERS, load_config, parse_config
 from qhubctl.errors import QHubError
 from qhubctl.helm import Deployed
-from qhubctl.providers.base import Action, AddonFacts, Plan
+from qhubctl.providers.base import Action, AddonFacts, Plan, Provider
 
 pytestmark = pytest.mark.unit
 FACTS = AddonFacts("demo", "us-east-1", {"cluster-autoscaler": "arn:aws:iam::123456789012:role/qhub/demo/x"})
@@ -133,6 +134,49 @@ def test_upgrade_without_a_cluster_migrates_the_file_and_says_why_the_add_ons_wa
     assert "cluster add-ons not upgraded: no kubeconfig for this cluster" in result.output
     skipped = CliRunner().invoke(app, ["upgrade", "-c", str(config), "--no-addons"])
     assert skipped.exit_code == 0 and "add-ons" not in skipped.output, skipped.output
+
+
+def test_upgrade_asks_before_moving_managed_add_ons_and_says_what_moved(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`qhubctl upgrade` applies the provider's add-on plan (EKS's managed add-ons; against the EKS fake in
+    tests/providers/test_aws.py), asking first like `cluster create`: without --yes and a terminal nothing moves,
+    not even the add-on release after it."""
+    from qhubctl import providers
+
+    moved = Plan("aws", "demo", [Action("update", "eks-addon", "vpc-cni", {"version": ("v1.19.6", "v1.20.4")})])
+    plans = [moved, Plan("aws", "demo")]
+    applied: list[Plan] = []
+    released: list[str] = []
+
+    class Cloud(Provider):  # the AWS provider's managed add-ons without AWS
+        name = "aws"
+        managed_addons = ("vpc-cni", "aws-ebs-csi-driver")
+        # the rest of the interface is not called by upgrade
+        check_credentials = destroy_plan = destroy = kubeconfig = plan = None  # type: ignore[assignment]
+
+        def addon_plan(self) -> Plan:
+            return plans.pop(0)
+
+        def apply(self, plan: Plan) -> None:
+            applied.append(plan)
+
+    monkeypatch.setattr(providers, "get", lambda cfg, log=print: Cloud(cfg, log))
+    monkeypatch.setattr(addons, "ensure_for", lambda provider, path, context, say: released.append(path) or True)
+    kubeconfig = tmp_path / "demo.kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\n")
+    path = tmp_path / "qhub-config.yaml"
+    path.write_text(yaml.safe_dump({"schema_version": 2, "project_name": "demo",
+                                    "cluster": {"provider": "aws", "region": "us-east-1"}}))
+
+    refused = CliRunner().invoke(app, ["upgrade", "-c", str(path), "--kubeconfig", str(kubeconfig)])
+    assert refused.exit_code != 0 and "needs confirmation" in refused.output, refused.output
+    assert "~ eks-addon vpc-cni" in refused.output and applied == [] and released == []
+
+    plans[:] = [moved, Plan("aws", "demo")]
+    done = CliRunner().invoke(app, ["upgrade", "-c", str(path), "--kubeconfig", str(kubeconfig), "--yes"])
+    assert done.exit_code == 0, done.output
+    assert applied == [moved] and released == [str(kubeconfig)], "the managed add-ons, then the release"
+    assert "updated eks-addon vpc-cni: version: v1.19.6 -> v1.20.4" in done.output
 
 
 def test_destroy_of_an_unreachable_cluster_notes_the_release_and_goes_on(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,7 @@
-"""upgrade: migrate the config file to the current schema version; upgrade the cluster add-on release (where
-qhubctl installs one) to the chart this qhubctl carries; with --homes, hand pre-uid homes to their users."""
+"""upgrade: migrate the config file to the current schema version; bring the cloud's managed add-ons (EKS: vpc-cni,
+aws-ebs-csi-driver) to the versions EKS recommends for the cluster's Kubernetes version, and the cluster add-on
+release (where qhubctl installs one) to the chart this qhubctl carries; with --homes, hand pre-uid homes to their
+users."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from qhubctl.commands._common import (
 )
 from qhubctl.config.migrate import upgrade_file
 from qhubctl.config.model import SCHEMA_VERSION, QHubConfig
-from qhubctl.errors import UserError
+from qhubctl.errors import QHubError, UserError
+from qhubctl.providers.base import Provider
 
 
 @handles_errors
@@ -34,15 +37,17 @@ def upgrade(
     timeout: int = typer.Option(1800, "--timeout", help="Seconds the --homes Job may take."),
     with_addons: bool = typer.Option(
         True, "--addons/--no-addons",
-        help="Also upgrade the cluster add-on release where qhubctl installs one (EKS), when a kubeconfig for the "
-             "cluster is found; --no-addons migrates the file only.",
+        help="Also upgrade the cluster's add-ons, when a kubeconfig for the cluster is found: EKS's managed add-ons "
+             "to the versions EKS recommends for its Kubernetes version (asks first, unless --yes), and the add-on "
+             "release where qhubctl installs one; --no-addons migrates the file only.",
     ),
     yes: bool = YesOpt,
     kubeconfig: Path | None = KubeconfigOpt,
 ) -> None:
     """Migrate an older config step by step to the current schema_version, keeping a backup of the old file; bring
-    the cluster add-on release (EKS: cluster-autoscaler, StorageClass, NVIDIA device plugin) to this qhubctl's chart;
-    with --homes, also migrate the homes on the cluster."""
+    EKS's managed add-ons (vpc-cni, aws-ebs-csi-driver) to EKS's default versions for the cluster's Kubernetes
+    version and the cluster add-on release (EKS: cluster-autoscaler, StorageClass, NVIDIA device plugin) to this
+    qhubctl's chart; with --homes, also migrate the homes on the cluster."""
     start, changes, backup = upgrade_file(config)
     if backup is None:
         out.print(f"{config} is already at schema_version {SCHEMA_VERSION}; nothing to do")
@@ -51,8 +56,8 @@ def upgrade(
         for line in changes:
             out.print(f"  - {line}", markup=False)
     cfg = load(config)
-    if with_addons and addons.parts(cfg):
-        upgrade_addons(cfg, kubeconfig)
+    if with_addons:
+        upgrade_addons(cfg, kubeconfig, yes)
     if backup is not None and not migrate_homes:
         out.print(f"next: `qhubctl validate -c {config}`, then `qhubctl deploy -c {config} --dry-run` to see what "
                   "changes in the cluster", markup=False)
@@ -71,9 +76,13 @@ def upgrade(
     out.print(f"homes migrated in {outcome.seconds:.1f}s")
 
 
-def upgrade_addons(cfg: QHubConfig, kubeconfig: Path | None) -> None:
-    """The add-on release with this qhubctl's chart and the config's settings (the cloud's credentials give its
-    IAM roles). Without a kubeconfig for the cluster (none created yet) it says so and does nothing."""
+def upgrade_addons(cfg: QHubConfig, kubeconfig: Path | None, yes: bool) -> None:
+    """The cloud's managed add-ons at their wanted versions, then the add-on release with this qhubctl's chart and
+    the config's settings (the cloud's credentials give its IAM roles). Without a kubeconfig for the cluster (none
+    created yet) it says so and does nothing; nothing at all where the cluster gets no add-on."""
+    provider = providers.get(cfg, log=_say)
+    if not addons.parts(cfg) and not provider.managed_addons:
+        return
     try:
         path, context = kube_target(cfg, kubeconfig)
     except UserError as exc:  # no cluster yet: a config migration needs none (a --kubeconfig given must work)
@@ -82,7 +91,28 @@ def upgrade_addons(cfg: QHubConfig, kubeconfig: Path | None) -> None:
         out.print(f"cluster add-ons not upgraded: {exc.message}; `qhubctl cluster create` installs them",
                   markup=False)
         return
-    addons.ensure_for(providers.get(cfg, log=_say), path, context, _say)
+    if provider.managed_addons:
+        upgrade_managed_addons(provider, yes)
+    addons.ensure_for(provider, path, context, _say)
+
+
+def upgrade_managed_addons(provider: Provider, yes: bool) -> None:
+    """Apply the provider's add-on plan (versions for the Kubernetes version the cluster runs), asking first, and
+    say what changed."""
+    names = ", ".join(provider.managed_addons)
+    plan = provider.addon_plan()
+    if not plan.changed:
+        _say(f"managed add-ons ({names}): up to date for the cluster's Kubernetes version")
+        return
+    _say(plan.render())
+    confirm(f"apply {len(plan.actions)} change(s) to the managed add-ons of cluster {plan.cluster}?", yes)
+    provider.apply(plan)
+    after = provider.addon_plan()
+    if after.changed:
+        raise QHubError("the managed add-ons still differ after the update:\n" + after.render(),
+                        hint="run `qhubctl upgrade` again; EKS may still be updating them")
+    for action in plan.actions:
+        _say(f"updated {action.kind} {action.name}: " + "; ".join(line.strip() for line in action.lines()[1:]))
 
 
 def _say(line: str) -> None:

@@ -211,6 +211,9 @@ class Provider(ABC):
     is called."""
 
     name: str = ""
+    # The cloud's own add-ons this provider creates and keeps at their wanted versions (EKS managed add-ons);
+    # `addon_plan` brings them there. Empty where qhubctl manages none.
+    managed_addons: tuple[str, ...] = ()
 
     def __init__(self, cfg: QHubConfig, log: Log = print) -> None:
         self.cfg = cfg
@@ -243,6 +246,11 @@ class Provider(ABC):
     @abstractmethod
     def kubeconfig(self) -> dict[str, Any]:
         """A kubeconfig (as data) for the cluster that needs no cloud CLI."""
+
+    def addon_plan(self) -> Plan:
+        """Only the changes that bring the `managed_addons` of the running cluster to their wanted versions and
+        settings (`qhubctl upgrade` applies it with `apply`); empty where there are none or no cluster exists."""
+        return Plan(self.name, self.cluster_name)
 
     def addon_facts(self) -> AddonFacts:
         """What the cluster add-on chart needs from the cloud (qhubctl.addons): the cluster's name, region and the

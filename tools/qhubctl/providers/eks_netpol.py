@@ -5,7 +5,8 @@ EKS clusters run the Amazon VPC CNI, which ignores NetworkPolicies unless its ne
 CNI as an EKS managed add-on with the configuration value `enableNetworkPolicy: "true"`, which turns the agent on
 and keeps it on across add-on upgrades. The add-on uses the node role's AmazonEKS_CNI_Policy (providers.aws.iam). An
 existing cluster's add-on gets the value added to its own configuration values (the others are kept).
-`qhubctl check` proves the result on the running cluster.
+`qhubctl check` proves the result on the running cluster. The add-on's version is pinned like the EBS CSI driver's
+(providers.eks_addon_versions: EKS's default for the cluster's Kubernetes version).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from typing import Any
 
 from qhubctl.errors import QHubError
+from qhubctl.providers import eks_addon_versions as versions
 from qhubctl.providers.base import Action, Log, wait_until
 
 ADDON = "vpc-cni"
@@ -37,14 +39,18 @@ def config_values(addon: dict[str, Any]) -> dict[str, Any]:
     return dict(found) if isinstance(found, dict) else {}
 
 
-def plan_actions(addon: dict[str, Any] | None) -> list[Action]:
-    """Pure: the add-on to create, or its configuration to update, so the network policy agent runs."""
+def plan_actions(addon: dict[str, Any] | None, version: str) -> list[Action]:
+    """Pure: the add-on to create at `version` (the wanted one), or its configuration or version to update, so
+    the network policy agent runs."""
     if addon is None:
-        return [Action("create", KIND, ADDON, detail=f"network policy agent on: {SETTING}=true")]
+        return [Action("create", KIND, ADDON, versions.version_change(None, version),
+                       detail=f"network policy agent on: {SETTING}=true")]
+    changes: dict[str, tuple[Any, Any]] = {}
     have = str(config_values(addon).get(SETTING, "false")).lower()
     if have != "true":
-        return [Action("update", KIND, ADDON, {SETTING: (have, "true")})]
-    return []
+        changes[SETTING] = (have, "true")
+    changes.update(versions.version_change(addon, version))
+    return [Action("update", KIND, ADDON, changes)] if changes else []
 
 
 def describe(eks: Any, cluster: str, addon: str = ADDON) -> dict[str, Any] | None:
@@ -56,16 +62,18 @@ def describe(eks: Any, cluster: str, addon: str = ADDON) -> dict[str, Any] | Non
 
 
 def apply(eks: Any, cluster: str, action: Action, tags: dict[str, str], log: Log) -> None:
-    """Create the add-on or add the setting to its configuration, then wait until it has settled."""
+    """Create the add-on or add the setting to its configuration, at the version the plan chose, then wait until
+    it has settled."""
+    pin = versions.pinned(action)
     # OVERWRITE: the cluster's bootstrap installed aws-node itself; the managed add-on takes over its fields
     if action.op == "create":
         eks.create_addon(clusterName=cluster, addonName=ADDON, resolveConflicts="OVERWRITE", tags=dict(tags),
-                         configurationValues=json.dumps({SETTING: "true"}))
+                         configurationValues=json.dumps({SETTING: "true"}), **pin)
     else:
         current = describe(eks, cluster) or {}
         values = {**config_values(current), SETTING: "true"}
         eks.update_addon(clusterName=cluster, addonName=ADDON, resolveConflicts="OVERWRITE",
-                         configurationValues=json.dumps(values, sort_keys=True))
+                         configurationValues=json.dumps(values, sort_keys=True), **pin)
     wait_settled(eks, cluster, ADDON, log)
 
 

@@ -6,6 +6,9 @@ roles live under the path `/qhub/<project_name>/`, so plan and destroy find them
 
 NetworkPolicies are enforced by the VPC CNI's network policy agent: the vpc-cni managed add-on with
 enableNetworkPolicy (providers.eks_netpol), created right after the cluster and before any node group.
+Both managed add-ons (vpc-cni, aws-ebs-csi-driver) are pinned to EKS's default version for the Kubernetes version
+(providers.eks_addon_versions): `plan` for the config's version, `addon_plan` (`qhubctl upgrade`) for the version
+the cluster runs.
 
 One module per concern; this one plans, and carries plans out through the two dispatch tables below:
 - `errors`: botocore failures as messages (explain, aws_errors)
@@ -28,7 +31,7 @@ from typing import Any
 
 from qhubctl.config.model import QHubConfig
 from qhubctl.errors import QHubError
-from qhubctl.providers import eks_netpol
+from qhubctl.providers import eks_addon_versions, eks_netpol
 from qhubctl.providers.aws import ebs_csi, eks, groups, iam, network, teardown
 from qhubctl.providers.aws.account import Account, Observed
 from qhubctl.providers.aws.eks import public_cidrs
@@ -77,6 +80,7 @@ DESTROY: dict[str, Callable[[Account, str], None]] = {
 
 class AWS(Provider):
     name = "aws"
+    managed_addons = (eks_netpol.ADDON, ebs_csi.ADDON)
 
     def __init__(self, cfg: QHubConfig, log: Log = print) -> None:
         super().__init__(cfg, log)
@@ -103,14 +107,40 @@ class AWS(Provider):
 
     def plan_actions(self, seen: Observed) -> list[Action]:
         acc = self.account
+        # the add-ons' versions for the config's Kubernetes version: the plan upgrades the cluster before them
+        want = self._addon_versions(acc.cfg.cluster.kubernetes_version)
         actions = network.plan(acc, seen)
         for short in iam.BASE_ROLES:
             actions += iam.role_actions(acc, seen, short)
         actions += eks.plan(acc, seen)
+        actions += eks_netpol.plan_actions(seen.addon, want[eks_netpol.ADDON])  # before any node joins
         for short in iam.IRSA_ROLES:  # each trusts the OIDC provider planned above
             actions += iam.role_actions(acc, seen, short)
         actions += groups.plan(acc, seen)
-        return actions + ebs_csi.plan(acc, seen)  # its controller runs on a node
+        return actions + ebs_csi.plan(acc, seen, want[ebs_csi.ADDON])  # its controller runs on a node
+
+    @aws_errors
+    def addon_plan(self) -> Plan:
+        """Updates of the managed add-ons only (their versions, and settings changed by hand), with the versions
+        for the Kubernetes version the cluster runs now, so EKS takes them before the cluster is upgraded. Nothing
+        without a cluster, and no add-on created: that is `cluster create`'s."""
+        seen = Observed()
+        eks.observe(self.account, seen)
+        if not seen.cluster:
+            return Plan(self.name, self.cluster_name)
+        running, asked = seen.cluster["version"], self.cfg.cluster.kubernetes_version
+        if running != asked:
+            self.log(f"cluster {self.cluster_name} runs Kubernetes {running}, the config asks for {asked}: add-on "
+                     f"versions here are those for {running}; `qhubctl cluster create` upgrades the cluster, then "
+                     "its add-ons")
+        want = self._addon_versions(running)
+        actions = eks_netpol.plan_actions(seen.addon, want[eks_netpol.ADDON])
+        actions += ebs_csi.plan(self.account, seen, want[ebs_csi.ADDON])
+        return Plan(self.name, self.cluster_name, [a for a in actions if a.op == "update"])
+
+    def _addon_versions(self, kubernetes_version: str) -> dict[str, str]:
+        eks_client = self.account.client("eks")
+        return {name: eks_addon_versions.wanted(eks_client, name, kubernetes_version) for name in self.managed_addons}
 
     @aws_errors
     def apply(self, plan: Plan) -> None:

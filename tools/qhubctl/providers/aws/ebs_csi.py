@@ -7,8 +7,10 @@ the add-on with its IRSA role `<project>-ebs-csi-driver` (AWS's AmazonEBSCSIDriv
   which is how `cluster destroy` finds the volumes of claims (teardown);
 - `node.tolerateAllTaints: true`: its node DaemonSet also runs on the tainted user, worker and GPU groups, so a
   volume can attach on any node.
-The default StorageClass that uses it (gp3, encrypted) is in the cluster add-on chart (qhubctl.addons). The add-on
-goes with the cluster when EKS deletes it; the role is deleted with the project's other roles.
+Its version is EKS's default for the cluster's Kubernetes version (providers.eks_addon_versions), moved by `cluster
+create` and `qhubctl upgrade` when that default changes. The default StorageClass that uses it (gp3, encrypted) is
+in the cluster add-on chart (qhubctl.addons). The add-on goes with the cluster when EKS deletes it; the role is
+deleted with the project's other roles.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from qhubctl.providers import eks_addon_versions as versions
 from qhubctl.providers import eks_netpol
 from qhubctl.providers.aws import iam
 from qhubctl.providers.aws.account import Account, Observed
@@ -29,12 +32,14 @@ def configuration(cluster: str) -> dict[str, Any]:
     return {"controller": {"k8sTagClusterId": cluster}, "node": {"tolerateAllTaints": True}}
 
 
-def plan(acc: Account, seen: Observed) -> list[Action]:
-    """Create the add-on, or put back its role and configuration when they differ."""
+def plan(acc: Account, seen: Observed, version: str) -> list[Action]:
+    """Create the add-on at `version` (the wanted one), or put back its role and configuration when they differ and
+    move it to `version`."""
     want_role = acc.role_name(iam.EBS_CSI_ROLE)
     addon = seen.ebs_addon
     if addon is None:
-        return [Action("create", KIND, ADDON, detail=f"EBS volumes; IAM role {want_role}")]
+        return [Action("create", KIND, ADDON, versions.version_change(None, version),
+                       detail=f"EBS volumes; IAM role {want_role}")]
     changes: dict[str, tuple[Any, Any]] = {}
     have_role = str(addon.get("serviceAccountRoleArn") or "").rsplit("/", 1)[-1] or None
     if have_role != want_role:
@@ -43,15 +48,18 @@ def plan(acc: Account, seen: Observed) -> list[Action]:
     want = configuration(acc.cluster_name)
     if have != want:
         changes["configuration"] = (json.dumps(have, sort_keys=True), json.dumps(want, sort_keys=True))
+    changes.update(versions.version_change(addon, version))
     return [Action("update", KIND, ADDON, changes)] if changes else []
 
 
 def apply(acc: Account, action: Action) -> None:
-    """Create or update the add-on, then wait until it has settled (DEGRADED counts: no node may have joined)."""
+    """Create or update the add-on at the version the plan chose, then wait until it has settled (DEGRADED counts:
+    no node may have joined)."""
     eks = acc.client("eks")
     args = {"clusterName": acc.cluster_name, "addonName": ADDON, "resolveConflicts": "OVERWRITE",
             "serviceAccountRoleArn": iam.role_arn(acc, iam.EBS_CSI_ROLE),
-            "configurationValues": json.dumps(configuration(acc.cluster_name), sort_keys=True)}
+            "configurationValues": json.dumps(configuration(acc.cluster_name), sort_keys=True),
+            **versions.pinned(action)}
     if action.op == "create":
         eks.create_addon(**args, tags=dict(acc.tags))
     else:

@@ -45,8 +45,8 @@ def observe(acc: Account, seen: Observed) -> None:
 
 
 def plan(acc: Account, seen: Observed) -> list[Action]:
-    """Create the cluster, or upgrade its version and set its endpoint's ranges; then the OIDC provider and the
-    VPC CNI add-on."""
+    """Create the cluster, or upgrade its version and set its endpoint's ranges; then the OIDC provider. (The VPC CNI
+    add-on comes right after, planned by the provider with its version.)"""
     actions: list[Action] = []
     version = acc.cfg.cluster.kubernetes_version
     if not seen.cluster:
@@ -65,7 +65,6 @@ def plan(acc: Account, seen: Observed) -> list[Action]:
                                   {"public_cidrs": (", ".join(have_cidrs), ", ".join(want_cidrs))}))
     if not seen.oidc_arn:
         actions.append(Action("create", "oidc-provider", acc.cluster_name))
-    actions += eks_netpol.plan_actions(seen.addon)
     return actions
 
 
