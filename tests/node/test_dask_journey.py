@@ -2,8 +2,8 @@
 controller and Traefik, all built here), and from a notebook kernel in the user's own server - reached through the
 proxy with the user's token, as JupyterLab does - a cluster made with the default options, scaled to two workers,
 a result that needs both, a worker reading and writing the user's home, the worker pods on the real node running
-as the user in the Dask clusters' namespace (<namespace>-dask, apart from the release's Secrets), and the pods gone
-after shutdown. A cluster nobody uses stops itself after its idle timeout."""
+as the user in the Dask clusters' namespace (<namespace>-dask, apart from the release's Secrets), the scheduler
+refusing every client without the cluster's own certificate, and the pods gone after shutdown. A cluster nobody uses stops itself after its idle timeout."""
 
 from __future__ import annotations
 
@@ -90,6 +90,38 @@ print(json.dumps({"name": cluster.name, "ready_seconds": ready, "workers": worke
 """
 
 
+# In the same kernel, with the cluster of TWO_WORKERS still up: its scheduler's own address (SCHEDULER, tls://pod
+# IP:8786) reached directly, as any pod could where NetworkPolicies are not enforced (this node's bridge CNI; on a
+# cluster that enforces them no user server has a route there at all). Only the cluster's own certificate gets in.
+STRANGERS = """
+import asyncio, json, ssl
+from distributed import Security
+from distributed.comm import connect
+
+async def attempt(address, **args):
+    try:
+        comm = await connect(address, timeout=15, **args)
+    except Exception as exc:
+        return f"refused: {type(exc).__name__}: {str(exc)[:160]}"
+    await comm.close()
+    return "connected"
+
+no_cert = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+no_cert.check_hostname, no_cert.verify_mode = False, ssl.CERT_NONE
+# what another cluster holds: a certificate of its own (made the way its gateway makes one), presented while
+# trusting any server, so that a refusal is the scheduler's, not this client's
+other = Security.temporary().get_connection_args("client")
+other["ssl_context"].check_hostname, other["ssl_context"].verify_mode = False, ssl.CERT_NONE
+verdict = {
+    "own": await attempt("SCHEDULER", **cluster.security.get_connection_args("client")),
+    "no_certificate": await attempt("SCHEDULER", ssl_context=no_cert, require_encryption=True),
+    "other_certificate": await attempt("SCHEDULER", **other),
+    "plain_tcp": await attempt("SCHEDULER".replace("tls://", "tcp://")),
+}
+print(json.dumps(verdict))
+"""
+
+
 def test_a_notebook_makes_a_two_worker_cluster_on_the_real_node_and_shuts_it_down(platform: Platform) -> None:
     kernel = platform.kernel(USER)
     out = json.loads(kernel.run(TWO_WORKERS, timeout=420).strip().splitlines()[-1])
@@ -115,6 +147,14 @@ def test_a_notebook_makes_a_two_worker_cluster_on_the_real_node_and_shuts_it_dow
         assert pod["status"]["containerStatuses"][0]["imageID"].startswith(f"{realnode.REGISTRY}/qhub/dask-worker")
         assert pod["spec"]["securityContext"]["runAsUser"] == identities["users"][USER], name
     print(f"[node] Dask: 2 workers ready {out['ready_seconds']:.0f}s after the request; options {out['options']}")
+    scheduler, = (p for p in pods if p["metadata"]["labels"]["app.kubernetes.io/component"] == "dask-scheduler")
+    address = f"tls://{scheduler['status']['podIP']}:8786"
+    verdict = json.loads(kernel.run(STRANGERS.replace("SCHEDULER", address), timeout=120).strip().splitlines()[-1])
+    assert verdict["own"] == "connected", verdict  # the check can succeed: the cluster's own certificate
+    assert all(verdict[k].startswith("refused") for k in ("no_certificate", "other_certificate", "plain_tcp")), verdict
+    # the scheduler's TLS alerts, not a client-side check: "certificate required", "unknown ca"
+    assert "alert" in verdict["no_certificate"] and "alert" in verdict["other_certificate"], verdict
+    print(f"[node] Dask: the scheduler at {address} admits its cluster's certificate only: {verdict}")
     memory = _working_set(platform)
     print(f"[node] memory in use with one user and one Dask cluster: {memory / 2**20:.0f} MiB (working sets)")
 
