@@ -69,7 +69,7 @@ def test_wheel_metadata_is_complete_for_pypi(built: tuple[Path, Path]) -> None:
         meta = email.message_from_string(whl.read(f"{info}/METADATA").decode())
         packaged_license = whl.read(f"{info}/licenses/LICENSE").decode()
     assert meta["Name"] == "qhubctl" and meta["Version"] == __version__
-    assert meta["Metadata-Version"] >= "2.4", "the License-Expression field needs metadata 2.4"
+    assert tuple(map(int, meta["Metadata-Version"].split("."))) >= (2, 4), "License-Expression needs metadata 2.4"
     assert meta["License-Expression"] == "BSD-3-Clause" and meta.get_all("License-File") == ["LICENSE"]
     assert packaged_license == (REPO / "LICENSE").read_text() and "BSD 3-Clause" in packaged_license
     assert meta["Description-Content-Type"] == "text/markdown"
