@@ -73,6 +73,23 @@ def hub_access(cfg: QHubConfig, api: Any) -> tuple[str | None, list[str]]:
     return "http://localhost:8080", [f"first run: {forward}  (the Service is {kind}, not reachable from here)"]
 
 
+def _gateway_node(cfg: QHubConfig, api: Any) -> str:
+    """Where the SSH NodePorts answer. The Service keeps clients' addresses (externalTrafficPolicy Local), so only
+    the nodes that run a gateway pod answer: on a cluster without load balancers, qhubctl's own (the local one), its
+    known address; elsewhere the external (else internal) address of the node a gateway pod runs on."""
+    if cfg.cluster.node_ports:
+        return _node_host(cfg)
+    selector = f"app.kubernetes.io/instance={cfg.release_name},app.kubernetes.io/component=kubessh"
+    for pod in kube._items(api, f"/api/v1/namespaces/{cfg.namespace}/pods", labelSelector=selector):
+        node = (pod.get("spec") or {}).get("nodeName")
+        found = kube._rest(api, "GET", f"/api/v1/nodes/{node}") if node else None
+        listed = ((found or {}).get("status") or {}).get("addresses") or []
+        addresses = {a.get("type"): a.get("address") for a in listed}
+        if addresses.get("ExternalIP") or addresses.get("InternalIP"):
+            return str(addresses.get("ExternalIP") or addresses.get("InternalIP"))
+    return "<the address of a node that runs the gateway's pod>"
+
+
 def ssh_access(cfg: QHubConfig, api: Any) -> list[str]:
     name = f"{cfg.release_name[:40].rstrip('-')}-kubessh"
     svc = _service(api, cfg.namespace, name)
@@ -81,7 +98,8 @@ def ssh_access(cfg: QHubConfig, api: Any) -> list[str]:
     kind = (svc.get("spec") or {}).get("type")
     how = "user name and a JupyterHub API token (from /hub/token) as the password"
     if kind == "NodePort" and _node_port(svc, SSH_PORT):
-        return [f"ssh: ssh -p {_node_port(svc, SSH_PORT)} <user>@{_node_host(cfg)}  ({how}; NodePort of {name})"]
+        return [f"ssh: ssh -p {_node_port(svc, SSH_PORT)} <user>@{_gateway_node(cfg, api)}  ({how}; NodePort of "
+                f"{name})"]
     if kind == "LoadBalancer" and _lb_address(svc):
         return [f"ssh: ssh -p {SSH_PORT} <user>@{_lb_address(svc)}  ({how})"]
     return [f"ssh: first run: kubectl --namespace {cfg.namespace} port-forward service/{name} {SSH_PORT}:{SSH_PORT}",

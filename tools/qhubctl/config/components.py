@@ -69,9 +69,9 @@ class KubeSSHSettings(Base):
     """How users reach the SSH/SFTP gateway (docs/kubessh.md)."""
 
     service_type: ServiceType | None = Field(
-        None, description="LoadBalancer (an address of its own), NodePort (ports on every node) or ClusterIP "
-        "(kubectl port-forward only); empty: LoadBalancer, or NodePort where the provider has no load balancers "
-        "(local)")
+        None, description="LoadBalancer (an address of its own), NodePort (ports on the nodes that run the gateway: "
+        "the Service keeps clients' addresses) or ClusterIP (kubectl port-forward only); empty: LoadBalancer, or "
+        "NodePort where the provider has no load balancers (local)")
     load_balancer_source_ranges: list[CIDRBlock] = Field(
         default_factory=list, max_length=40,
         description="Client address ranges (CIDR blocks, e.g. 198.51.100.0/24) the load balancer lets through; "
