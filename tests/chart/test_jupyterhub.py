@@ -179,6 +179,13 @@ def test_network_policies(objs: list[dict[str, Any]]) -> None:
     proxy = find(objs, "NetworkPolicy", "qhub-proxy")["spec"]
     api_rule = [r for r in proxy["ingress"] if r["ports"] == [{"port": 8001, "protocol": "TCP"}]][0]
     assert api_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "hub"
+    assert {"ports": [{"port": 8000, "protocol": "TCP"}]} in proxy["ingress"], "the public port from anywhere"
+    # the proxy's egress is what it routes to: here (no platform service registered) the hub and user servers
+    routed = [(t["podSelector"], rule["ports"]) for rule in proxy["egress"] for t in rule["to"]
+              if "namespaceSelector" not in t]
+    assert [(s["matchLabels"]["app.kubernetes.io/component"], p) for s, p in routed] == [
+        ("hub", [{"port": 8081, "protocol": "TCP"}]), ("singleuser", [{"port": 8888, "protocol": "TCP"}])]
+    assert all("matchExpressions" not in s for s, _ in routed), "no 'everything but' selectors"
     off = render({"global": {"networkPolicy": {"enabled": False}}})
     assert not [o for o in off if o["kind"] == "NetworkPolicy"]
 

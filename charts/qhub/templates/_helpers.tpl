@@ -175,6 +175,9 @@ under `egress:` with nindent.
 {{- /* Well-known names shared across subcharts, so one points at another without seeing its values. */}}
 {{- /* Port of the hub Service <release>-hub: its REST API (/hub/api) and pages. */}}
 {{- define "qhub.hubPort" -}}8081{{- end -}}
+{{- /* Port user servers listen on: KubeSpawner's port (PORT in charts/jupyterhub/files/qhub_hub_spawner.py, which
+tests/chart/test_network_reach.py holds to this). */}}
+{{- define "qhub.singleuserPort" -}}8888{{- end -}}
 {{- /* The hub's REST API as the platform's other pods call it, through the hub Service. Call with the root context. */}}
 {{- define "qhub.hubApiUrl" -}}http://{{ include "qhub.hubName" . }}:{{ include "qhub.hubPort" . }}/hub/api{{- end -}}
 {{- define "qhub.hubName" -}}{{ include "qhub.componentName" (dict "root" . "component" "hub") }}{{- end -}}
@@ -210,6 +213,17 @@ conda-store, jitsi. Each helper takes (dict "root" $ "service" "<name>").
 {{- define "qhub.serviceHost" -}}
 {{- $components := dict "jupyterhub" "proxy-public" "dask-gateway" "dask-gateway-proxy" "conda-store" "conda-store" "jitsi" "jitsi-token" -}}
 {{- include "qhub.componentName" (dict "root" .root "component" (get $components .service | required (printf "no platform service %q" .service))) -}}
+{{- end -}}
+
+{{- /*
+Port the pods behind a platform service's Service listen on: where that Service sends (its targetPort), and so the
+port a NetworkPolicy names, since policies see pod ports, never a Service's port (global.services.<name>.port,
+which callers use: the gateway's proxy Service takes 80 and sends to 8000). The pods' containerPorts match it;
+tests/chart/test_network_reach.py resolves every Service's targetPort to check.
+*/}}
+{{- define "qhub.servicePodPort" -}}
+{{- $ports := dict "jupyterhub" 8000 "dask-gateway" 8000 "conda-store" 8080 "jitsi" 8000 -}}
+{{- get $ports .service | required (printf "no platform service %q" .service) -}}
 {{- end -}}
 
 {{- /* A platform service's settings from global.services. */}}
