@@ -100,7 +100,8 @@ def test_a_pod_that_runs_too_long_fails_the_build(monkeypatch: pytest.MonkeyPatc
 
 def _lock(sha256: str) -> dict[str, Any]:
     return {"package": [{"name": "python", "manager": "conda", "url": "https://c/python.conda"},
-                        {"name": "rich", "manager": "pip", "url": "https://files/rich-13-py3-none-any.whl",
+                        {"name": "rich", "manager": "pip",
+                         "url": "https://files.pythonhosted.org/packages/ab/cd/rich-13-py3-none-any.whl",
                          "hash": {"sha256": sha256}}]}
 
 

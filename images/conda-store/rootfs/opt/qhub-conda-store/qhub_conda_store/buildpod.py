@@ -21,15 +21,19 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import stat
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from typing import Any, Callable
 
 import requests
+
+from qhub_conda_store import pypi
 
 SA_DIR = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount")
 LOCK_ENV = "QHUB_BUILD_LOCK"
@@ -38,6 +42,8 @@ OUTPUT_ENV = "QHUB_BUILD_OUTPUT"
 LOG_TAIL = 3000
 COMPONENT = "conda-store-build"  # the build pods' component label (the chart's template sets it)
 WORKER_LABEL = "qhub.dev/conda-store-worker"  # the worker pod that made a build pod
+SHA256 = re.compile("[0-9a-f]{64}")
+URL_CHARS = re.compile(r"[!-\[\]-~]+")  # printable ASCII but space and backslash
 
 
 class BuildPodError(RuntimeError):
@@ -147,35 +153,81 @@ def run_pod(kube: Kube, pod: dict[str, Any], timeout: float, log: Callable[[str]
 
 def fetch_wheels(spec: dict[str, Any], wheels: pathlib.Path, mounted: pathlib.Path) -> dict[str, Any]:
     """The lock with each pip package downloaded by the worker into `wheels` (checked against its sha256) and its
-    URL pointing at the copy the build pod sees under `mounted`: the pod has no network. Only wheels: the pod's
-    `pip install --no-deps` of a `name @ URL` line would build a source archive (pip's --only-binary does not
-    cover direct references), and a lockfile a user uploads skips the lock plugin, which resolves to wheels."""
+    URL pointing at the copy the build pod sees under `mounted`: the pod has no network. Every pip entry is checked
+    (`wheel_source`) before anything is written or downloaded: a lockfile a user uploads skips the lock plugin."""
     local = copy.deepcopy(spec)
-    for package in local["package"]:
-        if package["manager"] != "pip":
-            continue
-        sha256 = (package.get("hash") or {}).get("sha256")
-        if not sha256:
-            raise BuildPodError(f"pip package {package['name']} has no sha256 in the lock")
-        filename = package["url"].split("#")[0].rsplit("/", 1)[-1]
-        if not filename.endswith(".whl") or "?" in filename:
-            raise BuildPodError(f"pip package {package['name']} is locked to {package['url']}, not a wheel (.whl); "
-                                "only wheels are installed: lock the package to a wheel or add it from a conda channel")
+    pip = [(package, *wheel_source(package)) for package in local["package"] if package["manager"] == "pip"]
+    for package, sha256, filename in pip:
         target = wheels / sha256 / filename
         if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(f".{uuid.uuid4().hex[:6]}.part")
-            with requests.get(package["url"], stream=True, timeout=300) as answer:
-                answer.raise_for_status()
-                with partial.open("wb") as f:
-                    shutil.copyfileobj(answer.raw, f)
-            partial.replace(target)
+            download(package, target)
         actual = hashlib.sha256(target.read_bytes()).hexdigest()
         if actual != sha256:
             target.unlink()
             raise BuildPodError(f"{filename} has sha256 {actual}, the lock says {sha256}")
         package["url"] = (mounted / sha256 / filename).as_uri()
     return local
+
+
+def wheel_source(package: dict[str, Any]) -> tuple[str, str]:
+    """(sha256, file name) of a locked pip package, or BuildPodError naming it. Only wheels: the pod's
+    `pip install --no-deps` of a `name @ URL` line would build a source archive (pip's --only-binary does not cover
+    direct references). The sha256 becomes a folder name, so it must be one; the URL must be https on a host of
+    the index the lock plugin uses (pypi.FILE_HOSTS): the worker may reach port 443 anywhere, internal services
+    too, and an uploaded lock would otherwise choose what it asks for."""
+    name, url = package.get("name", "?"), package.get("url")
+    again = "lock the environment again (or correct the uploaded lockfile)"
+    sha256 = (package.get("hash") or {}).get("sha256")
+    if not sha256:
+        raise BuildPodError(f"pip package {name} has no sha256 in the lock; {again}")
+    if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+        raise BuildPodError(f"pip package {name} is locked with sha256 {sha256!r}, not 64 lower-case hex "
+                            f"digits; {again}")
+    filename = url.split("#")[0].rsplit("/", 1)[-1] if isinstance(url, str) else ""
+    if not filename.endswith(".whl") or "?" in filename:
+        raise BuildPodError(f"pip package {name} is locked to {url}, not a wheel (.whl); only wheels are "
+                            "installed: lock the package to a wheel or add it from a conda channel")
+    if not from_index(url):
+        raise BuildPodError(f"pip package {name} is locked to {url}; wheels are downloaded only over https from "
+                            f"{', '.join(sorted(pypi.FILE_HOSTS))} (PyPI, the index the lock plugin uses): {again}, "
+                            "or add the package from a conda channel")
+    return sha256, filename
+
+
+def from_index(url: str) -> bool:
+    """Whether `url` is https on one of pypi.FILE_HOSTS. The host part is compared whole (no user, port or other
+    host in it), and a URL with a backslash, space or control character is refused: URL parsers (urllib's here,
+    urllib3's in requests) split those differently."""
+    if not URL_CHARS.fullmatch(url):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return False
+    return parts.scheme == "https" and parts.netloc in pypi.FILE_HOSTS
+
+
+def download(package: dict[str, Any], target: pathlib.Path) -> None:
+    """The locked URL (checked by `wheel_source`) into `target`, through a partial file that a failed download
+    does not leave behind; BuildPodError naming the package if it fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{uuid.uuid4().hex[:6]}.part")
+    name, url = package.get("name", "?"), package["url"]
+    try:
+        # no redirects: only the URL checked by from_index is asked
+        with requests.get(url, stream=True, timeout=300, allow_redirects=False) as answer:
+            if answer.status_code != 200:
+                raise BuildPodError(f"pip package {name}: {url} answered {answer.status_code} {answer.reason}; "
+                                    "lock the environment again (the wheel may have been removed from the index)")
+            with partial.open("wb") as f:
+                for chunk in answer.iter_content(1 << 20):  # read errors arrive as requests' own exceptions
+                    f.write(chunk)
+        partial.replace(target)
+    except requests.RequestException as err:
+        raise BuildPodError(f"pip package {name}: downloading {url} failed ({err}); check that the worker "
+                            "reaches the index, or lock the environment again") from err
+    finally:
+        partial.unlink(missing_ok=True)  # what a failed download left (after the replace there is none)
 
 
 def check_prefix(prefix: pathlib.Path) -> None:

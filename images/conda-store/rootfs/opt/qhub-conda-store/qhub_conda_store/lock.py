@@ -6,7 +6,7 @@ version of the solve, to wheels only (`--only-binary :all:`): a build never runs
 worker running pip holds conda-store's secrets, so a pip entry must be a plain requirement by name (PEP 508:
 name, extras, versions, markers); direct references (`name @ URL`), VCS URLs and pip options are refused before
 pip runs (pip's `--only-binary` does not cover direct references), and pip ignores PIP_* variables and config
-files, so nothing but PyPI's index is asked.
+files and is given `qhub_conda_store.pypi.INDEX_URL` (PyPI), so no other index is asked.
 Enable with `c.CondaStore.lock_backend = "rattler"` after `register()` (conda-store 2025.x loads only its
 built-in plugins, so the config adds this one to that list).
 """
@@ -30,6 +30,8 @@ from conda_store_server.plugins import BUILTIN_PLUGINS
 from conda_store_server.plugins.hookspec import hookimpl
 from conda_store_server.plugins.types import lock, types
 from packaging.requirements import InvalidRequirement, Requirement
+
+from qhub_conda_store.pypi import INDEX_URL
 
 NAME = "rattler"
 # manylinux tags pip may pick for linux-64 wheels (glibc 2.17 up to Debian bookworm's 2.36)
@@ -125,9 +127,11 @@ def pip_report(requirements: list[str], python: str) -> dict:
         report = os.path.join(tmp, "report.json")
         # --isolated: no PIP_* variables or user config (isolated_pip_env also drops the config files);
         # requirements as arguments after --, not a requirements file: no options, ${VAR}s or includes in them;
-        # cwd: the empty temporary folder, so no name is read as a local archive
+        # cwd: the empty temporary folder, so no name is read as a local archive; --index-url: the one index
+        # whose file hosts the worker downloads the locked wheels from (buildpod.fetch_wheels)
         args = [sys.executable, "-m", "pip", "install", "--isolated", "--dry-run", "--ignore-installed",
-                "--quiet", "--disable-pip-version-check", "--only-binary", ":all:", "--implementation", "cp",
+                "--quiet", "--disable-pip-version-check", "--index-url", INDEX_URL,
+                "--only-binary", ":all:", "--implementation", "cp",
                 "--python-version", python, *[a for tag in MANYLINUX for a in ("--platform", tag)],
                 "--target", os.path.join(tmp, "target"), "--report", report, "--", *checked]
         done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp, env=isolated_pip_env())
