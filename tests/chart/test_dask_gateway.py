@@ -213,9 +213,14 @@ def test_a_release_namespace_too_long_for_the_default_is_named() -> None:
 
 def peers(rules: list[dict[str, Any]], key: str, port: int | str) -> list[tuple[str | None, str]]:
     """(namespace name or None for the policy's own, component or instance) of each peer admitted on `port`."""
+    def admits(entry: dict[str, Any]) -> bool:  # a port, or a range of them (endPort)
+        if isinstance(port, int) and isinstance(entry["port"], int):
+            return entry["port"] <= port <= entry.get("endPort", entry["port"])
+        return entry["port"] == port
+
     found = []
     for rule in rules:
-        if rule.get("ports") and port not in {p["port"] for p in rule["ports"]}:
+        if rule.get("ports") and not any(admits(p) for p in rule["ports"]):
             continue
         for peer in rule.get(key, []):
             ns = (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
@@ -226,14 +231,17 @@ def peers(rules: list[dict[str, Any]], key: str, port: int | str) -> list[tuple[
 
 def test_network_policies_cover_every_component_and_dask_pods(docs: list[dict[str, Any]]) -> None:
     """Across the two namespaces: Traefik -> schedulers and dashboards, the API <-> schedulers, schedulers and
-    workers among themselves; users reach clusters only through Traefik."""
+    workers among themselves on comm ports only (not dashboards, not the scheduler's API); users reach clusters only
+    through Traefik."""
     names = {d["metadata"]["name"] for d in docs if d["kind"] == "NetworkPolicy"}
     assert {"qhub-dask-gateway-api", "qhub-dask-gateway-controller", "qhub-dask-gateway-proxy",
             "qhub-dask-clusters"} <= names
     dask = find(docs, "NetworkPolicy", "qhub-dask-clusters", DASK_NS)["spec"]
     assert dask["podSelector"]["matchLabels"] == {"gateway.dask.org/instance": "qhub-dask-gateway"}
     assert peers(dask["ingress"], "from", 8786) == [(None, "qhub-dask-gateway"), ("qhub", "dask-gateway-proxy")]
-    assert peers(dask["ingress"], "from", 8788) == [(None, "qhub-dask-gateway"), ("qhub", "dask-gateway-api")]
+    assert peers(dask["ingress"], "from", 8787) == [("qhub", "dask-gateway-proxy")]
+    assert peers(dask["ingress"], "from", 8788) == [("qhub", "dask-gateway-api")]
+    assert peers(dask["ingress"], "from", 40123) == [(None, "qhub-dask-gateway")]  # a port Dask picked
     assert ("qhub", "dask-gateway-api") in peers(dask["egress"], "to", 8000)
     api = find(docs, "NetworkPolicy", "qhub-dask-gateway-api")["spec"]
     assert peers(api["ingress"], "from", "api") == [(None, "dask-gateway-proxy"), (DASK_NS, "dask-scheduler")]

@@ -179,8 +179,10 @@ def test_user_servers_reach_what_they_use_and_nothing_else(placement: str, singl
 
 @pytest.mark.parametrize("placement", list(PLACEMENTS))
 def test_dask_pods_keep_their_cluster_and_the_gateway(placement: str, singleuser_labels: dict[str, str]) -> None:
-    """The evaluation is not vacuous for Dask pods: workers reach their scheduler and each other on any port, the
-    scheduler reaches the gateway API, the gateway's proxy reaches the scheduler; build pods reach nothing."""
+    """The evaluation is not vacuous for Dask pods: workers reach their scheduler and each other on Dask's comm ports
+    (8786 and random ones, mutual TLS), the scheduler reaches the gateway API, the gateway's proxy reaches the
+    scheduler and its dashboard, the gateway's API the scheduler's API; build pods reach nothing. Dask pods (of any
+    user's cluster: one namespace, one label set) reach no dashboard (8787, plain HTTP) and no scheduler API (8788)."""
     found = pods(placement, POD_CIDRS[0], singleuser_labels)
     net = Policies(render(placement), NS)
     scheduler, worker = found["dask-scheduler"], found["dask-worker"]
@@ -188,6 +190,12 @@ def test_dask_pods_keep_their_cluster_and_the_gateway(placement: str, singleuser
     assert net.reaches(worker, scheduler, 8786) and net.reaches(scheduler, worker, 40123)
     assert net.open_ports(scheduler, found["Deployment/qhub-dask-gateway-api"]) == [(8000, "TCP")]
     assert net.reaches(found["Deployment/qhub-dask-gateway-proxy"], scheduler, 8786)
+    assert net.reaches(found["Deployment/qhub-dask-gateway-proxy"], scheduler, 8787)
+    assert net.reaches(found["Deployment/qhub-dask-gateway-api"], scheduler, 8788)
+    for port in (8787, 8788):
+        assert not net.reaches(worker, scheduler, port) and not net.reaches(scheduler, worker, port), port
+        assert not net.reaches(worker, worker, port), port
+    assert net.reaches(worker, worker, 8785) and net.reaches(worker, worker, 8789) and net.reaches(worker, worker, 65535)
     assert net.reaches(found["singleuser"], found["Deployment/qhub-dask-gateway-proxy"], 8786)
     build = found["conda-store-build"]
     assert not [name for name, pod in found.items() if name != "conda-store-build" and net.open_ports(build, pod)]
