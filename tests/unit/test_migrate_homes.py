@@ -168,9 +168,10 @@ def test_summary_says_what_was_left_to_check_and_how() -> None:
               "devices": {"count": 1, "paths": ["home/alice/null"]}}
     lines = homes.summary(report)
     assert lines[0] == "home/alice: given to uid 100000 (4 entries)"
-    assert lines[1] == ("3 files with more than one link were left to you to check (still uid 1000's, mode "
-                        "unchanged): home/alice/bobs, home/bob/x.py and 1 more")
-    assert lines[2].startswith("why and what to do: ") and "two links inside one home are harmless" in lines[2]
+    assert lines[1] == ("3 names of files with a link outside their home or group folder were left to you to check "
+                        "(still uid 1000's, mode unchanged): home/alice/bobs, home/bob/x.py and 1 more")
+    assert lines[2].startswith("why and what to do: ")
+    assert "a file whose links are all inside one home (or one group folder) was handed over" in lines[2]
     assert "`find home/<user> -links +1 -user 1000 -ls`" in lines[2] and "-inum <inode>" in lines[2]
     assert lines[3].startswith("1 device files of uid 1000 were left as they were") and lines[3].endswith(
         ": home/alice/null")
@@ -180,7 +181,8 @@ def test_summary_says_what_was_left_to_check_and_how() -> None:
 @pytest.mark.parametrize("attacker", ["alice", "zoe"])  # her home walked before bob's, and after
 def test_a_hard_link_to_another_users_or_the_hubs_file_is_never_handed_over(share: Path, attacker: str) -> None:
     """Before per-user uids anyone could link anything of uid 1000 into their home; the migration must not give
-    bob's file or the hub's to whoever linked it: it leaves them at 1000, modes unchanged, and names every link."""
+    bob's file or the hub's to whoever linked it: it leaves them at 1000, modes unchanged, and names every link.
+    Next to them in the same home, a file and a symlink whose links are all in that home are hers."""
     home = share / "home" / attacker
     home.mkdir(exist_ok=True)
     legacy(home)
@@ -203,34 +205,94 @@ def test_a_hard_link_to_another_users_or_the_hubs_file_is_never_handed_over(shar
     for path in (db, home / "db"):
         assert owner(path) == (1000, 100) and mode(path) == 0o600, path
     for name in ("twice", "twice-too", "ln", "ln-too"):
-        assert owner(home / name) == (1000, 100), name
+        assert owner(home / name) == (uid, uid), name
     assert mode(home / "twice") == 0o644
     assert owner(home / "mine.txt") == (uid, uid) and owner(home) == (uid, uid) and mode(home) == 0o700
     assert owner(share / "home" / "alice" / "deep" / "er" / "still" / "data.csv") == (100000, 100000)
     assert owner(share / "home" / "bob") == (100001, 100001), "bob's home is still handed over"
-    assert report["multiLink"]["count"] == 7
-    assert sorted(report["multiLink"]["paths"]) == sorted(
-        [f"home/{attacker}/{n}" for n in ("bobs.py", "db", "twice", "twice-too", "ln", "ln-too")] + ["home/bob/x.py"])
-    # what was handed over before (9 entries in alice's home, the home alone in zoe's), and mine.txt
-    assert report["migrated"][attacker]["entries"] == {"alice": 10, "zoe": 2}[attacker]
+    assert report["multiLink"]["count"] == 3
+    assert sorted(report["multiLink"]["paths"]) == sorted([f"home/{attacker}/bobs.py", f"home/{attacker}/db",
+                                                           "home/bob/x.py"])
+    # what was handed over before (9 entries in alice's home, the home alone in zoe's), mine.txt, twice and ln
+    assert report["migrated"][attacker]["entries"] == {"alice": 12, "zoe": 4}[attacker]
+
+
+def test_links_all_inside_one_home_are_handed_over_and_not_reported(share: Path) -> None:
+    """What a conda environment or `git clone --local` leaves in a home: files with several names, all in it."""
+    bob = share / "home" / "bob"
+    pkg = bob / "conda" / "pkgs" / "lib-1.0" / "lib.so"
+    pkg.parent.mkdir(parents=True)
+    pkg.write_text("a library")
+    pkg.chmod(0o755)
+    for env in ("a", "b"):
+        (bob / "conda" / "envs" / env / "lib").mkdir(parents=True)
+        os.link(pkg, bob / "conda" / "envs" / env / "lib" / "lib.so")
+    os.link(bob / "x.py", bob / "x-clone.py")
+    for path in [bob / "conda", *(bob / "conda").rglob("*")]:
+        legacy(path)
+    report = migrate_homes.migrate(str(share), UIDS, GIDS)
+    names = [pkg, bob / "conda" / "envs" / "a" / "lib" / "lib.so", bob / "conda" / "envs" / "b" / "lib" / "lib.so",
+             bob / "x.py", bob / "x-clone.py"]
+    for path in names:
+        assert owner(path) == (100001, 100001), path
+    assert mode(pkg) == 0o755 and pkg.stat().st_nlink == 3
+    assert report["multiLink"] == {"count": 0, "paths": []}
+    # x.py, the home, conda/{pkgs,pkgs/lib-1.0,envs,envs/a,envs/a/lib,envs/b,envs/b/lib} and lib.so once
+    assert report["migrated"]["bob"]["entries"] == 11
+
+
+def test_a_file_linked_inside_its_home_and_from_another_is_left_with_every_name(share: Path) -> None:
+    """Two of its three names are in bob's home, one in alice's: neither home holds them all."""
+    bob, alice = share / "home" / "bob", share / "home" / "alice"
+    os.link(bob / "x.py", bob / "x-too.py")
+    os.link(bob / "x.py", alice / "bobs.py")
+    (bob / "y.py").write_text("bob's alone, twice")
+    os.link(legacy(bob / "y.py"), bob / "y-too.py")
+    report = migrate_homes.migrate(str(share), UIDS, GIDS)
+    for path in (bob / "x.py", bob / "x-too.py", alice / "bobs.py"):
+        assert owner(path) == (1000, 100), path
+    assert owner(bob / "y.py") == owner(bob / "y-too.py") == (100001, 100001)
+    assert sorted(report["multiLink"]["paths"]) == ["home/alice/bobs.py", "home/bob/x-too.py", "home/bob/x.py"]
+    assert report["multiLink"]["count"] == 3 and owner(bob) == (100001, 100001)
 
 
 def test_a_hard_link_in_a_group_folder_is_not_opened_to_the_group(share: Path) -> None:
+    """The hub's file linked into the group folder stays as it was; a file whose links are all in the folder is
+    opened to the group like any other."""
     db = hub_file(share)
     group = share / "shared" / "analysts"
     os.link(db, group / "db")
+    os.link(group / "sub" / "table.csv", group / "table.csv")
     report = migrate_homes.migrate(str(share), UIDS, GIDS)
     for path in (db, group / "db"):
         assert owner(path) == (1000, 100) and mode(path) == 0o600, path
     assert owner(group / "report.md") == (1000, 3001) and mode(group / "report.md") == 0o664
-    assert report["groups"] == {"analysts": 3} and report["multiLink"] == {"count": 1, "paths": ["shared/analysts/db"]}
+    assert owner(group / "table.csv") == (1000, 3001) and mode(group / "sub" / "table.csv") == 0o664
+    assert report["groups"] == {"analysts": 4} and report["multiLink"] == {"count": 1, "paths": ["shared/analysts/db"]}
 
 
-def test_a_link_made_while_it_runs_is_left_too(share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Linked between the look at an entry and its change: the second look, through the entry's own descriptor,
-    sees the link."""
+def test_links_across_group_folders_are_left(share: Path) -> None:
+    """The same rule within one group folder: a file linked into another group's folder is opened to neither."""
+    other = share / "shared" / "engineers"
+    other.mkdir()
+    os.chown(other, 1000, 3002)
+    report_md = share / "shared" / "analysts" / "report.md"
+    os.link(report_md, other / "report.md")
+    report = migrate_homes.migrate(str(share), UIDS, {**GIDS, "engineers": 3002})
+    assert owner(report_md) == (1000, 100) and mode(report_md) == 0o644
+    assert sorted(report["multiLink"]["paths"]) == ["shared/analysts/report.md", "shared/engineers/report.md"]
+    assert report["groups"] == {"analysts": 2, "engineers": 0}
+
+
+@pytest.mark.parametrize("names_in_home", [1, 2])
+def test_a_link_made_while_it_runs_is_left_too(share: Path, monkeypatch: pytest.MonkeyPatch,
+                                               names_in_home: int) -> None:
+    """Linked from outside the home between the look at an entry and the check through its own descriptor: that
+    check sees one link more than the home holds (whether the entry had one name before, or two in the home)."""
     db = hub_file(share)
     target = share / "home" / "bob" / "x.py"
+    if names_in_home == 2:
+        os.link(target, target.parent / "x-too.py")
     reopen = migrate_homes._reopen
 
     def linked_meanwhile(parent: int, name: str, st: os.stat_result) -> tuple[int, os.stat_result] | None:
@@ -240,7 +302,8 @@ def test_a_link_made_while_it_runs_is_left_too(share: Path, monkeypatch: pytest.
 
     monkeypatch.setattr(migrate_homes, "_reopen", linked_meanwhile)
     report = migrate_homes.migrate(str(share), UIDS, GIDS)
-    assert owner(target) == (1000, 100) and report["multiLink"] == {"count": 1, "paths": ["home/bob/x.py"]}
+    names = ["home/bob/x.py", "home/bob/x-too.py"][:names_in_home]
+    assert owner(target) == (1000, 100) and report["multiLink"] == {"count": names_in_home, "paths": names}
     assert owner(share / "home" / "bob") == (100001, 100001)
 
 
@@ -265,6 +328,7 @@ def test_devices_are_left_fifos_and_sockets_handed_over(share: Path) -> None:
 def test_the_list_is_capped_the_count_is_not(share: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(migrate_homes, "LIST_CAP", 2)
     bob = share / "home" / "bob"
+    os.link(bob / "x.py", hub_file(share).parent / "bobs.py")  # a name outside: all four in bob's home are left
     for n in range(3):
         os.link(bob / "x.py", bob / f"x{n}.py")
     report = migrate_homes.migrate(str(share), UIDS, GIDS)

@@ -192,11 +192,11 @@ def left_to_check(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     links, devices = report["multiLink"], report["devices"]
     if links["count"]:
-        lines.append(f"{links['count']} files with more than one link were left to you to check (still uid 1000's, "
-                     f"mode unchanged): {_listed(links)}")
+        lines.append(f"{links['count']} names of files with a link outside their home or group folder were left to "
+                     f"you to check (still uid 1000's, mode unchanged): {_listed(links)}")
         lines.append("why and what to do: before per-user uids anyone could hard-link another user's file or the "
                      "hub's (all uid 1000's) into their own folder, and handing the link over would hand over that "
-                     "file; two links inside one home are harmless but look the same, so they are listed too. On the "
+                     "file; a file whose links are all inside one home (or one group folder) was handed over. On the "
                      "share, `find home/<user> -links +1 -user 1000 -ls` shows each one's inode and "
                      "`find . -xdev -inum <inode>` all its names: chown each file to its real owner by hand (in a "
                      "group folder: chgrp to the group, chmod g+rw) and leave the hub's and conda-store's to 1000")

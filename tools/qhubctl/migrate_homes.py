@@ -10,19 +10,23 @@ uid of every user from the hub's identities record:
 - a home of a name without a uid (not a hub user), or owned by anyone but 1000, is left alone and reported;
 - in shared/<group>, what 1000 owns becomes writable by the group, as it was to every member before.
 
-What has more than one name is left alone: before, anyone could hard-link anything of uid 1000 (another user's
-file, the hub's or conda-store's) into their own home or a group folder, and handing that name over would hand
-over the file. So an entry of 1000 other than a folder with more than one link keeps its owner and mode and is
-reported ("multiLink", its paths below the share), as is a device file of 1000 ("devices"; its owner would get
-the device). Two links to one file inside one home are harmless but cannot be told apart cheaply from links across
-homes, so they are reported too. Fifos and sockets of one link are handed over like files.
+What has a name outside the folder being migrated is left alone: before, anyone could hard-link anything of uid
+1000 (another user's file, the hub's or conda-store's) into their own home or a group folder, and handing that
+name over would hand over the file. So each home, and each group folder, is walked twice: first counting the names
+it holds of every entry of 1000 other than a folder with more than one link (only those are remembered), then
+changing. An entry whose every link is in that folder (conda environments and `git clone --local` make many) is
+handed over like any other; one with a link elsewhere keeps its owner and mode and is reported ("multiLink", its
+names in the folder, below the share), as is a device file of 1000 ("devices"; its owner would get the device).
+Fifos and sockets of one link are handed over like files.
 
 Nothing is followed: folders are opened with O_NOFOLLOW relative to their parent's descriptor and no other
 filesystem is entered, so a symlink or a folder swapped in while it runs leads nowhere outside the home being
 migrated. Folders, files and fifos are changed through a descriptor of their own, opened with O_NOFOLLOW and
-checked to be the entry looked at, still of one link; symlinks and sockets cannot be opened and are changed with
-lchown through the parent's descriptor (an entry swapped in under their name between the look and the lchown,
-which takes a process of uid 1000 running during the migration, could be changed: stop the old servers first).
+checked (fstat) to be the entry looked at, with as many links as names counted: a link made elsewhere before
+that check keeps the entry as it is. Not seen are a link made between that check and the fchown, and a name moved
+out of the folder between the two walks; symlinks and sockets cannot be opened and are changed with lchown through
+the parent's descriptor, so an entry swapped in under their name between the look and the lchown could be changed.
+Each takes a process of uid 1000 running during the migration (a server from before): stop the old servers first.
 Standard library only (it runs in the hub image); prints one JSON report on stdout.
 """
 
@@ -49,6 +53,8 @@ LIST_CAP = 50  # paths listed per kind of entry left alone; the count is always 
 
 # visit(parent_fd, name, lstat, path below the share) -> whether it changed the entry
 Visit = Callable[[int, str, os.stat_result, str], bool]
+# (st_dev, st_ino) of an entry with more than one link -> how many of its names the folder being migrated holds
+Names = dict[tuple[int, int], int]
 
 
 @dataclass
@@ -71,12 +77,13 @@ class Kept:
     links: Listing = field(default_factory=Listing)
     devices: Listing = field(default_factory=Listing)
 
-    def holds(self, st: os.stat_result, path: str) -> bool:
-        """Whether the entry `st` at `path` must stay as it is; noted here if so."""
+    def holds(self, st: os.stat_result, path: str, names: Names) -> bool:
+        """Whether the entry `st` at `path` must stay as it is (a device, or linked from outside the folder whose
+        `names` were counted); noted here if so."""
         if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
             self.devices.add(path)
             return True
-        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1 and names.get((st.st_dev, st.st_ino)) != st.st_nlink:
             self.links.add(path)
             return True
         return False
@@ -121,6 +128,20 @@ def _walk(top: int, where: str, visit: Visit) -> int:
     return changed
 
 
+def count_names(top: int, where: str) -> Names:
+    """The first walk of a home or group folder: how many names below `top` each entry of the legacy uid other than
+    a folder with more than one link has. Entries of one link are not remembered."""
+    names: Names = {}
+
+    def visit(parent: int, name: str, st: os.stat_result, path: str) -> bool:
+        if st.st_uid == LEGACY_UID and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+            names[st.st_dev, st.st_ino] = names.get((st.st_dev, st.st_ino), 0) + 1
+        return False
+
+    _walk(top, where, visit)
+    return names
+
+
 def _reopen(parent: int, name: str, st: os.stat_result) -> tuple[int, os.stat_result] | None:
     """The folder, file or fifo `name` opened (see FILE_FLAGS) with its fstat, if it is still the entry `st`
     describes; None if it is gone or was swapped since."""
@@ -138,9 +159,10 @@ def _reopen(parent: int, name: str, st: os.stat_result) -> tuple[int, os.stat_re
 def give_tree(top: int, where: str, uid: int, gid: int, kept: Kept) -> int:
     """Every entry below `top` (at `where` below the share) owned by the legacy uid goes to uid (and from the legacy
     gid to gid), except what `kept` holds: those are noted there and left as they are."""
+    names = count_names(top, where)
 
     def visit(parent: int, name: str, st: os.stat_result, path: str) -> bool:
-        if st.st_uid != LEGACY_UID or kept.holds(st, path):
+        if st.st_uid != LEGACY_UID or kept.holds(st, path, names):
             return False
         if stat.S_ISLNK(st.st_mode) or stat.S_ISSOCK(st.st_mode):  # cannot be opened (see the module's doc)
             os.chown(name, uid, gid if st.st_gid == LEGACY_GID else -1, dir_fd=parent, follow_symlinks=False)
@@ -150,7 +172,7 @@ def give_tree(top: int, where: str, uid: int, gid: int, kept: Kept) -> int:
             return False
         fd, now = opened
         try:
-            if now.st_uid != LEGACY_UID or kept.holds(now, path):  # linked since it was looked at
+            if now.st_uid != LEGACY_UID or kept.holds(now, path, names):  # linked since it was looked at
                 return False
             os.fchown(fd, uid, gid if now.st_gid == LEGACY_GID else -1)
         finally:
@@ -163,18 +185,19 @@ def give_tree(top: int, where: str, uid: int, gid: int, kept: Kept) -> int:
 def open_to_group(top: int, where: str, gid: int, kept: Kept) -> int:
     """Every file and folder below `top` (at `where` below the share) owned by the legacy uid: group `gid`, group
     read and write (folders also search, and setgid so new entries keep the group); except what `kept` holds."""
+    names = count_names(top, where)
 
     def visit(parent: int, name: str, st: os.stat_result, path: str) -> bool:
         if st.st_uid != LEGACY_UID or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
             return False
-        if kept.holds(st, path):
+        if kept.holds(st, path, names):
             return False
         opened = _reopen(parent, name, st)
         if opened is None:
             return False
         fd, now = opened
         try:
-            if now.st_uid != LEGACY_UID or kept.holds(now, path):  # linked since it was looked at
+            if now.st_uid != LEGACY_UID or kept.holds(now, path, names):  # linked since it was looked at
                 return False
             if now.st_gid != gid:
                 os.fchown(fd, -1, gid)
