@@ -2,7 +2,8 @@
 only that group -> destroy -> the emulator lists nothing of ours; plus credentials, permission and quota errors.
 EKS add-ons (the VPC CNI with its network policy agent, the EBS CSI driver) and their versions are answered by
 eks_contract's fake in front of moto (moto has no add-ons): created at EKS's default version for the cluster's
-Kubernetes version, moved by `cluster create` and `qhubctl upgrade` when that default changes. moto runs no
+Kubernetes version, moved by `cluster create` and `qhubctl upgrade` when that default rises (never back to an
+older default: a note says why the add-on stays). moto runs no
 Kubernetes, so the cluster add-on release is not installed here: the test records what `cluster create` and
 `destroy` hand to qhubctl.addons and renders those values with the add-on chart (the release itself is installed
 on the local cluster by tests/cluster/test_cluster_addons.py)."""
@@ -353,6 +354,16 @@ def test_create_plan_update_destroy(eks_addons: FakeAddons, addon_release: list[
     assert moved["addonVersion"] == cni_134
     assert json.loads(moved["configurationValues"])["enableNetworkPolicy"] == "true", "the agent stays on"
     assert run("cluster", "plan", "-c", str(config)).exit_code == 0
+    # EKS's default for 1.33 back at the older vpc-cni (a lagging default, or one moved by hand): never a downgrade,
+    # the plan and upgrade say why it stays
+    for version, compat in eks_addons.catalog["vpc-cni"]:
+        compat["1.33"] = version == cni_133
+    newer = f"note: vpc-cni {cni_134} is newer than EKS's default {cni_133} for Kubernetes 1.33: left as it is"
+    planned = run("cluster", "plan", "-c", str(config))
+    assert planned.exit_code == 0 and newer in " ".join(planned.output.split()), planned.output
+    upgraded = run("upgrade", "-c", str(config), "--yes")
+    assert upgraded.exit_code == 0 and newer in " ".join(upgraded.output.split()), upgraded.output
+    assert eks_addons.asked[asked:] == [("UpdateAddon", "vpc-cni", cni_134)], "no request to move it back"
     # ... and the newer EBS CSI driver: `cluster create` applies it the same way
     for version, compat in eks_addons.catalog["aws-ebs-csi-driver"]:
         compat["1.33"] = version == ebs_134

@@ -6,6 +6,7 @@ what it removed), and the docs naming every pinned image."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +137,47 @@ def test_upgrade_without_a_cluster_migrates_the_file_and_says_why_the_add_ons_wa
     assert skipped.exit_code == 0 and "add-ons" not in skipped.output, skipped.output
 
 
+V1_AWS = "project_name: demo\nprovider: aws\naws: {region: us-east-1}\n"  # an old file `upgrade` migrates
+
+
+@pytest.fixture
+def no_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """qhubctl without its aws extra: importing the AWS provider fails on boto3 (sys.modules restored after)."""
+    for name in [m for m in sys.modules if m == "qhubctl.providers.aws" or m.startswith("qhubctl.providers.aws.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "boto3", None)  # `import boto3` raises ImportError(name="boto3")
+
+
+@pytest.mark.usefixtures("no_boto3")
+def test_upgrade_without_the_clouds_sdk_migrates_the_file_and_says_why_the_add_ons_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No boto3: without a kubeconfig upgrade says so as before the managed add-ons came; with one it names the
+    missing package. Either way the file is migrated and upgrade exits 0 with its next step."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config either
+    config = tmp_path / "qhub-config.yaml"
+    config.write_text(V1_AWS)
+    result = CliRunner().invoke(app, ["upgrade", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "migrated" in text and (tmp_path / "qhub-config.yaml.v1.backup").exists()
+    assert "cluster add-ons not upgraded: no kubeconfig for this cluster" in text and "next: `qhubctl validate" in text
+    assert "boto3" not in text
+
+    kubeconfig = tmp_path / "demo.kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\n")
+    found = CliRunner().invoke(app, ["upgrade", "-c", str(config), "--kubeconfig", str(kubeconfig)])
+    assert found.exit_code == 0, found.output
+    text = " ".join(found.output.split())
+    assert "cluster add-ons not upgraded: provider aws needs a package that is not installed (boto3)" in text
+    assert "install qhubctl's aws extra" in text and "run `qhubctl upgrade` again" in text
+
+
 def test_upgrade_asks_before_moving_managed_add_ons_and_says_what_moved(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`qhubctl upgrade` applies the provider's add-on plan (EKS's managed add-ons; against the EKS fake in
-    tests/providers/test_aws.py), asking first like `cluster create`: without --yes and a terminal nothing moves,
-    not even the add-on release after it."""
+    tests/providers/test_aws.py), asking first like `cluster create`. Without --yes and a terminal it cannot ask:
+    it shows the changes and what to run, moves none of them, and goes on with the add-on release and the rest."""
     from qhubctl import providers
 
     moved = Plan("aws", "demo", [Action("update", "eks-addon", "vpc-cni", {"version": ("v1.19.6", "v1.20.4")})])
@@ -165,18 +202,28 @@ def test_upgrade_asks_before_moving_managed_add_ons_and_says_what_moved(
     kubeconfig = tmp_path / "demo.kubeconfig"
     kubeconfig.write_text("apiVersion: v1\n")
     path = tmp_path / "qhub-config.yaml"
-    path.write_text(yaml.safe_dump({"schema_version": 2, "project_name": "demo",
-                                    "cluster": {"provider": "aws", "region": "us-east-1"}}))
+    path.write_text(V1_AWS)
 
-    refused = CliRunner().invoke(app, ["upgrade", "-c", str(path), "--kubeconfig", str(kubeconfig)])
-    assert refused.exit_code != 0 and "needs confirmation" in refused.output, refused.output
-    assert "~ eks-addon vpc-cni" in refused.output and applied == [] and released == []
+    skipped = CliRunner().invoke(app, ["upgrade", "-c", str(path), "--kubeconfig", str(kubeconfig)])
+    assert skipped.exit_code == 0, skipped.output
+    text = " ".join(skipped.output.split())
+    assert "~ eks-addon vpc-cni version: v1.19.6 -> v1.20.4" in text and applied == []
+    assert ("managed add-ons not updated (no terminal to ask on, and no --yes): run `qhubctl upgrade --yes` (or "
+            "`qhubctl cluster create`) to apply the 1 change(s) above") in text
+    assert released == [str(kubeconfig)], "only the managed add-on step is skipped: the release still moves"
+    assert "next: `qhubctl validate" in text, "and upgrade ends as it does without managed add-ons"
 
     plans[:] = [moved, Plan("aws", "demo")]
     done = CliRunner().invoke(app, ["upgrade", "-c", str(path), "--kubeconfig", str(kubeconfig), "--yes"])
     assert done.exit_code == 0, done.output
-    assert applied == [moved] and released == [str(kubeconfig)], "the managed add-ons, then the release"
+    assert applied == [moved] and released == [str(kubeconfig)] * 2, "the managed add-ons, then the release"
     assert "updated eks-addon vpc-cni: version: v1.19.6 -> v1.20.4" in done.output
+
+    newer = "vpc-cni v1.21.0 is newer than EKS's default v1.20.4 for Kubernetes 1.33: left as it is"
+    plans[:] = [Plan("aws", "demo", notes=[newer])]
+    noted = CliRunner().invoke(app, ["upgrade", "-c", str(path), "--kubeconfig", str(kubeconfig)])
+    assert noted.exit_code == 0 and applied == [moved], noted.output
+    assert f"up to date for the cluster's Kubernetes version note: {newer}" in " ".join(noted.output.split())
 
 
 def test_destroy_of_an_unreachable_cluster_notes_the_release_and_goes_on(capsys: pytest.CaptureFixture[str]) -> None:

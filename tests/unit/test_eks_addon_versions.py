@@ -1,8 +1,9 @@
 """Which version of an EKS managed add-on qhubctl asks for (providers.eks_addon_versions), against a stand-in for
 boto3's DescribeAddonVersions paginator: EKS's default for the Kubernetes version wherever it is in the pages, else
-the highest compatible version compared by its numbers, a clear error when there is none; and the `addonVersion`
-argument a plan's action carries to CreateAddon/UpdateAddon. The requests themselves are checked against botocore's
-model by the add-on fake in tests/providers/test_aws.py."""
+the highest compatible version compared by its numbers, a clear error when there is none; the `addonVersion`
+argument a plan's action carries to CreateAddon/UpdateAddon; never a downgrade (an installed version newer than the
+wanted one is left as it is, with a note), and a note on a vpc-cni move that skips minor versions. The requests
+themselves are checked against botocore's model by the add-on fake in tests/providers/test_aws.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from qhubctl.errors import UserError
 from qhubctl.providers import eks_addon_versions as versions
-from qhubctl.providers.base import Action
+from qhubctl.providers.base import Action, Plan
 
 pytestmark = pytest.mark.unit
 
@@ -76,3 +77,41 @@ def test_the_action_carries_the_version_to_the_request() -> None:
     assert versions.version_change({"addonVersion": "v2"}, "v2") == {}
     settings_only = Action("update", "eks-addon", "vpc-cni", {"enableNetworkPolicy": ("false", "true")})
     assert versions.pinned(settings_only) == {}, "an update of settings only keeps the add-on's version"
+
+
+def test_a_newer_installed_version_is_never_downgraded_and_the_plan_says_so() -> None:
+    """Updated by hand, or EKS's default lagging: EKS does not downgrade an add-on, so no change is planned."""
+    newer = {"addonVersion": "v1.20.1-eksbuild.1"}
+    assert versions.version_change(newer, "v1.19.0-eksbuild.1") == {}
+    assert versions.version_change({"addonVersion": "v1.10.0-eksbuild.1"}, "v1.9.0-eksbuild.3") == {}, \
+        "compared as numbers, not as text"
+    assert versions.version_change({"addonVersion": "v1.19.0-eksbuild.2"}, "v1.19.0-eksbuild.10") == {
+        "version": ("v1.19.0-eksbuild.2", "v1.19.0-eksbuild.10")}
+    assert versions.note("vpc-cni", newer, "v1.19.0-eksbuild.1", "1.33") == (
+        "vpc-cni v1.20.1-eksbuild.1 is newer than EKS's default v1.19.0-eksbuild.1 for Kubernetes 1.33: left as it "
+        "is (EKS does not downgrade an add-on)")
+    assert versions.note("vpc-cni", {"addonVersion": "v1.19.0"}, "v1.19.0", "1.33") is None
+    assert versions.note("vpc-cni", None, "v1.19.0", "1.33") is None, "a new add-on: the plan creates it"
+
+
+def test_a_vpc_cni_move_past_a_minor_version_is_noted_and_planned_in_one_update() -> None:
+    """AWS advises one minor at a time for the VPC CNI; qhubctl moves it in one update and says how to step."""
+    skip = versions.note("vpc-cni", {"addonVersion": "v1.18.3-eksbuild.1"}, "v1.20.4-eksbuild.2", "1.33")
+    assert skip is not None and "vpc-cni v1.18.3-eksbuild.1 -> v1.20.4-eksbuild.2 skips minor versions" in skip
+    assert "describe-addon-versions --addon-name vpc-cni --kubernetes-version 1.33" in skip
+    assert versions.version_change({"addonVersion": "v1.18.3-eksbuild.1"}, "v1.20.4-eksbuild.2") == {
+        "version": ("v1.18.3-eksbuild.1", "v1.20.4-eksbuild.2")}
+    assert versions.note("vpc-cni", {"addonVersion": "v1.19.6-eksbuild.1"}, "v1.20.4-eksbuild.2", "1.33") is None
+    assert versions.note("aws-ebs-csi-driver", {"addonVersion": "v1.45.0"}, "v1.48.0", "1.33") is None, \
+        "the advice is the VPC CNI's"
+
+
+def test_a_plan_renders_its_notes_after_its_actions() -> None:
+    note = "vpc-cni v1.20.1 is newer than EKS's default v1.19.0 for Kubernetes 1.33: left as it is"
+    quiet = Plan("aws", "demo", notes=[note])
+    assert not quiet.changed
+    assert quiet.render().splitlines() == [
+        "cluster demo (aws): no changes, the cloud matches the config", f"note: {note}"]
+    busy = Plan("aws", "demo", [Action("update", "eks-addon", "aws-ebs-csi-driver", {"version": ("v1", "v2")})],
+                [note])
+    assert busy.render().splitlines()[-1] == f"note: {note}"

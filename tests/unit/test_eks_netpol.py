@@ -1,6 +1,7 @@
 """EKS's NetworkPolicy enforcement plan, pure: the vpc-cni add-on is created with its network policy agent on at the
 wanted version, an add-on without the setting (or with it off, in JSON or YAML configuration values) or at another
-version is updated, one with it on at the wanted version is left alone. The calls themselves run against the
+version is updated (never to an older version: one newer than the wanted one keeps its version), one with it on at
+the wanted version is left alone. The calls themselves run against the
 add-on fake in tests/providers/test_aws.py."""
 
 from __future__ import annotations
@@ -45,3 +46,10 @@ def test_another_version_is_moved_to_the_wanted_one() -> None:
     (action,) = eks_netpol.plan_actions(addon, WANT)
     assert (action.op, dict(action.changes)) == ("update", {"version": ("v1.19.6-eksbuild.1", WANT)})
     assert action.lines() == ["~ eks-addon vpc-cni", f"    version: v1.19.6-eksbuild.1 -> {WANT}"]
+
+
+def test_a_newer_version_is_kept_when_the_agent_is_turned_back_on() -> None:
+    addon = {"addonName": "vpc-cni", "configurationValues": "", "addonVersion": "v1.21.0-eksbuild.1"}
+    (action,) = eks_netpol.plan_actions(addon, WANT)
+    assert dict(action.changes) == {"enableNetworkPolicy": ("false", "true")}, "no version: UpdateAddon keeps it"
+    assert eks_netpol.plan_actions({**addon, "configurationValues": '{"enableNetworkPolicy": "true"}'}, WANT) == []

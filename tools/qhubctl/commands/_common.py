@@ -68,11 +68,17 @@ def project_kubeconfig(config: Path, project: str) -> Path:
     return config.resolve().parent / f"{project}.kubeconfig"
 
 
+def can_confirm(yes: bool) -> bool:
+    """Whether `confirm` can get an answer: --yes, or a terminal to ask on. A step that is not the command's own
+    purpose checks this first and is skipped, not refused, when it cannot."""
+    return yes or sys.stdin.isatty()
+
+
 def confirm(question: str, yes: bool) -> None:
     """Ask unless --yes; without a terminal and without --yes, refuse instead of hanging."""
     if yes:
         return
-    if not sys.stdin.isatty():
+    if not can_confirm(yes):
         raise RefusedError(f"{question} - needs confirmation", hint="pass --yes when running without a terminal")
     if not typer.confirm(question, default=False):
         raise RefusedError("cancelled")

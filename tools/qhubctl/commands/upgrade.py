@@ -14,6 +14,7 @@ from qhubctl.commands._common import (
     ConfigOpt,
     KubeconfigOpt,
     YesOpt,
+    can_confirm,
     confirm,
     handles_errors,
     kube_target,
@@ -38,8 +39,9 @@ def upgrade(
     with_addons: bool = typer.Option(
         True, "--addons/--no-addons",
         help="Also upgrade the cluster's add-ons, when a kubeconfig for the cluster is found: EKS's managed add-ons "
-             "to the versions EKS recommends for its Kubernetes version (asks first, unless --yes), and the add-on "
-             "release where qhubctl installs one; --no-addons migrates the file only.",
+             "to the versions EKS recommends for its Kubernetes version (asks first, unless --yes; without a terminal "
+             "it only shows them), and the add-on release where qhubctl installs one; --no-addons migrates the file "
+             "only.",
     ),
     yes: bool = YesOpt,
     kubeconfig: Path | None = KubeconfigOpt,
@@ -79,32 +81,53 @@ def upgrade(
 def upgrade_addons(cfg: QHubConfig, kubeconfig: Path | None, yes: bool) -> None:
     """The cloud's managed add-ons at their wanted versions, then the add-on release with this qhubctl's chart and
     the config's settings (the cloud's credentials give its IAM roles). Without a kubeconfig for the cluster (none
-    created yet) it says so and does nothing; nothing at all where the cluster gets no add-on."""
-    provider = providers.get(cfg, log=_say)
-    if not addons.parts(cfg) and not provider.managed_addons:
+    created yet), or without the cloud's SDK, it says so and does nothing; nothing at all where the cluster gets no
+    add-on. The config migration before it stands either way."""
+    if not addons.parts(cfg) and not _keeps_managed_addons(cfg):
         return
     try:
         path, context = kube_target(cfg, kubeconfig)
     except UserError as exc:  # no cluster yet: a config migration needs none (a --kubeconfig given must work)
         if kubeconfig is not None:
             raise
-        out.print(f"cluster add-ons not upgraded: {exc.message}; `qhubctl cluster create` installs them",
-                  markup=False)
+        _say(f"cluster add-ons not upgraded: {exc.message}; `qhubctl cluster create` installs them")
+        return
+    try:
+        provider = providers.get(cfg, log=_say)
+    except UserError as exc:  # the cloud's SDK is not installed
+        fix = f"{exc.hint}, then " if exc.hint else ""
+        _say(f"cluster add-ons not upgraded: {exc.message}; {fix}run `qhubctl upgrade` again")
         return
     if provider.managed_addons:
         upgrade_managed_addons(provider, yes)
     addons.ensure_for(provider, path, context, _say)
 
 
+def _keeps_managed_addons(cfg: QHubConfig) -> bool:
+    """Whether the config's provider keeps managed add-ons of the cloud's; true when its SDK is missing and it
+    cannot be asked (upgrade_addons then says why nothing was upgraded)."""
+    try:
+        return bool(providers.get(cfg, log=_say).managed_addons)
+    except UserError:
+        return True
+
+
 def upgrade_managed_addons(provider: Provider, yes: bool) -> None:
     """Apply the provider's add-on plan (versions for the Kubernetes version the cluster runs), asking first, and
-    say what changed."""
+    say what changed. Without a terminal and without --yes it asks nothing: it shows the changes, says how to apply
+    them, and leaves the add-ons as they are (the rest of the upgrade goes on)."""
     names = ", ".join(provider.managed_addons)
     plan = provider.addon_plan()
     if not plan.changed:
         _say(f"managed add-ons ({names}): up to date for the cluster's Kubernetes version")
+        for line in plan.notes:
+            _say(f"note: {line}")
         return
     _say(plan.render())
+    if not can_confirm(yes):
+        _say(f"managed add-ons not updated (no terminal to ask on, and no --yes): run `qhubctl upgrade --yes` (or "
+             f"`qhubctl cluster create`) to apply the {len(plan.actions)} change(s) above")
+        return
     confirm(f"apply {len(plan.actions)} change(s) to the managed add-ons of cluster {plan.cluster}?", yes)
     provider.apply(plan)
     after = provider.addon_plan()

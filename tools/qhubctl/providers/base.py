@@ -65,11 +65,12 @@ def _show(value: Any) -> str:
 
 @dataclass
 class Plan:
-    """What apply would do, in the order it would do it."""
+    """What apply would do, in the order it would do it; `notes` say what it leaves alone and why (no action)."""
 
     provider: str
     cluster: str
     actions: list[Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -77,11 +78,12 @@ class Plan:
 
     def render(self) -> str:
         if not self.actions:
-            return f"cluster {self.cluster} ({self.provider}): no changes, the cloud matches the config"
-        lines = [f"cluster {self.cluster} ({self.provider}): {len(self.actions)} change(s)"]
+            lines = [f"cluster {self.cluster} ({self.provider}): no changes, the cloud matches the config"]
+        else:
+            lines = [f"cluster {self.cluster} ({self.provider}): {len(self.actions)} change(s)"]
         for action in self.actions:
             lines += action.lines()
-        return "\n".join(lines)
+        return "\n".join(lines + [f"note: {line}" for line in self.notes])
 
     def of(self, kind: str) -> list[Action]:
         return [a for a in self.actions if a.kind == kind]

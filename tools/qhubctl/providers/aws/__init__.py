@@ -103,12 +103,15 @@ class AWS(Provider):
 
     @aws_errors
     def plan(self) -> Plan:
-        return Plan(self.name, self.cluster_name, self.plan_actions(self.observe()))
-
-    def plan_actions(self, seen: Observed) -> list[Action]:
-        acc = self.account
+        seen = self.observe()
         # the add-ons' versions for the config's Kubernetes version: the plan upgrades the cluster before them
-        want = self._addon_versions(acc.cfg.cluster.kubernetes_version)
+        kubernetes_version = self.cfg.cluster.kubernetes_version
+        want = self._addon_versions(kubernetes_version)
+        return Plan(self.name, self.cluster_name, self.plan_actions(seen, want),
+                    self._addon_notes(seen, want, kubernetes_version))
+
+    def plan_actions(self, seen: Observed, want: dict[str, str]) -> list[Action]:
+        acc = self.account
         actions = network.plan(acc, seen)
         for short in iam.BASE_ROLES:
             actions += iam.role_actions(acc, seen, short)
@@ -136,11 +139,19 @@ class AWS(Provider):
         want = self._addon_versions(running)
         actions = eks_netpol.plan_actions(seen.addon, want[eks_netpol.ADDON])
         actions += ebs_csi.plan(self.account, seen, want[ebs_csi.ADDON])
-        return Plan(self.name, self.cluster_name, [a for a in actions if a.op == "update"])
+        return Plan(self.name, self.cluster_name, [a for a in actions if a.op == "update"],
+                    self._addon_notes(seen, want, running))
 
     def _addon_versions(self, kubernetes_version: str) -> dict[str, str]:
         eks_client = self.account.client("eks")
         return {name: eks_addon_versions.wanted(eks_client, name, kubernetes_version) for name in self.managed_addons}
+
+    def _addon_notes(self, seen: Observed, want: dict[str, str], kubernetes_version: str) -> list[str]:
+        """The plan's notes on the installed add-ons' versions (one newer than EKS's default is left as it is)."""
+        installed = {eks_netpol.ADDON: seen.addon, ebs_csi.ADDON: seen.ebs_addon}
+        notes = (eks_addon_versions.note(name, installed[name], want[name], kubernetes_version)
+                 for name in self.managed_addons)
+        return [line for line in notes if line]
 
     @aws_errors
     def apply(self, plan: Plan) -> None:
