@@ -19,7 +19,8 @@ from .addons import get, pod, render
 
 pytestmark = pytest.mark.chart
 
-PUBLIC_ONLY = {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]}
+PUBLIC_ONLY = {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                                               "169.254.0.0/16"]}
 
 
 def _values(**conda_store: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import ipaddress
 import json
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -321,3 +322,20 @@ def test_the_proxy_admits_the_platform_and_the_hub(scenario: str, singleuser_lab
         assert net.open_ports(source, proxy) == [(8000, "TCP")]
     assert net.open_ports(hub, proxy) == [(8001, "TCP")], "the hub sets routes (its own egress has no 8000)"
     assert [name for name, pod in found.items() if net.reaches(pod, proxy, 8001)] == ["Deployment/qhub-hub"]
+
+
+def test_the_private_ranges_are_one_list() -> None:
+    """The ranges user-controlled pods may not reach (the chart's qhub.privateRanges, rendered into the user servers'
+    and the conda-store worker's policies) are what the value defaults written in YAML repeat: the Dask pods'
+    `clusters.egress` exceptions, and the NFS server's clients (the same ranges but link-local, where no node is)."""
+    docs = render("release namespace")
+    excepted = [set(block["ipBlock"]["except"]) for d in docs if d["kind"] == "NetworkPolicy"
+                for rule in d["spec"].get("egress") or [] for block in rule.get("to") or []
+                if "10.0.0.0/8" in (block.get("ipBlock") or {}).get("except", [])]  # not the metadata-only ones
+    assert len(excepted) >= 3 and all(e == excepted[0] for e in excepted), excepted
+    ranges = excepted[0]
+    charts = Path(__file__).resolve().parents[2] / "charts" / "qhub" / "charts"
+    dask = yaml.safe_load((charts / "dask-gateway" / "values.yaml").read_text())["clusters"]["egress"]
+    assert [set(e["except"]) for e in dask] == [ranges]
+    nfs = set(yaml.safe_load((charts / "nfs" / "values.yaml").read_text())["clientCIDRs"])
+    assert nfs == ranges - {"169.254.0.0/16"}

@@ -216,6 +216,17 @@ conda-store, jitsi. Each helper takes (dict "root" $ "service" "<name>").
 {{- end -}}
 
 {{- /*
+The address ranges no pod users control may reach outside the cluster's pods (a flow list, for an ipBlock's
+`except`): the private ranges (which hold the cluster's pods and nodes, and so the NFS server that admits the node
+ranges), shared address space (100.64.0.0/10: EKS custom networking, carrier-grade NAT) and link-local, where the
+cloud metadata service answers. dask-gateway.clusters.egress and nfs.clientCIDRs default to the same ranges
+(tests/chart/test_network_reach.py keeps them equal).
+*/}}
+{{- define "qhub.privateRanges" -}}
+[10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, 169.254.0.0/16]
+{{- end -}}
+
+{{- /*
 Port the pods behind a platform service's Service listen on: where that Service sends (its targetPort), and so the
 port a NetworkPolicy names, since policies see pod ports, never a Service's port (global.services.<name>.port,
 which callers use: the gateway's proxy Service takes 80 and sends to 8000). The pods' containerPorts match it;
