@@ -84,6 +84,16 @@ def confirm(question: str, yes: bool) -> None:
         raise RefusedError("cancelled")
 
 
+def apply_and_recheck(provider: Any, plan: Any, replan: Callable[[], Any], what: str, again: str) -> None:
+    """Apply a provider's plan (asked for already), then plan again: anything still to do fails, naming `what`
+    (e.g. "the cluster still differs from the config") and the command to run `again`."""
+    provider.apply(plan)
+    after = replan()
+    if after.changed:
+        raise QHubError(f"{what} after apply:\n" + after.render(),
+                        hint=f"run `{again}` again; the cloud may still be settling")
+
+
 def kube_target(cfg: QHubConfig, kubeconfig: Path | None) -> tuple[str | None, str | None]:
     """The kubeconfig and context for the config's cluster: --kubeconfig; else the <project>.kubeconfig that
     `qhubctl cluster create` wrote next to the config; else $KUBECONFIG; else ~/.kube/config. A file that is not

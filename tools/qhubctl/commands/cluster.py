@@ -11,7 +11,16 @@ import typer
 import yaml
 
 from qhubctl import addons, providers
-from qhubctl.commands._common import ConfigOpt, YesOpt, confirm, err, handles_errors, load, out
+from qhubctl.commands._common import (
+    ConfigOpt,
+    YesOpt,
+    apply_and_recheck,
+    confirm,
+    err,
+    handles_errors,
+    load,
+    out,
+)
 from qhubctl.config.model import QHubConfig
 from qhubctl.errors import EXIT_CHANGES, QHubError
 from qhubctl.netcheck import ENFORCEMENT
@@ -119,11 +128,8 @@ def create(config: Path = ConfigOpt, yes: bool = YesOpt, kubeconfig: Path | None
     _show(plan)
     if plan.changed:
         confirm(f"apply {len(plan.actions)} change(s) to cluster {plan.cluster}?", yes)
-        provider.apply(plan)
-        after = provider.plan()
-        if after.changed:
-            raise QHubError("the cluster still differs from the config after apply:\n" + after.render(),
-                            hint="run `qhubctl cluster create` again; the cloud may still be settling")
+        apply_and_recheck(provider, plan, provider.plan, "the cluster still differs from the config",
+                          "qhubctl cluster create")
         out.print(f"cluster {plan.cluster} matches the config", markup=False)
     path = _write_outputs(provider, config, kubeconfig)
     addons.ensure_for(provider, str(path), None, _log)

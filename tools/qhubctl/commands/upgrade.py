@@ -14,6 +14,7 @@ from qhubctl.commands._common import (
     ConfigOpt,
     KubeconfigOpt,
     YesOpt,
+    apply_and_recheck,
     can_confirm,
     confirm,
     handles_errors,
@@ -23,7 +24,7 @@ from qhubctl.commands._common import (
 )
 from qhubctl.config.migrate import upgrade_file
 from qhubctl.config.model import SCHEMA_VERSION, QHubConfig
-from qhubctl.errors import QHubError, UserError
+from qhubctl.errors import UserError
 from qhubctl.providers.base import Provider
 
 
@@ -129,11 +130,7 @@ def upgrade_managed_addons(provider: Provider, yes: bool) -> None:
              f"`qhubctl cluster create`) to apply the {len(plan.actions)} change(s) above")
         return
     confirm(f"apply {len(plan.actions)} change(s) to the managed add-ons of cluster {plan.cluster}?", yes)
-    provider.apply(plan)
-    after = provider.addon_plan()
-    if after.changed:
-        raise QHubError("the managed add-ons still differ after the update:\n" + after.render(),
-                        hint="run `qhubctl upgrade` again; EKS may still be updating them")
+    apply_and_recheck(provider, plan, provider.addon_plan, "the managed add-ons still differ", "qhubctl upgrade")
     for action in plan.actions:
         _say(f"updated {action.kind} {action.name}: " + "; ".join(line.strip() for line in action.lines()[1:]))
 
