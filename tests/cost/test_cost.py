@@ -178,8 +178,10 @@ def test_an_instance_type_without_a_shape_is_named(tmp_path: Path) -> None:
 def test_simulate_scales_worker_up_and_down(tmp_path: Path) -> None:
     """A small Dask load on the simulated cluster: only the worker group scales, and returns to zero."""
     config = write(tmp_path / "c.yaml", {"provider": "aws", "region": "us-east-1"}, {"worker": {"max_nodes": 3}})
+    # 2 simulated hours of 10 s each (the default): on a loaded machine, 5 s ones ended before the simulated
+    # autoscaler had added a node
     result = CliRunner().invoke(app, ["cost", "-c", str(config), "--simulate", "users=0,dask-workers=6,hours=2",
-                                      "--seconds-per-hour", "5"])
+                                      "--seconds-per-hour", "10"])
     assert result.exit_code == 0, result.output
     rows = {m.group(1): (float(m.group(2)), float(m.group(3)), int(m.group(4)), float(m.group(5)))
             for m in re.finditer(r"^\s+(\w+)\s+([\d.]+)\s+([\d.]+)\s+(\d+) \$\s*([\d.,]+)$", result.output, re.M)}
@@ -191,5 +193,5 @@ def test_simulate_scales_worker_up_and_down(tmp_path: Path) -> None:
     assert 0 < worker_hours <= worker_peak * window and worker_above == worker_hours and worker_cost > 0
     assert rows["user"] == (0.0, 0.0, 0, 0.0)
     assert rows["general"][1] == 0 and rows["general"][0] == pytest.approx(window, rel=0.1)
-    assert "1 h = 5 s" in result.output
+    assert "1 h = 10 s" in result.output
     assert not localcluster.cluster_dir("qhub-costdemo-sim").exists(), "the simulation's folder is left behind"

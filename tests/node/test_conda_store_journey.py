@@ -234,7 +234,8 @@ def test_builds_reach_public_channels_and_the_configured_mirror_only(platform: P
                                                  "-o", "json"))
     blocks = [(p["ipBlock"], sorted(port["port"] for port in rule["ports"]))
               for rule in policy["spec"]["egress"] for p in rule.get("to", []) if "ipBlock" in p]
-    public = {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]}
+    public = {"cidr": "0.0.0.0/0",  # the chart's qhub.privateRanges excepted
+              "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]}
     assert blocks == [(public, [80, 443]), ({"cidr": realnode.POD_CIDR}, [channelkit.PORT])], blocks
 
 
