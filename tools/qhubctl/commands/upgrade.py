@@ -84,7 +84,12 @@ def upgrade_addons(cfg: QHubConfig, kubeconfig: Path | None, yes: bool) -> None:
     the config's settings (the cloud's credentials give its IAM roles). Without a kubeconfig for the cluster (none
     created yet), or without the cloud's SDK, it says so and does nothing; nothing at all where the cluster gets no
     add-on. The config migration before it stands either way."""
-    if not addons.parts(cfg) and not _keeps_managed_addons(cfg):
+    provider: Provider | None = None
+    try:
+        provider = providers.get(cfg, log=_say)
+    except UserError as exc:  # the cloud's SDK is not installed: said below, once a cluster to upgrade is known
+        missing = exc
+    if provider is not None and not provider.managed_addons and not addons.parts(cfg):
         return
     try:
         path, context = kube_target(cfg, kubeconfig)
@@ -93,24 +98,13 @@ def upgrade_addons(cfg: QHubConfig, kubeconfig: Path | None, yes: bool) -> None:
             raise
         _say(f"cluster add-ons not upgraded: {exc.message}; `qhubctl cluster create` installs them")
         return
-    try:
-        provider = providers.get(cfg, log=_say)
-    except UserError as exc:  # the cloud's SDK is not installed
-        fix = f"{exc.hint}, then " if exc.hint else ""
-        _say(f"cluster add-ons not upgraded: {exc.message}; {fix}run `qhubctl upgrade` again")
+    if provider is None:
+        fix = f"{missing.hint}, then " if missing.hint else ""
+        _say(f"cluster add-ons not upgraded: {missing.message}; {fix}run `qhubctl upgrade` again")
         return
     if provider.managed_addons:
         upgrade_managed_addons(provider, yes)
     addons.ensure_for(provider, path, context, _say)
-
-
-def _keeps_managed_addons(cfg: QHubConfig) -> bool:
-    """Whether the config's provider keeps managed add-ons of the cloud's; true when its SDK is missing and it
-    cannot be asked (upgrade_addons then says why nothing was upgraded)."""
-    try:
-        return bool(providers.get(cfg, log=_say).managed_addons)
-    except UserError:
-        return True
 
 
 def upgrade_managed_addons(provider: Provider, yes: bool) -> None:
